@@ -1,0 +1,116 @@
+//! Configuration: a TOML file (optional) layered with `FLOWHOOK__SECTION__KEY`
+//! environment overrides, deserialized into typed sections and validated once
+//! at start.
+//!
+//! In: `--config PATH` and the environment. Out: a [`Config`] whose values
+//! are ready to use (socket addresses, durations, CIDRs), or a [`ConfigError`]
+//! naming the key and the problem. Every key is documented in
+//! `docs/configuration.md`; the defaults live here and only here.
+
+mod sections;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use sections::{DecodeConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig, OutputConfig, ScriptsConfig};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// UDP listeners and receive queues.
+    pub ingest: IngestConfig,
+    /// Decoder shards and their caps.
+    pub decode: DecodeConfig,
+    /// Where records and events are written.
+    pub output: OutputConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Lua flow scripts.
+    pub scripts: ScriptsConfig,
+    /// MaxMind-format databases.
+    pub geo: GeoConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {detail}")]
+    File { path: String, detail: String },
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl ConfigError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::File { .. } => "file",
+            ConfigError::Parse(_) => "parse",
+            ConfigError::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+/// Environment variable prefix: `FLOWHOOK__INGEST__LISTEN=…`.
+pub const ENV_PREFIX: &str = "FLOWHOOK";
+
+impl Config {
+    /// Loads defaults ← `path` (when given) ← environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut b = config::Config::builder();
+        if let Some(p) = path {
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File { path: name.clone(), detail: e.to_string() })?;
+            // parse once here so syntax errors name the file
+            toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File { path: name.clone(), detail: e.to_string() })?;
+            b = b.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("ingest.listen")
+                .with_list_parse_key("ingest.allow")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let raw = b.build().map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config = raw.try_deserialize().map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.ingest.validate()?;
+        self.decode.validate()?;
+        self.output.validate()?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (for `flowhook check`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}

@@ -1,0 +1,254 @@
+//! The configuration sections, their defaults and their validation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([0, 0, 0, 0], 2055)), SocketAddr::from(([0, 0, 0, 0], 4739))]
+}
+
+/// `[ingest]`: UDP listeners.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// UDP socket addresses to receive exports on; any version is accepted on any of them.
+    pub listen: Vec<SocketAddr>,
+    /// Sockets bound per listen address with SO_REUSEPORT; the kernel spreads exporters over them.
+    pub sockets_per_listener: usize,
+    /// Requested socket receive buffer in bytes (SO_RCVBUFFORCE when permitted, else SO_RCVBUF).
+    pub recv_buffer_bytes: usize,
+    /// Datagrams one decoder shard's queue holds; a datagram that finds it full is dropped and counted.
+    pub queue_datagrams: usize,
+    /// Datagrams read from a socket before they are handed on as one batch.
+    pub batch_datagrams: usize,
+    /// Exporter allow-list (CIDRs). Empty: every exporter is accepted.
+    pub allow: Vec<IpNet>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: default_listen(),
+            sockets_per_listener: 1,
+            recv_buffer_bytes: 8 << 20,
+            queue_datagrams: 8192,
+            batch_datagrams: 64,
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(ConfigError::Invalid { key: "ingest.listen", problem: "at least one address is needed".into() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.listen {
+            if !seen.insert(a) {
+                return Err(ConfigError::Invalid { key: "ingest.listen", problem: format!("{a} is listed twice") });
+            }
+        }
+        if !(1..=64).contains(&self.sockets_per_listener) {
+            return Err(ConfigError::Invalid { key: "ingest.sockets_per_listener", problem: "must be 1..=64".into() });
+        }
+        if self.recv_buffer_bytes < 65_536 {
+            return Err(ConfigError::Invalid { key: "ingest.recv_buffer_bytes", problem: "must be at least 65536".into() });
+        }
+        if self.queue_datagrams == 0 {
+            return Err(ConfigError::Invalid { key: "ingest.queue_datagrams", problem: "must be above 0".into() });
+        }
+        if !(1..=1024).contains(&self.batch_datagrams) {
+            return Err(ConfigError::Invalid { key: "ingest.batch_datagrams", problem: "must be 1..=1024".into() });
+        }
+        Ok(())
+    }
+}
+
+/// `[decode]`: decoder shards and the caps on their state.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// Decoder shards (threads); exporters are pinned to one by address. 0: one per core.
+    pub shards: usize,
+    /// Exporter streams (address, version, domain) tracked per shard; LRU beyond.
+    pub max_exporters: usize,
+    /// Templates kept per exporter stream; LRU beyond.
+    pub max_templates_per_exporter: usize,
+    /// Fields accepted in one template; longer templates are rejected.
+    pub max_fields_per_template: usize,
+    /// Template ids per stream with data held waiting for their template.
+    pub pending_max_templates: usize,
+    /// Data sets held per missing template id.
+    pub pending_max_sets_per_template: usize,
+    /// How long data waits for its template before it is dropped and counted.
+    #[serde(with = "humantime_serde")]
+    pub pending_ttl: Duration,
+    /// Templates not refreshed for this long are forgotten; absent: kept until LRU eviction.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub template_ttl: Option<Duration>,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        let d = crate::decode::DecoderLimits::default();
+        DecodeConfig {
+            shards: 0,
+            max_exporters: d.max_exporters,
+            max_templates_per_exporter: d.max_templates_per_exporter,
+            max_fields_per_template: d.max_fields_per_template,
+            pending_max_templates: d.pending_max_templates,
+            pending_max_sets_per_template: d.pending_max_sets_per_template,
+            pending_ttl: d.pending_ttl,
+            template_ttl: d.template_ttl,
+        }
+    }
+}
+
+impl DecodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, usize, usize, usize); 6] = [
+            ("decode.shards", self.shards, 0, 256),
+            ("decode.max_exporters", self.max_exporters, 1, 1_000_000),
+            ("decode.max_templates_per_exporter", self.max_templates_per_exporter, 1, 65_535),
+            ("decode.max_fields_per_template", self.max_fields_per_template, 1, 10_000),
+            ("decode.pending_max_templates", self.pending_max_templates, 1, 65_535),
+            ("decode.pending_max_sets_per_template", self.pending_max_sets_per_template, 1, 65_535),
+        ];
+        for (key, v, lo, hi) in checks {
+            if v < lo || v > hi {
+                return Err(ConfigError::Invalid { key, problem: format!("{v} is outside {lo}..={hi}") });
+            }
+        }
+        Ok(())
+    }
+
+    /// Shards to run: the configured number, or one per available core.
+    pub fn effective_shards(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+
+    /// The decoder's limits.
+    pub fn limits(&self) -> crate::decode::DecoderLimits {
+        crate::decode::DecoderLimits {
+            max_exporters: self.max_exporters,
+            max_templates_per_exporter: self.max_templates_per_exporter,
+            max_fields_per_template: self.max_fields_per_template,
+            pending_max_templates: self.pending_max_templates,
+            pending_max_sets_per_template: self.pending_max_sets_per_template,
+            pending_ttl: self.pending_ttl,
+            template_ttl: self.template_ttl,
+        }
+    }
+}
+
+/// `[output]`: where decoded records go.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Write JSON lines at all.
+    pub enabled: bool,
+    /// File to append JSON lines to; `-` is standard output. The file is reopened on SIGHUP.
+    pub path: PathBuf,
+    /// Include options data records (sampling, interface and application tables).
+    pub options_records: bool,
+    /// Records queued between the decoders and the sink.
+    pub queue_records: usize,
+    /// Longest time a written line may sit in the buffer.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            enabled: true,
+            path: PathBuf::from("-"),
+            options_records: false,
+            queue_records: 65_536,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl OutputConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid { key: "output.path", problem: "empty; use - for standard output".into() });
+        }
+        if self.queue_records == 0 {
+            return Err(ConfigError::Invalid { key: "output.queue_records", problem: "must be above 0".into() });
+        }
+        if self.flush_interval.is_zero() || self.flush_interval > Duration::from_secs(60) {
+            return Err(ConfigError::Invalid { key: "output.flush_interval", problem: "must be above 0 and at most 60s".into() });
+        }
+        Ok(())
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint (served from the metrics issue on).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// HTTP address serving `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9754)) }
+    }
+}
+
+/// `[scripts]`: Lua flow scripts (from the scripts issue on).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptsConfig {
+    /// Directory whose `*.lua` files are loaded as flow scripts.
+    pub dir: PathBuf,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        ScriptsConfig { dir: PathBuf::from("scripts") }
+    }
+}
+
+/// `[geo]`: MaxMind-format databases (from the geolocation issue on).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoConfig {
+    /// City database (also answers country).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city_db: Option<PathBuf>,
+    /// Country database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country_db: Option<PathBuf>,
+    /// ASN database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn_db: Option<PathBuf>,
+}
+
+/// `[log]`: diagnostics on standard error.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `tracing` syntax (`info`, `flowhook=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}

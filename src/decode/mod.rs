@@ -1,0 +1,517 @@
+//! Decode stage: export datagrams → normalized [`FlowRecord`]s.
+//!
+//! In: one datagram and its exporter address. Out: records appended to a
+//! caller's `Vec`, plus an [`Outcome`] (what was decoded, sequence verdict,
+//! trailing bytes) or a [`DecodeError`]. Synchronous and free of tokio: the
+//! `serve` pipeline runs one [`Decoder`] per shard thread, `decode`/`replay`
+//! run one inline. Template state is scoped by (exporter address, version,
+//! observation domain / source id) as RFC 7011 §8 and RFC 3954 §5 require, so
+//! two routers reusing template id 256 never see each other's templates.
+//!
+//! Layout: `framing` (one message per datagram, header fields), `fields` (IE
+//! identity and names), `value` (typed values), `normalize` (IE → record
+//! fields), `time` (uptime and IPFIX time conversion), `sequence` (loss and
+//! restart detection), `streams` (bounded per-exporter state), `error`.
+
+pub mod error;
+pub mod fields;
+pub mod framing;
+pub mod normalize;
+pub mod sequence;
+mod streams;
+pub mod time;
+pub mod value;
+pub mod varlen;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
+use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, ScopeDataField};
+use netflow_parser::variable_versions::enterprise_registry::EnterpriseFieldRegistry;
+use netflow_parser::variable_versions::ipfix::lookup::IPFixField;
+use netflow_parser::{FieldValue, NetflowPacket, NetflowParser, PendingFlowsConfig, RouterScopedParser, TtlConfig, V9Field};
+
+pub use error::DecodeError;
+use fields::FieldCatalog;
+use normalize::{Builder, Ctx};
+use sequence::SeqEvent;
+pub use streams::StreamKey;
+use streams::Streams;
+
+use crate::record::{FlowRecord, RecordKind, Value};
+
+/// Decoder limits; every cache the decoder keeps is bounded by one of these.
+#[derive(Debug, Clone)]
+pub struct DecoderLimits {
+    /// Exporter streams (address, version, domain) tracked per shard; the least recently used is evicted.
+    pub max_exporters: usize,
+    /// Templates kept per exporter stream (LRU).
+    pub max_templates_per_exporter: usize,
+    /// Fields accepted in one template.
+    pub max_fields_per_template: usize,
+    /// Template ids with data waiting for their template, per stream.
+    pub pending_max_templates: usize,
+    /// Data sets held per missing template id.
+    pub pending_max_sets_per_template: usize,
+    /// How long data waits for its template.
+    pub pending_ttl: Duration,
+    /// Templates not refreshed for this long are forgotten (`None`: only LRU).
+    pub template_ttl: Option<Duration>,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        DecoderLimits {
+            max_exporters: 4096,
+            max_templates_per_exporter: 512,
+            max_fields_per_template: 512,
+            pending_max_templates: 64,
+            pending_max_sets_per_template: 64,
+            pending_ttl: Duration::from_secs(60),
+            template_ttl: None,
+        }
+    }
+}
+
+/// What decoding one datagram produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub version: u16,
+    pub domain: u32,
+    pub flows: usize,
+    pub options: usize,
+    /// Bytes after the end of the export message (not decoded).
+    pub trailing: usize,
+    pub sequence: SeqEvent,
+    /// Data sets that arrived before their template (held for later when pending is on).
+    pub missing_templates: usize,
+    /// A problem after some records were decoded.
+    pub partial_error: Option<DecodeError>,
+}
+
+/// Running decoder counters (read by telemetry).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodeStats {
+    pub seq_gaps: u64,
+    pub seq_lost: u64,
+    pub seq_late: u64,
+    pub restarts: u64,
+    pub trailing_bytes: u64,
+    pub streams_evicted: u64,
+}
+
+/// One shard's decoder: parser state per exporter stream, bounded.
+pub struct Decoder {
+    parser: RouterScopedParser<StreamKey>,
+    catalog: FieldCatalog,
+    streams: Streams,
+    registry: EnterpriseFieldRegistry,
+    max_templates: usize,
+    pub stats: DecodeStats,
+}
+
+fn builder(limits: &DecoderLimits) -> netflow_parser::NetflowParserBuilder {
+    let mut pending = PendingFlowsConfig::with_ttl(limits.pending_max_templates.max(1), limits.pending_ttl);
+    pending.max_entries_per_template = limits.pending_max_sets_per_template.max(1);
+    let mut b = NetflowParser::builder()
+        .with_cache_size(limits.max_templates_per_exporter.max(1))
+        .with_max_field_count(limits.max_fields_per_template.max(1))
+        .with_pending_flows(pending)
+        .register_enterprise_fields(fields::enterprise_fields());
+    if let Some(ttl) = limits.template_ttl {
+        b = b.with_ttl(TtlConfig::new(ttl));
+    }
+    b
+}
+
+impl Decoder {
+    /// A decoder with `limits`; fails only on limits the decoder crate rejects (zero sizes).
+    pub fn new(limits: &DecoderLimits) -> Result<Self, DecodeError> {
+        let parser = RouterScopedParser::try_with_builder(builder(limits))
+            .and_then(|p| p.with_max_sources(limits.max_exporters.max(1)))
+            .map_err(|e| DecodeError::Malformed { detail: format!("decoder configuration: {e}") })?;
+        Ok(Decoder {
+            parser,
+            catalog: FieldCatalog::new(),
+            streams: Streams::new(limits.max_exporters.max(1)),
+            registry: {
+                let mut r = EnterpriseFieldRegistry::new();
+                for d in fields::enterprise_fields() {
+                    r.register(d);
+                }
+                r
+            },
+            max_templates: limits.max_templates_per_exporter.max(1),
+            stats: DecodeStats::default(),
+        })
+    }
+
+    /// Number of exporter streams with state.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Decodes one datagram from `exporter`, appending its records to `out`.
+    pub fn decode(&mut self, exporter: IpAddr, data: &[u8], out: &mut Vec<FlowRecord>) -> Result<Outcome, DecodeError> {
+        let frame = framing::frame(data)?;
+        let key = StreamKey { exporter, version: frame.version, domain: frame.domain };
+        let (state, evicted) = self.streams.get(key);
+        if evicted {
+            self.stats.streams_evicted += 1;
+        }
+        // Templates with variable-length fields are ours to decode (see `varlen`).
+        let wire_sets = if frame.version >= 9 { varlen::sets(&frame.msg, frame.version) } else { Vec::new() };
+        let mut learnt_var = 0;
+        for (id, body) in &wire_sets {
+            if *id <= 3 {
+                learnt_var += state.var.learn(frame.version, *id, body, self.max_templates);
+            }
+        }
+        let var = state.var.clone();
+        let ours: Vec<(u16, &[u8])> =
+            wire_sets.iter().filter(|(id, _)| *id >= 256 && var.get(*id).is_some()).copied().collect();
+        let mut ctx = Ctx {
+            exporter,
+            version: frame.version,
+            domain: frame.domain,
+            export_ms: frame.export_ms,
+            uptime_ms: frame.uptime_ms,
+            sampling: state.sampling,
+            system_init_ms: state.system_init_ms,
+        };
+        if let Some(raw) = frame.v5_sampling {
+            // v5 header: 2 bits mode, 14 bits interval; 0 means not sampled
+            ctx.sampling = Some(u32::from(raw & 0x3FFF));
+        }
+        let result = self.parser.parse_from_source(key, &frame.msg);
+        let packet = result.packets.into_iter().next();
+        // The crate refuses v9 templates with variable-length fields; those are ours, not an error.
+        let handled = !ours.is_empty() || learnt_var > 0;
+        if packet.is_none() && !handled {
+            return Err(result.error.map(DecodeError::from).unwrap_or(DecodeError::Malformed {
+                detail: "no export message decoded".into(),
+            }));
+        }
+        let partial_error = result.error.map(DecodeError::from).filter(|_| !handled || packet.is_some());
+        self.stats.trailing_bytes += frame.trailing as u64;
+        let mut em = Emitter { ctx, catalog: &mut self.catalog, out, options: 0, missing: 0, start: 0 };
+        em.start = em.out.len();
+        let mut cursor = 0usize;
+        match &packet {
+            Some(NetflowPacket::V5(v5)) => {
+                for f in &v5.flowsets {
+                    em.out.push(legacy_record(&em.ctx, LegacyFlow::from_v5(f)));
+                }
+            }
+            Some(NetflowPacket::V7(v7)) => {
+                for f in &v7.flowsets {
+                    em.out.push(legacy_record(&em.ctx, LegacyFlow::from_v7(f)));
+                }
+            }
+            Some(NetflowPacket::V9(v9)) => {
+                for set in &v9.flowsets {
+                    let tid = set.header.flowset_id;
+                    if var.get(tid).is_some() {
+                        continue;
+                    }
+                    em.ours_until(&wire_sets, &mut cursor, Some(tid), &var, &self.registry);
+                    em.v9_set(tid, &set.body);
+                }
+            }
+            Some(NetflowPacket::IPFix(ipfix)) => {
+                for set in &ipfix.flowsets {
+                    let tid = set.header.header_id;
+                    if var.get(tid).is_some() {
+                        continue;
+                    }
+                    em.ours_until(&wire_sets, &mut cursor, Some(tid), &var, &self.registry);
+                    em.ipfix_set(tid, &set.body);
+                }
+            }
+            _ => {}
+        }
+        em.ours_until(&wire_sets, &mut cursor, None, &var, &self.registry);
+        let Emitter { ctx, options, missing, start, .. } = em;
+        let decoded = out.len() - start;
+        // Sequence: v5/v7 count flows, v9 packets, IPFIX data records (RFC 7011 §3.1).
+        let units = match frame.version {
+            5 | 7 => Some(u32::from(frame.count)),
+            9 => Some(1),
+            _ if missing == 0 => u32::try_from(decoded).ok(),
+            _ => None,
+        };
+        let (state, _) = self.streams.get(key);
+        if frame.version != 5 {
+            state.sampling = ctx.sampling.or(state.sampling);
+        }
+        state.system_init_ms = ctx.system_init_ms;
+        let before_seq = (state.seq.gaps, state.seq.lost, state.seq.late, state.seq.restarts);
+        let sequence = state.seq.observe(frame.sequence, units, frame.uptime_ms);
+        self.stats.seq_gaps += state.seq.gaps - before_seq.0;
+        self.stats.seq_lost += state.seq.lost - before_seq.1;
+        self.stats.seq_late += state.seq.late - before_seq.2;
+        self.stats.restarts += state.seq.restarts - before_seq.3;
+        Ok(Outcome {
+            version: frame.version,
+            domain: frame.domain,
+            flows: decoded - options,
+            options,
+            trailing: frame.trailing,
+            sequence,
+            missing_templates: missing,
+            partial_error,
+        })
+    }
+}
+
+/// Turns the sets of one message into records, in order.
+struct Emitter<'a> {
+    ctx: Ctx,
+    catalog: &'a mut FieldCatalog,
+    out: &'a mut Vec<FlowRecord>,
+    options: usize,
+    missing: usize,
+    start: usize,
+}
+
+impl Emitter<'_> {
+    fn learn(&mut self, l: normalize::Learnt) {
+        if l.sampling.is_some() {
+            self.ctx.sampling = l.sampling;
+        }
+        if l.system_init_ms.is_some() {
+            self.ctx.system_init_ms = l.system_init_ms;
+        }
+    }
+
+    fn push(&mut self, b: Builder) {
+        let kind_options = b.kind() == RecordKind::Options;
+        let (r, l) = b.finish(&self.ctx);
+        self.learn(l);
+        self.out.push(r);
+        if kind_options {
+            self.options += 1;
+        }
+    }
+
+    fn v9_record<'v>(&mut self, kind: RecordKind, tid: u16, scope: &[ScopeDataField], rec: impl ExactSizeIterator<Item = &'v (V9Field, FieldValue)>) {
+        let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len() + scope.len());
+        for s in scope {
+            scope_field(&mut b, s);
+        }
+        for (f, v) in rec {
+            b.field(FieldCatalog::v9_id(*f), self.catalog.v9_name(*f), v);
+        }
+        self.push(b);
+    }
+
+    fn ipfix_record<'v>(&mut self, kind: RecordKind, tid: u16, rec: impl ExactSizeIterator<Item = &'v (IPFixField, FieldValue)>) {
+        let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len());
+        for (f, v) in rec {
+            let id = self.catalog.ipfix_id(f);
+            let name = self.catalog.ipfix_name(f);
+            b.field(id, name, v);
+        }
+        self.push(b);
+    }
+
+    fn v9_set(&mut self, tid: u16, body: &V9Body) {
+        match body {
+            V9Body::Data(d) => {
+                for rec in &d.fields {
+                    self.v9_record(RecordKind::Flow, tid, &[], rec.iter());
+                }
+            }
+            V9Body::OptionsData(d) => {
+                for rec in &d.fields {
+                    self.v9_record(RecordKind::Options, tid, &rec.scope_fields, rec.options_fields.iter());
+                }
+            }
+            V9Body::NoTemplate(_) => self.missing += 1,
+            _ => {}
+        }
+    }
+
+    fn ipfix_set(&mut self, tid: u16, body: &IpfixBody) {
+        match body {
+            IpfixBody::Data(d) => {
+                for rec in &d.fields {
+                    self.ipfix_record(RecordKind::Flow, tid, rec.iter());
+                }
+            }
+            IpfixBody::OptionsData(d) => {
+                for rec in &d.fields {
+                    self.ipfix_record(RecordKind::Options, tid, rec.iter());
+                }
+            }
+            IpfixBody::V9Data(d) => {
+                for rec in &d.fields {
+                    self.v9_record(RecordKind::Flow, tid, &[], rec.iter());
+                }
+            }
+            IpfixBody::V9OptionsData(d) => {
+                for rec in &d.fields {
+                    self.v9_record(RecordKind::Options, tid, &rec.scope_fields, rec.options_fields.iter());
+                }
+            }
+            IpfixBody::NoTemplate(_) => self.missing += 1,
+            _ => {}
+        }
+    }
+
+    /// Emits the variable-length sets from `cursor` up to the next wire set with id `stop`.
+    fn ours_until(&mut self, wire: &[(u16, &[u8])], cursor: &mut usize, stop: Option<u16>, var: &varlen::VarTemplates, registry: &EnterpriseFieldRegistry) {
+        while let Some((id, body)) = wire.get(*cursor) {
+            *cursor += 1;
+            if Some(*id) == stop {
+                return;
+            }
+            if let Some(t) = var.get(*id).filter(|_| *id >= 256) {
+                self.var_set(*id, t, body, registry);
+            }
+        }
+    }
+
+    fn var_set(&mut self, tid: u16, t: &varlen::VarTemplate, body: &[u8], registry: &EnterpriseFieldRegistry) {
+        let kind = if t.options { RecordKind::Options } else { RecordKind::Flow };
+        for rec in varlen::decode_set(self.ctx.version, t, body, registry) {
+            let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len());
+            for (f, v) in &rec {
+                match f {
+                    varlen::AnyField::V9(f) => b.field(FieldCatalog::v9_id(*f), self.catalog.v9_name(*f), v),
+                    varlen::AnyField::Ipfix(f) => {
+                        let id = self.catalog.ipfix_id(f);
+                        let name = self.catalog.ipfix_name(f);
+                        b.field(id, name, v);
+                    }
+                }
+            }
+            self.push(b);
+        }
+    }
+}
+
+fn scope_field(b: &mut Builder, s: &ScopeDataField) {
+    let (name, bytes) = match s {
+        ScopeDataField::System(v) => ("scope_system", v),
+        ScopeDataField::Interface(v) => ("scope_interface", v),
+        ScopeDataField::LineCard(v) => ("scope_line_card", v),
+        ScopeDataField::NetFlowCache(v) => ("scope_netflow_cache", v),
+        ScopeDataField::Template(v) => ("scope_template", v),
+        ScopeDataField::Unknown(_, v) => ("scope_unknown", v),
+    };
+    let value = match value::be_uint(bytes) {
+        Some(n) => {
+            if let (ScopeDataField::Interface(_), Ok(i)) = (s, u32::try_from(n)) {
+                b.scope_interface(i);
+            }
+            Value::U64(n)
+        }
+        None => Value::Bytes(bytes.clone()),
+    };
+    b.raw(Arc::from(name), value);
+}
+
+/// The fixed v5/v7 record, in one shape.
+struct LegacyFlow {
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    next_hop: std::net::Ipv4Addr,
+    input: u16,
+    output: u16,
+    packets: u32,
+    octets: u32,
+    first: u32,
+    last: u32,
+    src_port: u16,
+    dst_port: u16,
+    tcp_flags: u8,
+    protocol: u8,
+    tos: u8,
+    src_as: u16,
+    dst_as: u16,
+    src_mask: u8,
+    dst_mask: u8,
+}
+
+impl LegacyFlow {
+    fn from_v5(f: &netflow_parser::static_versions::v5::FlowSet) -> Self {
+        LegacyFlow {
+            src: f.src_addr,
+            dst: f.dst_addr,
+            next_hop: f.next_hop,
+            input: f.input,
+            output: f.output,
+            packets: f.d_pkts,
+            octets: f.d_octets,
+            first: f.first,
+            last: f.last,
+            src_port: f.src_port,
+            dst_port: f.dst_port,
+            tcp_flags: f.tcp_flags,
+            protocol: f.protocol_number,
+            tos: f.tos,
+            src_as: f.src_as,
+            dst_as: f.dst_as,
+            src_mask: f.src_mask,
+            dst_mask: f.dst_mask,
+        }
+    }
+
+    fn from_v7(f: &netflow_parser::static_versions::v7::FlowSet) -> Self {
+        LegacyFlow {
+            src: f.src_addr,
+            dst: f.dst_addr,
+            next_hop: f.next_hop,
+            input: f.input,
+            output: f.output,
+            packets: f.d_pkts,
+            octets: f.d_octets,
+            first: f.first,
+            last: f.last,
+            src_port: f.src_port,
+            dst_port: f.dst_port,
+            tcp_flags: f.tcp_flags,
+            protocol: f.protocol_number,
+            tos: f.tos,
+            src_as: f.src_as,
+            dst_as: f.dst_as,
+            src_mask: f.src_mask,
+            dst_mask: f.dst_mask,
+        }
+    }
+}
+
+/// A v5/v7 record (Cisco's fixed format) as a FlowRecord.
+fn legacy_record(ctx: &Ctx, f: LegacyFlow) -> FlowRecord {
+    let mut r = FlowRecord::new(RecordKind::Flow, ctx.exporter, ctx.version);
+    r.observation_domain = ctx.domain;
+    r.export_time_ms = ctx.export_ms;
+    r.src_addr = Some(IpAddr::V4(f.src));
+    r.dst_addr = Some(IpAddr::V4(f.dst));
+    r.next_hop = Some(IpAddr::V4(f.next_hop));
+    r.src_port = Some(f.src_port);
+    r.dst_port = Some(f.dst_port);
+    r.protocol = Some(f.protocol);
+    r.tcp_flags = Some(u16::from(f.tcp_flags));
+    r.tos = Some(f.tos);
+    r.in_if = Some(u32::from(f.input));
+    r.out_if = Some(u32::from(f.output));
+    r.src_as = Some(u32::from(f.src_as));
+    r.dst_as = Some(u32::from(f.dst_as));
+    r.src_mask = Some(f.src_mask);
+    r.dst_mask = Some(f.dst_mask);
+    r.raw_bytes = Some(u64::from(f.octets));
+    r.raw_packets = Some(u64::from(f.packets));
+    r.sampling_interval = ctx.sampling;
+    let mult = u64::from(ctx.sampling.unwrap_or(1).max(1));
+    r.bytes = Some(u64::from(f.octets) * mult);
+    r.packets = Some(u64::from(f.packets) * mult);
+    if let Some(up) = ctx.uptime_ms {
+        r.first_ms = Some(time::uptime_to_unix_ms(ctx.export_ms, up, f.first));
+        r.last_ms = Some(time::uptime_to_unix_ms(ctx.export_ms, up, f.last));
+    }
+    r
+}

@@ -1,0 +1,22 @@
+//! flowhook: a NetFlow/IPFIX collector that turns flow exports into flow
+//! lifecycle events for Lua scripts.
+//!
+//! # Layout
+//! One module per pipeline stage, each owning one type that runs over a
+//! bounded receiver (see `docs/architecture.md`):
+//! - [`config`]: typed configuration (TOML + `FLOWHOOK__…` environment), validated at start.
+//! - [`ingest`]: UDP listeners; datagrams into bounded per-shard queues, drops counted.
+//! - [`decode`]: datagram → [`record::FlowRecord`]s, synchronous, per-exporter template state.
+//! - [`capture`]: pcap/pcapng reading for `decode` and `replay`.
+//! - [`output`]: sinks (JSON lines) behind one trait.
+//! - [`telemetry`]: the one place that emits metrics and rate-limited logs.
+//! - [`pipeline`]: wires the stages for `serve`.
+
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod ingest;
+pub mod output;
+pub mod pipeline;
+pub mod record;
+pub mod telemetry;

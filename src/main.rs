@@ -1,0 +1,148 @@
+//! The `flowhook` command: `serve`, `decode`, `check`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use flowhook::config::Config;
+use flowhook::pipeline;
+
+/// NetFlow v5/v7/v9 and IPFIX collector that runs Lua scripts on flow lifecycle events.
+#[derive(Parser)]
+#[command(version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// TOML configuration file; `FLOWHOOK__SECTION__KEY` environment variables override it.
+    #[arg(long, short, global = true, env = "FLOWHOOK_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+const EXAMPLES: &str = "Examples:
+  flowhook serve                                   # listen on UDP 2055 and 4739, JSON lines on stdout
+  FLOWHOOK__INGEST__LISTEN=127.0.0.1:9995 flowhook serve
+  flowhook serve --config /etc/flowhook/flowhook.toml
+  flowhook decode exports.pcap | jq .              # decode a capture offline
+  flowhook check --config flowhook.toml            # validate and print the effective configuration";
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the collector.
+    Serve,
+    /// Decode every UDP datagram of a pcap/pcapng capture; one JSON object per record on stdout.
+    Decode {
+        /// The capture file.
+        file: PathBuf,
+        /// Leave out options data records (sampling, interface and application tables).
+        #[arg(long)]
+        flows_only: bool,
+    },
+    /// Validate the configuration and print it as TOML; exit 2 when it is not valid.
+    Check,
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("flowhook: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match cli.cmd {
+        Cmd::Check => {
+            print!("{}", cfg.to_toml());
+            ExitCode::SUCCESS
+        }
+        Cmd::Decode { file, flows_only } => {
+            init_logging(&cfg.log.level);
+            decode(&cfg, &file, flows_only)
+        }
+        Cmd::Serve => {
+            init_logging(&cfg.log.level);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("flowhook: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("flowhook: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_failed = false;
+    let res = pipeline::decode_capture(
+        file,
+        &cfg.decode.limits(),
+        |r| {
+            if flows_only && r.kind != flowhook::record::RecordKind::Flow {
+                return;
+            }
+            if serde_json::to_writer(&mut out, r).is_err() || out.write_all(b"\n").is_err() {
+                write_failed = true;
+            }
+        },
+        |frame, e| eprintln!("frame {frame}: {e}"),
+    );
+    let _ = out.flush();
+    match res {
+        Ok(s) => {
+            tracing::info!(
+                frames = s.capture.frames,
+                datagrams = s.datagrams,
+                records = s.records,
+                errors = s.errors,
+                not_udp = s.capture.skipped_not_udp,
+                "decoded"
+            );
+            if write_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("flowhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let running = pipeline::start(&cfg).await?;
+    tracing::info!(shards = cfg.decode.effective_shards(), "flowhook serving");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => running.reopen_output(),
+        }
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Output stage: sinks behind one trait, and the thread that drives them.
+//!
+//! In: [`OutputMsg`]s on a bounded channel (batches of records, reopen and
+//! flush requests). Out: JSON lines on standard output or in a file. The sink
+//! buffers and flushes at least every `output.flush_interval`, at shutdown
+//! and on request; a file sink reopens its path on SIGHUP so log rotation
+//! works. Later sinks (Kafka) implement the same [`Sink`] trait.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::record::FlowRecord;
+use crate::telemetry::SinkTelemetry;
+
+/// A sink failure.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("cannot encode record: {0}")]
+    Encode(String),
+}
+
+impl SinkError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SinkError::Io { .. } => "io",
+            SinkError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// Somewhere records go.
+pub trait Sink: Send {
+    /// Short stable name for metric labels.
+    fn name(&self) -> &'static str;
+    fn write(&mut self, rec: &FlowRecord) -> Result<(), SinkError>;
+    fn flush(&mut self) -> Result<(), SinkError>;
+    /// Reopen the destination (log rotation). Default: nothing to do.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Messages to the output thread.
+pub enum OutputMsg {
+    Records(Vec<FlowRecord>),
+    Reopen,
+}
+
+/// JSON lines to standard output or a file.
+pub struct JsonLines {
+    path: Option<PathBuf>,
+    out: BufWriter<Box<dyn Write + Send>>,
+    line: Vec<u8>,
+}
+
+fn open_append(path: &Path) -> Result<File, SinkError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| SinkError::Io { path: path.display().to_string(), source })
+}
+
+impl JsonLines {
+    /// `-` is standard output; anything else a file opened for appending.
+    pub fn open(path: &Path) -> Result<Self, SinkError> {
+        let (path, w): (Option<PathBuf>, Box<dyn Write + Send>) = if path == Path::new("-") {
+            (None, Box::new(io::stdout()))
+        } else {
+            (Some(path.to_path_buf()), Box::new(open_append(path)?))
+        };
+        Ok(JsonLines { path, out: BufWriter::with_capacity(256 * 1024, w), line: Vec::with_capacity(1024) })
+    }
+
+    fn io_err(&self, source: io::Error) -> SinkError {
+        let path = self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
+        SinkError::Io { path, source }
+    }
+}
+
+impl Sink for JsonLines {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn write(&mut self, rec: &FlowRecord) -> Result<(), SinkError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, rec).map_err(|e| SinkError::Encode(e.to_string()))?;
+        self.line.push(b'\n');
+        let line = std::mem::take(&mut self.line);
+        let r = self.out.write_all(&line).map_err(|e| self.io_err(e));
+        self.line = line;
+        r
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|e| self.io_err(e))
+    }
+
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        if let Some(p) = self.path.clone() {
+            self.flush()?;
+            let f = open_append(&p)?;
+            self.out = BufWriter::with_capacity(256 * 1024, Box::new(f));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `sink` on its own thread until every sender of `rx` is gone, then flushes.
+pub fn spawn(mut sink: Box<dyn Sink>, rx: Receiver<OutputMsg>, flush_every: Duration) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("flowhook-output".into()).spawn(move || {
+        let mut tel = SinkTelemetry::new(sink.name());
+        let mut last_flush = Instant::now();
+        let mut dirty = false;
+        loop {
+            let wait = flush_every.saturating_sub(last_flush.elapsed());
+            match rx.recv_timeout(if dirty { wait } else { Duration::from_secs(3600) }) {
+                Ok(OutputMsg::Records(batch)) => {
+                    for r in &batch {
+                        match sink.write(r) {
+                            Ok(()) => tel.written.increment(1),
+                            Err(e) => tel.write_failed(&e),
+                        }
+                    }
+                    dirty = true;
+                }
+                Ok(OutputMsg::Reopen) => {
+                    if let Err(e) = sink.reopen() {
+                        tel.write_failed(&e);
+                    } else {
+                        tracing::info!("output reopened");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if dirty && last_flush.elapsed() >= flush_every {
+                if let Err(e) = sink.flush() {
+                    tel.write_failed(&e);
+                }
+                dirty = false;
+                last_flush = Instant::now();
+            }
+        }
+        if let Err(e) = sink.flush() {
+            tel.write_failed(&e);
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! Telemetry: the one place that touches `metrics` and operational logs.
+//!
+//! In: events from the stages (datagram received or dropped, records decoded,
+//! decode failures, sequence loss). Out: counters through the `metrics` facade
+//! (exposed over HTTP from the metrics issue on) and rate-limited `tracing`
+//! logs. Handles are registered once per stage instance, outside the hot loop.
+//! Labels are a small fixed set (`listener` index, `reason` codes, `version`):
+//! never addresses, ports or error text.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, Counter, Gauge};
+
+/// Allows one log line per key per interval; counts what it held back.
+#[derive(Debug)]
+pub struct RateLimit {
+    every: Duration,
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl RateLimit {
+    pub fn new(every: Duration) -> Self {
+        RateLimit { every, last: HashMap::new() }
+    }
+
+    /// `Some(suppressed_since_last)` when a line for `key` may be logged now.
+    pub fn allow(&mut self, key: &'static str) -> Option<u64> {
+        let now = Instant::now();
+        match self.last.get_mut(key) {
+            Some((t, n)) if now.duration_since(*t) < self.every => {
+                *n += 1;
+                None
+            }
+            Some((t, n)) => {
+                let held = *n;
+                *t = now;
+                *n = 0;
+                Some(held)
+            }
+            None => {
+                self.last.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// Why a datagram was dropped before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The decoder shard's queue was full.
+    QueueFull,
+    /// The exporter is not in `ingest.allow`.
+    NotAllowed,
+    /// Larger than a UDP datagram can be (or than the receive buffer).
+    Oversized,
+}
+
+impl DropReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::NotAllowed => "not_allowed",
+            DropReason::Oversized => "oversized",
+        }
+    }
+}
+
+/// Counters of one UDP socket.
+pub struct IngestTelemetry {
+    pub received: Counter,
+    pub bytes: Counter,
+    dropped: [Counter; 3],
+    logs: RateLimit,
+}
+
+impl IngestTelemetry {
+    pub fn new(listener: &str) -> Self {
+        let l = listener.to_string();
+        let drop = |r: DropReason| counter!("flowhook_ingest_datagrams_dropped_total", "listener" => l.clone(), "reason" => r.code());
+        IngestTelemetry {
+            received: counter!("flowhook_ingest_datagrams_total", "listener" => l.clone()),
+            bytes: counter!("flowhook_ingest_bytes_total", "listener" => l.clone()),
+            dropped: [drop(DropReason::QueueFull), drop(DropReason::NotAllowed), drop(DropReason::Oversized)],
+            logs: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// `n` datagrams dropped for `reason`.
+    pub fn dropped(&mut self, reason: DropReason, n: u64) {
+        let i = match reason {
+            DropReason::QueueFull => 0,
+            DropReason::NotAllowed => 1,
+            DropReason::Oversized => 2,
+        };
+        self.dropped[i].increment(n);
+        if let Some(held) = self.logs.allow(reason.code()) {
+            tracing::warn!(reason = reason.code(), dropped = n, suppressed = held, "datagrams dropped before decoding");
+        }
+    }
+}
+
+/// Counters of one decoder shard.
+pub struct DecodeTelemetry {
+    records: HashMap<(u16, bool), Counter>,
+    errors: HashMap<&'static str, Counter>,
+    pub seq_gaps: Counter,
+    pub seq_lost: Counter,
+    pub seq_late: Counter,
+    pub restarts: Counter,
+    pub trailing_bytes: Counter,
+    pub missing_template_sets: Counter,
+    pub streams: Gauge,
+    logs: RateLimit,
+}
+
+impl DecodeTelemetry {
+    pub fn new(shard: usize) -> Self {
+        let s = shard.to_string();
+        DecodeTelemetry {
+            records: HashMap::new(),
+            errors: HashMap::new(),
+            seq_gaps: counter!("flowhook_decode_sequence_gaps_total"),
+            seq_lost: counter!("flowhook_decode_sequence_lost_total"),
+            seq_late: counter!("flowhook_decode_sequence_late_total"),
+            restarts: counter!("flowhook_decode_exporter_restarts_total"),
+            trailing_bytes: counter!("flowhook_decode_trailing_bytes_total"),
+            missing_template_sets: counter!("flowhook_decode_sets_without_template_total"),
+            streams: gauge!("flowhook_decode_exporter_streams", "shard" => s),
+            logs: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Records decoded in one datagram.
+    pub fn records(&mut self, version: u16, flows: usize, options: usize) {
+        for (is_flow, n) in [(true, flows), (false, options)] {
+            if n == 0 {
+                continue;
+            }
+            let c = self.records.entry((version, is_flow)).or_insert_with(|| {
+                counter!("flowhook_decode_records_total", "version" => version.to_string(), "kind" => if is_flow { "flow" } else { "options" })
+            });
+            c.increment(n as u64);
+        }
+    }
+
+    /// A datagram (or part of one) that could not be decoded.
+    pub fn error(&mut self, code: &'static str, exporter: std::net::IpAddr, detail: &dyn std::fmt::Display) {
+        self.errors
+            .entry(code)
+            .or_insert_with(|| counter!("flowhook_decode_errors_total", "reason" => code))
+            .increment(1);
+        if let Some(held) = self.logs.allow(code) {
+            tracing::warn!(reason = code, %exporter, suppressed = held, "decode error: {detail}");
+        }
+    }
+}
+
+/// Counters of a sink.
+pub struct SinkTelemetry {
+    pub written: Counter,
+    pub errors: Counter,
+    pub dropped: Counter,
+    logs: RateLimit,
+}
+
+impl SinkTelemetry {
+    pub fn new(sink: &'static str) -> Self {
+        SinkTelemetry {
+            written: counter!("flowhook_sink_records_written_total", "sink" => sink),
+            errors: counter!("flowhook_sink_write_errors_total", "sink" => sink),
+            dropped: counter!("flowhook_sink_records_dropped_total", "sink" => sink),
+            logs: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    pub fn write_failed(&mut self, detail: &dyn std::fmt::Display) {
+        self.errors.increment(1);
+        if let Some(held) = self.logs.allow("write") {
+            tracing::error!(suppressed = held, "sink write failed: {detail}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_holds_back_and_reports() {
+        let mut r = RateLimit::new(Duration::from_secs(3600));
+        assert_eq!(r.allow("a"), Some(0));
+        assert_eq!(r.allow("a"), None);
+        assert_eq!(r.allow("a"), None);
+        assert_eq!(r.allow("b"), Some(0));
+        let mut r = RateLimit::new(Duration::ZERO);
+        assert_eq!(r.allow("a"), Some(0));
+        assert_eq!(r.allow("a"), Some(0));
+    }
+}
