@@ -90,7 +90,17 @@ fn decode_shard(
     Ok(std::thread::Builder::new().name(format!("flowhook-decode-{shard}")).spawn(move || {
         let mut tel = DecodeTelemetry::new(shard);
         let mut stats = decoder.stats.clone();
-        while let Ok(d) = rx.recv() {
+        let mut last_poll = std::time::Instant::now();
+        loop {
+            if last_poll.elapsed() >= std::time::Duration::from_secs(1) {
+                tel.template_stats(&decoder.template_stats());
+                last_poll = std::time::Instant::now();
+            }
+            let d = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(d) => d,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut recs = Vec::new();
             match decoder.decode(d.exporter.ip(), &d.payload, &mut recs) {
                 Ok(o) => {

@@ -19,6 +19,8 @@ pub mod framing;
 pub mod normalize;
 pub mod sequence;
 mod streams;
+#[cfg(test)]
+mod tests;
 pub mod time;
 pub mod value;
 pub mod varlen;
@@ -102,6 +104,20 @@ pub struct DecodeStats {
     pub streams_evicted: u64,
 }
 
+/// Template and held-data totals (see [`Decoder::template_stats`]); counters
+/// of evicted exporters are not retained, so these can go down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TemplateStats {
+    pub templates: u64,
+    pub inserted: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub pending_now: u64,
+    pub pending_held: u64,
+    pub pending_replayed: u64,
+    pub pending_dropped: u64,
+}
+
 /// One shard's decoder: parser state per exporter stream, bounded.
 pub struct Decoder {
     parser: RouterScopedParser<StreamKey>,
@@ -146,6 +162,26 @@ impl Decoder {
             max_templates: limits.max_templates_per_exporter.max(1),
             stats: DecodeStats::default(),
         })
+    }
+
+    /// Totals over every exporter's parser: templates known, template
+    /// insertions/evictions/expiries, data held for a template and what
+    /// became of it.
+    pub fn template_stats(&self) -> TemplateStats {
+        let mut t = TemplateStats::default();
+        for (_, info) in self.parser.all_info() {
+            for c in [&info.v9, &info.ipfix] {
+                t.templates += c.current_size as u64;
+                t.inserted += c.metrics.insertions;
+                t.evicted += c.metrics.evictions;
+                t.expired += c.metrics.expired;
+                t.pending_now += c.pending_flow_count as u64;
+                t.pending_held += c.metrics.pending_cached;
+                t.pending_replayed += c.metrics.pending_replayed;
+                t.pending_dropped += c.metrics.pending_dropped + c.metrics.pending_replay_failed;
+            }
+        }
+        t
     }
 
     /// Number of exporter streams with state.
@@ -196,7 +232,7 @@ impl Decoder {
         }
         let partial_error = result.error.map(DecodeError::from).filter(|_| !handled || packet.is_some());
         self.stats.trailing_bytes += frame.trailing as u64;
-        let mut em = Emitter { ctx, catalog: &mut self.catalog, out, options: 0, missing: 0, start: 0 };
+        let mut em = Emitter { ctx, catalog: &mut self.catalog, out, options: 0, crate_data_sets: 0, start: 0 };
         em.start = em.out.len();
         let mut cursor = 0usize;
         match &packet {
@@ -233,7 +269,10 @@ impl Decoder {
             _ => {}
         }
         em.ours_until(&wire_sets, &mut cursor, None, &var, &self.registry);
-        let Emitter { ctx, options, missing, start, .. } = em;
+        let Emitter { ctx, options, start, crate_data_sets, .. } = em;
+        // Data sets the crate neither decoded nor reported: held until their template comes.
+        let wire_data_sets = wire_sets.iter().filter(|(id, _)| *id >= 256 && var.get(*id).is_none()).count();
+        let missing = wire_data_sets.saturating_sub(crate_data_sets);
         let decoded = out.len() - start;
         // Sequence: v5/v7 count flows, v9 packets, IPFIX data records (RFC 7011 §3.1).
         let units = match frame.version {
@@ -272,7 +311,8 @@ struct Emitter<'a> {
     catalog: &'a mut FieldCatalog,
     out: &'a mut Vec<FlowRecord>,
     options: usize,
-    missing: usize,
+    /// Data sets the crate handed back (decoded or without template).
+    crate_data_sets: usize,
     start: usize,
 }
 
@@ -318,6 +358,9 @@ impl Emitter<'_> {
     }
 
     fn v9_set(&mut self, tid: u16, body: &V9Body) {
+        if tid >= 256 && !matches!(body, V9Body::NoTemplate(_)) {
+            self.crate_data_sets += 1;
+        }
         match body {
             V9Body::Data(d) => {
                 for rec in &d.fields {
@@ -329,12 +372,14 @@ impl Emitter<'_> {
                     self.v9_record(RecordKind::Options, tid, &rec.scope_fields, rec.options_fields.iter());
                 }
             }
-            V9Body::NoTemplate(_) => self.missing += 1,
             _ => {}
         }
     }
 
     fn ipfix_set(&mut self, tid: u16, body: &IpfixBody) {
+        if tid >= 256 && !matches!(body, IpfixBody::NoTemplate(_)) {
+            self.crate_data_sets += 1;
+        }
         match body {
             IpfixBody::Data(d) => {
                 for rec in &d.fields {
@@ -356,7 +401,6 @@ impl Emitter<'_> {
                     self.v9_record(RecordKind::Options, tid, &rec.scope_fields, rec.options_fields.iter());
                 }
             }
-            IpfixBody::NoTemplate(_) => self.missing += 1,
             _ => {}
         }
     }

@@ -112,6 +112,10 @@ pub struct DecodeTelemetry {
     pub trailing_bytes: Counter,
     pub missing_template_sets: Counter,
     pub streams: Gauge,
+    templates: Gauge,
+    pending_now: Gauge,
+    template_counters: [Counter; 6],
+    last_template_stats: [u64; 6],
     logs: RateLimit,
 }
 
@@ -127,8 +131,33 @@ impl DecodeTelemetry {
             restarts: counter!("flowhook_decode_exporter_restarts_total"),
             trailing_bytes: counter!("flowhook_decode_trailing_bytes_total"),
             missing_template_sets: counter!("flowhook_decode_sets_without_template_total"),
-            streams: gauge!("flowhook_decode_exporter_streams", "shard" => s),
+            streams: gauge!("flowhook_decode_exporter_streams", "shard" => s.clone()),
+            templates: gauge!("flowhook_decode_templates", "shard" => s.clone()),
+            pending_now: gauge!("flowhook_decode_pending_sets", "shard" => s),
+            template_counters: [
+                counter!("flowhook_decode_template_events_total", "event" => "added"),
+                counter!("flowhook_decode_template_events_total", "event" => "evicted"),
+                counter!("flowhook_decode_template_events_total", "event" => "expired"),
+                counter!("flowhook_decode_pending_sets_total", "result" => "held"),
+                counter!("flowhook_decode_pending_sets_total", "result" => "replayed"),
+                counter!("flowhook_decode_pending_sets_total", "result" => "dropped"),
+            ],
+            last_template_stats: [0; 6],
             logs: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Template and held-data totals of the shard's decoder.
+    pub fn template_stats(&mut self, t: &crate::decode::TemplateStats) {
+        self.templates.set(t.templates as f64);
+        self.pending_now.set(t.pending_now as f64);
+        let now = [t.inserted, t.evicted, t.expired, t.pending_held, t.pending_replayed, t.pending_dropped];
+        for i in 0..now.len() {
+            // totals of evicted exporters vanish; count only growth
+            if now[i] > self.last_template_stats[i] {
+                self.template_counters[i].increment(now[i] - self.last_template_stats[i]);
+            }
+            self.last_template_stats[i] = now[i];
         }
     }
 
