@@ -101,3 +101,25 @@ fn effective_config_renders() {
     let text = c.to_toml();
     assert!(text.contains("recv_buffer_bytes = 8388608"), "{text}");
 }
+
+#[test]
+fn every_key_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let mut cfg = Config::default();
+    // optional keys render only when set
+    cfg.decode.template_ttl = Some(std::time::Duration::from_secs(1));
+    cfg.geo.city_db = Some("x".into());
+    cfg.geo.country_db = Some("x".into());
+    cfg.geo.asn_db = Some("x".into());
+    let table: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
+    let mut missing = Vec::new();
+    for (section, keys) in &table {
+        for key in keys.as_table().unwrap().keys() {
+            let name = format!("`{section}.{key}`");
+            if !doc.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+}

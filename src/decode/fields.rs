@@ -53,6 +53,48 @@ pub fn enterprise_fields() -> Vec<EnterpriseFieldDef> {
     ]
 }
 
+/// How flowhook renders a vendor field the decoder crate leaves as octets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorKind {
+    Text,
+    Uint,
+    Ip,
+}
+
+/// NetFlow v9 vendor fields outside the IANA range that flowhook names:
+/// Palo Alto PAN-OS (56701 App-ID, 56702 User-ID) and Cisco ASA NSEL
+/// (33000-33002, 40000-40005, Cisco's "NetFlow Implementation Note for ASA").
+pub const V9_VENDOR_FIELDS: &[(u16, &str, VendorKind)] = &[
+    (56701, "app_id", VendorKind::Text),
+    (56702, "user_id", VendorKind::Text),
+    (33000, "ingress_acl_id", VendorKind::Uint),
+    (33001, "egress_acl_id", VendorKind::Uint),
+    (33002, "fw_ext_event", VendorKind::Uint),
+    (40000, "username", VendorKind::Text),
+    (40001, "xlate_src_addr_ipv4", VendorKind::Ip),
+    (40002, "xlate_dst_addr_ipv4", VendorKind::Ip),
+    (40003, "xlate_src_port", VendorKind::Uint),
+    (40004, "xlate_dst_port", VendorKind::Uint),
+    (40005, "fw_event", VendorKind::Uint),
+];
+
+/// ntop (nProbe) fields flowhook knows, by element id under PEN 35632.
+fn ntop_kind(ie: u16) -> Option<VendorKind> {
+    enterprise_fields().iter().find(|d| d.field_number == ie).map(|d| match d.data_type {
+        FieldDataType::String => VendorKind::Text,
+        _ => VendorKind::Uint,
+    })
+}
+
+/// How to render a field the crate could only give as octets, when flowhook knows better.
+pub fn vendor_kind(id: FieldId) -> Option<VendorKind> {
+    match id.pen {
+        0 => V9_VENDOR_FIELDS.iter().find(|(n, _, _)| *n == id.ie).map(|(_, _, k)| *k),
+        PEN_NTOP => ntop_kind(id.ie),
+        _ => None,
+    }
+}
+
 /// Most names a catalog caches; past it names are computed per use.
 const NAME_CACHE_CAP: usize = 8192;
 
@@ -182,6 +224,9 @@ impl FieldCatalog {
     fn fallback_name(&self, id: FieldId) -> Arc<str> {
         if let Some(n) = self.registered.get(&id) {
             return n.clone();
+        }
+        if let Some((_, n, _)) = V9_VENDOR_FIELDS.iter().find(|(n, _, _)| id.pen == 0 && *n == id.ie) {
+            return Arc::from(*n);
         }
         if id.pen == 0 {
             let f = IANAIPFixField::from(id.ie);

@@ -170,7 +170,7 @@ impl Builder {
             (PEN_REVERSE, 2) => r.rev_packets = as_u64(v),
             (PEN_REVERSE, 6) => r.rev_tcp_flags = u16_of(v),
             (PEN_NTOP, 118) => p.ntop_l7 = as_u64(v),
-            (PEN_NTOP, 119) => r.application_name = as_text(v),
+            (PEN_NTOP, 119) => r.application_name = as_text(v).filter(|t| !t.is_empty()),
             _ => {}
         }
         let value = match (id.pen, id.ie) {
@@ -178,7 +178,10 @@ impl Builder {
                 Some(ms) => Value::TimeMs(ms),
                 None => to_value(v),
             },
-            _ => to_value(v),
+            _ => match (super::fields::vendor_kind(id), v) {
+                (Some(kind), FieldValue::Vec(b)) => vendor_value(kind, b),
+                _ => to_value(v),
+            },
         };
         r.fields.push((name, value));
     }
@@ -245,6 +248,21 @@ impl Builder {
             .or_else(|| p.end_delta_us.map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d)))
             .or_else(|| p.end_up.and_then(from_up));
         (rec, learnt)
+    }
+}
+
+fn vendor_value(kind: super::fields::VendorKind, b: &[u8]) -> Value {
+    use super::fields::VendorKind;
+    match kind {
+        VendorKind::Text => {
+            let t = b.iter().position(|c| *c == 0).map_or(b, |n| &b[..n]);
+            Value::Str(String::from_utf8_lossy(t).chars().filter(|c| !c.is_control()).collect())
+        }
+        VendorKind::Uint => super::value::be_uint(b).map(Value::U64).unwrap_or_else(|| Value::Bytes(b.to_vec())),
+        VendorKind::Ip => match b.len() {
+            4 | 16 => as_ip(&FieldValue::Vec(b.to_vec())).map(Value::Ip).unwrap_or_else(|| Value::Bytes(b.to_vec())),
+            _ => Value::Bytes(b.to_vec()),
+        },
     }
 }
 
