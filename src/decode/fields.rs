@@ -9,6 +9,8 @@
 //! enterprise 35632 element n, as nProbe documents them.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use netflow_parser::variable_versions::ipfix::lookup::{
@@ -36,22 +38,30 @@ pub struct FieldId {
 /// type instead of as raw octets. ntop's L7 fields (nProbe); other vendors'
 /// fields come typed from the decoder crate itself.
 pub fn enterprise_fields() -> Vec<EnterpriseFieldDef> {
-    let ntop = |id: u16, name: &str, ty: FieldDataType| EnterpriseFieldDef::new(PEN_NTOP, id, name, ty);
-    vec![
-        ntop(118, "L7_PROTO", FieldDataType::UnsignedDataNumber),
-        ntop(119, "L7_PROTO_NAME", FieldDataType::String),
-        ntop(124, "L7_INFO", FieldDataType::String),
-        ntop(125, "L7_PROTO_CATEGORY", FieldDataType::String),
-        ntop(205, "DNS_QUERY", FieldDataType::String),
-        ntop(180, "HTTP_URL", FieldDataType::String),
-        ntop(187, "HTTP_HOST", FieldDataType::String),
-        ntop(188, "TLS_SERVER_NAME", FieldDataType::String),
-        ntop(80, "SRC_FRAGMENTS", FieldDataType::UnsignedDataNumber),
-        ntop(81, "DST_FRAGMENTS", FieldDataType::UnsignedDataNumber),
-        ntop(123, "CLIENT_NW_LATENCY_MS", FieldDataType::UnsignedDataNumber),
-        ntop(121, "SERVER_NW_LATENCY_MS", FieldDataType::UnsignedDataNumber),
-    ]
+    NTOP_FIELDS
+        .iter()
+        .map(|(id, name, text)| {
+            let ty = if *text { FieldDataType::String } else { FieldDataType::UnsignedDataNumber };
+            EnterpriseFieldDef::new(PEN_NTOP, *id, *name, ty)
+        })
+        .collect()
 }
+
+/// ntop's elements under PEN 35632 (nProbe's v9 id is 57472 + id): id, name, text?
+pub const NTOP_FIELDS: &[(u16, &str, bool)] = &[
+    (118, "L7_PROTO", false),
+    (119, "L7_PROTO_NAME", true),
+    (124, "L7_INFO", true),
+    (125, "L7_PROTO_CATEGORY", true),
+    (205, "DNS_QUERY", true),
+    (180, "HTTP_URL", true),
+    (187, "HTTP_HOST", true),
+    (188, "TLS_SERVER_NAME", true),
+    (80, "SRC_FRAGMENTS", false),
+    (81, "DST_FRAGMENTS", false),
+    (123, "CLIENT_NW_LATENCY_MS", false),
+    (121, "SERVER_NW_LATENCY_MS", false),
+];
 
 /// How flowhook renders a vendor field the decoder crate leaves as octets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +90,7 @@ pub const V9_VENDOR_FIELDS: &[(u16, &str, VendorKind)] = &[
 
 /// ntop (nProbe) fields flowhook knows, by element id under PEN 35632.
 fn ntop_kind(ie: u16) -> Option<VendorKind> {
-    enterprise_fields().iter().find(|d| d.field_number == ie).map(|d| match d.data_type {
-        FieldDataType::String => VendorKind::Text,
-        _ => VendorKind::Uint,
-    })
+    NTOP_FIELDS.iter().find(|(n, _, _)| *n == ie).map(|(_, _, text)| if *text { VendorKind::Text } else { VendorKind::Uint })
 }
 
 /// How to render a field the crate could only give as octets, when flowhook knows better.
@@ -98,12 +105,14 @@ pub fn vendor_kind(id: FieldId) -> Option<VendorKind> {
 /// Most names a catalog caches; past it names are computed per use.
 const NAME_CACHE_CAP: usize = 8192;
 
-/// Reverse lookups and a bounded name cache. One per decoder shard.
+/// Reverse lookups and bounded caches of `(id, name)` per field. One per decoder shard.
 pub struct FieldCatalog {
     iana: HashMap<IANAIPFixField, u16>,
     vendor: HashMap<IPFixField, FieldId>,
     registered: HashMap<FieldId, Arc<str>>,
     names: HashMap<(bool, FieldId), Arc<str>>,
+    ipfix_cache: FxHashMap<IPFixField, (FieldId, Arc<str>)>,
+    v9_cache: FxHashMap<V9Field, (FieldId, Arc<str>)>,
 }
 
 impl Default for FieldCatalog {
@@ -144,7 +153,38 @@ impl FieldCatalog {
             .into_iter()
             .map(|d| (FieldId { pen: d.enterprise_number, ie: d.field_number }, Arc::from(d.name.as_str())))
             .collect();
-        FieldCatalog { iana, vendor, registered, names: HashMap::new() }
+        FieldCatalog {
+            iana,
+            vendor,
+            registered,
+            names: HashMap::new(),
+            ipfix_cache: FxHashMap::default(),
+            v9_cache: FxHashMap::default(),
+        }
+    }
+
+    /// Id and name of an IPFIX field (cached).
+    pub fn ipfix(&mut self, f: &IPFixField) -> (FieldId, Arc<str>) {
+        if let Some(hit) = self.ipfix_cache.get(f) {
+            return hit.clone();
+        }
+        let v = (self.ipfix_id(f), self.ipfix_name(f));
+        if self.ipfix_cache.len() < NAME_CACHE_CAP {
+            self.ipfix_cache.insert(*f, v.clone());
+        }
+        v
+    }
+
+    /// Id and name of a v9 field (cached).
+    pub fn v9(&mut self, f: V9Field) -> (FieldId, Arc<str>) {
+        if let Some(hit) = self.v9_cache.get(&f) {
+            return hit.clone();
+        }
+        let v = (Self::v9_id(f), self.v9_name(f));
+        if self.v9_cache.len() < NAME_CACHE_CAP {
+            self.v9_cache.insert(f, v.clone());
+        }
+        v
     }
 
     /// The element an IPFIX field stands for.

@@ -342,7 +342,8 @@ impl Emitter<'_> {
             scope_field(&mut b, s);
         }
         for (f, v) in rec {
-            b.field(FieldCatalog::v9_id(*f), self.catalog.v9_name(*f), v);
+            let (id, name) = self.catalog.v9(*f);
+            b.field(id, name, v);
         }
         self.push(b);
     }
@@ -350,8 +351,7 @@ impl Emitter<'_> {
     fn ipfix_record<'v>(&mut self, kind: RecordKind, tid: u16, rec: impl ExactSizeIterator<Item = &'v (IPFixField, FieldValue)>) {
         let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len());
         for (f, v) in rec {
-            let id = self.catalog.ipfix_id(f);
-            let name = self.catalog.ipfix_name(f);
+            let (id, name) = self.catalog.ipfix(f);
             b.field(id, name, v);
         }
         self.push(b);
@@ -424,10 +424,12 @@ impl Emitter<'_> {
             let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len());
             for (f, v) in &rec {
                 match f {
-                    varlen::AnyField::V9(f) => b.field(FieldCatalog::v9_id(*f), self.catalog.v9_name(*f), v),
+                    varlen::AnyField::V9(f) => {
+                        let (id, name) = self.catalog.v9(*f);
+                        b.field(id, name, v);
+                    }
                     varlen::AnyField::Ipfix(f) => {
-                        let id = self.catalog.ipfix_id(f);
-                        let name = self.catalog.ipfix_name(f);
+                        let (id, name) = self.catalog.ipfix(f);
                         b.field(id, name, v);
                     }
                 }

@@ -178,8 +178,11 @@ impl Builder {
                 Some(ms) => Value::TimeMs(ms),
                 None => to_value(v),
             },
-            _ => match (super::fields::vendor_kind(id), v) {
-                (Some(kind), FieldValue::Vec(b)) => vendor_value(kind, b),
+            _ => match v {
+                FieldValue::Vec(b) => match super::fields::vendor_kind(id) {
+                    Some(kind) => vendor_value(kind, b),
+                    None => to_value(v),
+                },
                 _ => to_value(v),
             },
         };
