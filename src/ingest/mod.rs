@@ -94,34 +94,51 @@ pub async fn run_socket(
     let mut tel = IngestTelemetry::new(&label);
     let mut buf = vec![0u8; 65_536];
     loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = sock.readable() => if r.is_err() { break },
-        }
-        for _ in 0..batch {
-            let (n, from) = match sock.try_recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!(listener = %label, "receive error: {e}");
-                    break;
-                }
-            };
-            tel.received.increment(1);
-            tel.bytes.increment(n as u64);
-            if !allow.allows(from.ip()) {
-                tel.dropped(DropReason::NotAllowed, 1);
-                continue;
-            }
-            let d = Datagram { exporter: from, received_ms: now_ms(), payload: buf[..n].to_vec() };
-            let shard = shard_of(from.ip(), shards.len());
-            match shards[shard].try_send(d) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => tel.dropped(DropReason::QueueFull, 1),
-                Err(TrySendError::Disconnected(_)) => return,
-            }
+        let stopping = tokio::select! {
+            _ = cancel.cancelled() => true,
+            r = sock.readable() => r.is_err(),
+        };
+        // On shutdown, take what the kernel already holds (bounded by the receive buffer).
+        let limit = if stopping { usize::MAX } else { batch };
+        if !drain(&sock, &label, &mut buf, limit, &shards, &allow, &mut tel) || stopping {
+            break;
         }
     }
+}
+
+/// Reads up to `limit` datagrams without waiting; false when the decoders are gone.
+fn drain(
+    sock: &UdpSocket,
+    label: &str,
+    buf: &mut [u8],
+    limit: usize,
+    shards: &[SyncSender<Datagram>],
+    allow: &AllowList,
+    tel: &mut IngestTelemetry,
+) -> bool {
+    for _ in 0..limit {
+        let (n, from) = match sock.try_recv_from(buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::debug!(listener = %label, "receive error: {e}");
+                break;
+            }
+        };
+        tel.received.increment(1);
+        tel.bytes.increment(n as u64);
+        if !allow.allows(from.ip()) {
+            tel.dropped(DropReason::NotAllowed, 1);
+            continue;
+        }
+        let d = Datagram { exporter: from, received_ms: now_ms(), payload: buf[..n].to_vec() };
+        match shards[shard_of(from.ip(), shards.len())].try_send(d) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => tel.dropped(DropReason::QueueFull, 1),
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
