@@ -1,0 +1,155 @@
+//! Flow keys: exporter, observation domain, VLAN, IP protocol and the
+//! address/port pair, normalized so A→B and B→A records land on one key.
+//!
+//! In: a [`FlowRecord`]. Out: a compact [`FlowKey`] (60 bytes), which side of
+//! the key the record's source is, and a stable 64-bit hash (the same in
+//! every run, so `replay` is deterministic and `key` is a stable flow id).
+
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::record::FlowRecord;
+
+/// An address in 16 bytes (IPv4 mapped into IPv6).
+pub type Addr = [u8; 16];
+
+pub fn addr(ip: IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+pub fn ip(a: &Addr) -> IpAddr {
+    let v6 = Ipv6Addr::from(*a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// One conversation as the exporter sees it. Side `a` is the lower (address, port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub exporter: Addr,
+    pub a_addr: Addr,
+    pub b_addr: Addr,
+    pub domain: u32,
+    pub a_port: u16,
+    pub b_port: u16,
+    pub vlan: u16,
+    pub proto: u8,
+}
+
+/// ICMP types whose message is a request (the sender is the client), and the
+/// reply type that answers each, for IPv4 (RFC 792) and IPv6 (RFC 4443).
+pub fn icmp_request(proto: u8, icmp_type: u8) -> bool {
+    match proto {
+        1 => matches!(icmp_type, 8 | 13 | 15 | 17),
+        58 => matches!(icmp_type, 128 | 133 | 135),
+        _ => false,
+    }
+}
+
+/// Ports of a record as used in the key. ICMP keeps no ports: exporters put
+/// type/code in one port field or another (softflowd in the destination port,
+/// v9 exporters in `icmp_type`), and request and reply differ in type.
+fn ports(r: &FlowRecord) -> (u16, u16) {
+    match r.protocol {
+        Some(1) | Some(58) => (0, 0),
+        _ => (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0)),
+    }
+}
+
+impl FlowKey {
+    /// The key of a record and whether the record's source is side `a`.
+    /// `None` when the record has no addresses (options data, NSEL without a tuple).
+    pub fn of(r: &FlowRecord) -> Option<(FlowKey, bool)> {
+        let src = addr(r.src_addr?);
+        let dst = addr(r.dst_addr?);
+        let (sp, dp) = ports(r);
+        let src_is_a = (src, sp) <= (dst, dp);
+        let ((a_addr, a_port), (b_addr, b_port)) = if src_is_a { ((src, sp), (dst, dp)) } else { ((dst, dp), (src, sp)) };
+        Some((
+            FlowKey {
+                exporter: addr(r.exporter),
+                a_addr,
+                b_addr,
+                domain: r.observation_domain,
+                a_port,
+                b_port,
+                vlan: r.vlan.unwrap_or(0),
+                proto: r.protocol.unwrap_or(0),
+            },
+            src_is_a,
+        ))
+    }
+
+    /// Stable hash: the same for the same key in every run and on every machine.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FlowRecord, RecordKind};
+
+    fn rec(src: &str, sp: u16, dst: &str, dp: u16) -> FlowRecord {
+        let mut r = FlowRecord::new(RecordKind::Flow, "192.0.2.1".parse().unwrap(), 9);
+        r.src_addr = Some(src.parse().unwrap());
+        r.dst_addr = Some(dst.parse().unwrap());
+        r.src_port = Some(sp);
+        r.dst_port = Some(dp);
+        r.protocol = Some(6);
+        r
+    }
+
+    #[test]
+    fn both_directions_share_a_key() {
+        let (k1, a1) = FlowKey::of(&rec("10.0.0.1", 40000, "10.0.0.2", 443)).unwrap();
+        let (k2, a2) = FlowKey::of(&rec("10.0.0.2", 443, "10.0.0.1", 40000)).unwrap();
+        assert_eq!(k1, k2);
+        assert_ne!(a1, a2);
+        assert_eq!(k1.stable_hash(), k2.stable_hash());
+    }
+
+    #[test]
+    fn exporter_domain_vlan_and_proto_separate_flows() {
+        let base = rec("10.0.0.1", 1, "10.0.0.2", 2);
+        let (k, _) = FlowKey::of(&base).unwrap();
+        let mut other = base.clone();
+        other.exporter = "192.0.2.2".parse().unwrap();
+        assert_ne!(FlowKey::of(&other).unwrap().0, k);
+        let mut other = base.clone();
+        other.vlan = Some(7);
+        assert_ne!(FlowKey::of(&other).unwrap().0, k);
+        let mut other = base.clone();
+        other.protocol = Some(17);
+        assert_ne!(FlowKey::of(&other).unwrap().0, k);
+        let mut other = base;
+        other.observation_domain = 3;
+        assert_ne!(FlowKey::of(&other).unwrap().0, k);
+    }
+
+    #[test]
+    fn addresses_round_trip_and_key_is_compact() {
+        for s in ["10.1.2.3", "2001:db8::1", "::"] {
+            let i: IpAddr = s.parse().unwrap();
+            assert_eq!(ip(&addr(i)), i);
+        }
+        assert!(std::mem::size_of::<FlowKey>() <= 64);
+    }
+
+    #[test]
+    fn icmp_ignores_ports() {
+        let mut a = rec("10.0.0.1", 0, "10.0.0.2", 2048);
+        a.protocol = Some(1);
+        let mut b = rec("10.0.0.2", 0, "10.0.0.1", 0);
+        b.protocol = Some(1);
+        assert_eq!(FlowKey::of(&a).unwrap().0, FlowKey::of(&b).unwrap().0);
+    }
+}

@@ -1,0 +1,94 @@
+//! Flow statuses: named bits with a score each.
+//!
+//! Built-in statuses are set by the flow table from what the records show;
+//! scripts register their own names (from the scripts issue on). One
+//! process-wide registry maps bits to names; a flow carries only a `u64`.
+//!
+//! | Bit | Name | Score | Set when |
+//! |---|---|---|---|
+//! | 0 | `tcp_connection_refused` | 10 | the client sent SYN and the server answered with RST and no SYN |
+//! | 1 | `tcp_no_response` | 10 | at the end, the client sent SYN and nothing came back |
+//! | 2 | `tcp_reset` | 5 | a RST ended an established connection |
+//! | 3 | `zero_bytes` | 5 | at the end, no bytes were counted in either direction |
+//! | 4 | `unidirectional` | 2 | at the end, only the client sent packets (not for refused/unanswered TCP) |
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Highest score a flow can reach (scores are clamped to 0..=MAX_SCORE).
+pub const MAX_SCORE: u16 = 1000;
+
+pub const TCP_CONNECTION_REFUSED: u8 = 0;
+pub const TCP_NO_RESPONSE: u8 = 1;
+pub const TCP_RESET: u8 = 2;
+pub const ZERO_BYTES: u8 = 3;
+pub const UNIDIRECTIONAL: u8 = 4;
+
+const BUILTIN: [(&str, u16); 5] =
+    [("tcp_connection_refused", 10), ("tcp_no_response", 10), ("tcp_reset", 5), ("zero_bytes", 5), ("unidirectional", 2)];
+
+fn registry() -> &'static Mutex<Vec<Arc<str>>> {
+    static R: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(BUILTIN.iter().map(|(n, _)| Arc::from(*n)).collect()))
+}
+
+/// The bit of status `name`, registering it when new; `None` when all 64 bits are taken.
+pub fn register(name: &str) -> Option<u8> {
+    let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = r.iter().position(|n| &**n == name) {
+        return Some(i as u8);
+    }
+    if r.len() >= 64 {
+        return None;
+    }
+    r.push(Arc::from(name));
+    Some((r.len() - 1) as u8)
+}
+
+/// Built-in score of a bit (script statuses carry their score at trigger time).
+pub fn builtin_score(bit: u8) -> u16 {
+    BUILTIN.get(bit as usize).map(|(_, s)| *s).unwrap_or(0)
+}
+
+/// A set of statuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusSet(pub u64);
+
+impl StatusSet {
+    pub fn set(&mut self, bit: u8) -> bool {
+        let before = self.0;
+        self.0 |= 1u64 << (bit & 63);
+        before != self.0
+    }
+
+    pub fn has(&self, bit: u8) -> bool {
+        self.0 & (1u64 << (bit & 63)) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Names of the set bits, lowest bit first.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        let r = registry().lock().unwrap_or_else(|e| e.into_inner());
+        (0..64u8).filter(|b| self.has(*b)).filter_map(|b| r.get(b as usize).cloned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_and_registered_names() {
+        let mut s = StatusSet::default();
+        assert!(s.set(TCP_CONNECTION_REFUSED));
+        assert!(!s.set(TCP_CONNECTION_REFUSED));
+        let b = register("test_custom_status").unwrap();
+        assert_eq!(register("test_custom_status"), Some(b));
+        s.set(b);
+        let names: Vec<String> = s.names().iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, vec!["tcp_connection_refused".to_string(), "test_custom_status".to_string()]);
+        assert_eq!(builtin_score(TCP_CONNECTION_REFUSED), 10);
+    }
+}

@@ -1,0 +1,601 @@
+//! The flow table of one shard: stitches records into bidirectional flows and
+//! turns their life into lifecycle events.
+//!
+//! In: batches of [`FlowRecord`]s (one datagram's worth) and clock ticks
+//! (wall clock in `serve`, capture time in `replay`). Out: [`FlowEvent`]s in
+//! the order they happen. Bounded by `max_flows`: when full, the least
+//! recently updated flow ends with reason `evicted`. The rules (client/server
+//! choice, counting, when each event fires) are in `docs/lifecycle.md`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+use super::classify;
+use super::event::{EndReason, EventKind, FlowEvent, FlowView};
+use super::key::{ip, FlowKey};
+use super::status::{self, StatusSet};
+use crate::record::FlowRecord;
+
+/// Table settings (from `[flow]`).
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub max_flows: usize,
+    /// No record for this long (plus the exporter's observed active timeout) ends a flow.
+    pub idle_timeout_ms: i64,
+    /// `periodicUpdate` interval.
+    pub periodic_ms: i64,
+    /// After an end signal (FIN both ways, RST, IE 136), how long to wait for the other direction's records.
+    pub end_grace_ms: i64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig { max_flows: 1_000_000, idle_timeout_ms: 60_000, periodic_ms: 60_000, end_grace_ms: 5_000 }
+    }
+}
+
+/// How sure the client/server choice is (stronger evidence replaces weaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Decision {
+    /// The first record seen; nothing better known.
+    FirstSeen,
+    /// One side uses a service port, the other an ephemeral one.
+    Port,
+    /// The earlier start time.
+    StartTime,
+    /// A SYN without ACK, or an ICMP request.
+    Syn,
+    /// RFC 5103 biflowDirection or a biflow/initiator record.
+    Exporter,
+}
+
+const NIL: u32 = u32::MAX;
+
+/// One tracked flow. Side 0 is the key's `a`, side 1 its `b`.
+#[derive(Debug, Clone)]
+struct Flow {
+    key: FlowKey,
+    hash: u64,
+    first_ms: i64,
+    last_ms: i64,
+    updated_ms: i64,
+    next_periodic_ms: i64,
+    bytes: [u64; 2],
+    packets: [u64; 2],
+    /// Last running totals seen per side (bytes, packets), for exporters that send totals.
+    totals: [(u64, u64); 2],
+    /// Fingerprint of the last counted record per side, so a repeated record is not counted twice.
+    last_counted: [u64; 2],
+    flags: [u8; 2],
+    in_if: u32,
+    out_if: u32,
+    status: StatusSet,
+    script_score: u16,
+    l7: u16,
+    ending: Option<EndReason>,
+    cli_is_a: bool,
+    decision: Decision,
+    detected: bool,
+    batch: u32,
+    generation: u32,
+    prev: u32,
+    next: u32,
+}
+
+/// Counters of a table (read by telemetry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub started: u64,
+    pub ended: u64,
+    pub evicted: u64,
+    pub records: u64,
+    pub records_without_tuple: u64,
+    pub duplicates: u64,
+}
+
+/// The flow table.
+pub struct FlowTable {
+    cfg: TableConfig,
+    index: HashTable<u32>,
+    slab: Vec<Flow>,
+    free: Vec<u32>,
+    lru_head: u32,
+    lru_tail: u32,
+    live: usize,
+    periodic: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    ending: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    l7_names: Vec<Arc<str>>,
+    l7_index: HashMap<Arc<str>, u16>,
+    /// Longest active timeout seen from exporters (records ended by IE 136 = 2).
+    active_timeout_ms: i64,
+    batch: u32,
+    touched: Vec<(u32, StatusSet)>,
+    now_ms: i64,
+    pub stats: TableStats,
+}
+
+const MAX_L7_NAMES: usize = 4096;
+
+impl FlowTable {
+    pub fn new(cfg: TableConfig) -> Self {
+        let mut t = FlowTable {
+            cfg,
+            index: HashTable::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            lru_head: NIL,
+            lru_tail: NIL,
+            live: 0,
+            periodic: BinaryHeap::new(),
+            ending: BinaryHeap::new(),
+            l7_names: Vec::new(),
+            l7_index: HashMap::new(),
+            active_timeout_ms: 0,
+            batch: 0,
+            touched: Vec::new(),
+            now_ms: 0,
+            stats: TableStats::default(),
+        };
+        t.intern("Unknown");
+        t
+    }
+
+    /// Flows being tracked.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The table's clock, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    fn intern(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.l7_index.get(name) {
+            return *i;
+        }
+        if self.l7_names.len() >= MAX_L7_NAMES {
+            return 0;
+        }
+        let a: Arc<str> = Arc::from(name);
+        let i = self.l7_names.len() as u16;
+        self.l7_names.push(a.clone());
+        self.l7_index.insert(a, i);
+        i
+    }
+
+    // ---- LRU list (most recently updated at the tail) ----
+
+    fn unlink(&mut self, i: u32) {
+        let (p, n) = (self.slab[i as usize].prev, self.slab[i as usize].next);
+        if p == NIL { self.lru_head = n } else { self.slab[p as usize].next = n }
+        if n == NIL { self.lru_tail = p } else { self.slab[n as usize].prev = p }
+        self.slab[i as usize].prev = NIL;
+        self.slab[i as usize].next = NIL;
+    }
+
+    fn push_tail(&mut self, i: u32) {
+        self.slab[i as usize].prev = self.lru_tail;
+        self.slab[i as usize].next = NIL;
+        if self.lru_tail == NIL { self.lru_head = i } else { self.slab[self.lru_tail as usize].next = i }
+        self.lru_tail = i;
+    }
+
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        self.index.find(hash, |&i| self.slab[i as usize].key == *key).copied()
+    }
+
+    fn insert(&mut self, key: FlowKey, hash: u64, now: i64, out: &mut Vec<FlowEvent>) -> u32 {
+        if self.live >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
+            let victim = self.lru_head;
+            self.stats.evicted += 1;
+            self.end(victim, EndReason::Evicted, out);
+        }
+        let flow = Flow {
+            key,
+            hash,
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+            updated_ms: now,
+            next_periodic_ms: now + self.cfg.periodic_ms,
+            bytes: [0; 2],
+            packets: [0; 2],
+            totals: [(0, 0); 2],
+            last_counted: [0; 2],
+            flags: [0; 2],
+            in_if: 0,
+            out_if: 0,
+            status: StatusSet::default(),
+            script_score: 0,
+            l7: 0,
+            ending: None,
+            cli_is_a: true,
+            decision: Decision::FirstSeen,
+            detected: false,
+            batch: 0,
+            generation: 0,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                let generation = self.slab[i as usize].generation.wrapping_add(1);
+                self.slab[i as usize] = Flow { generation, ..flow };
+                i
+            }
+            None => {
+                self.slab.push(flow);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let slab = &self.slab;
+        self.index.insert_unique(hash, i, |&j| slab[j as usize].hash);
+        self.push_tail(i);
+        self.live += 1;
+        self.stats.started += 1;
+        self.periodic.push(Reverse((now + self.cfg.periodic_ms, i, self.slab[i as usize].generation)));
+        i
+    }
+
+    /// Takes one datagram's records at table time `now`; events go to `out`.
+    pub fn ingest(&mut self, records: &[FlowRecord], now: i64, out: &mut Vec<FlowEvent>) {
+        self.advance(now, out);
+        self.batch = self.batch.wrapping_add(1);
+        self.touched.clear();
+        for r in records {
+            if r.kind != crate::record::RecordKind::Flow {
+                continue;
+            }
+            self.stats.records += 1;
+            let Some((key, src_is_a)) = FlowKey::of(r) else {
+                self.stats.records_without_tuple += 1;
+                continue;
+            };
+            let hash = key.stable_hash();
+            let i = match self.find(&key, hash) {
+                Some(i) => i,
+                None => self.insert(key, hash, now, out),
+            };
+            if self.slab[i as usize].batch != self.batch {
+                self.slab[i as usize].batch = self.batch;
+                self.touched.push((i, self.slab[i as usize].status));
+            }
+            self.apply(i, r, src_is_a, now);
+            self.unlink(i);
+            self.push_tail(i);
+        }
+        // Events after the whole datagram: both directions of a conversation usually
+        // travel together, so the client/server choice is settled first.
+        let touched = std::mem::take(&mut self.touched);
+        for (i, before) in &touched {
+            let i = *i;
+            self.live_statuses(i);
+            let f = &mut self.slab[i as usize];
+            if !f.detected {
+                f.detected = true;
+                out.push(self.event(i, EventKind::ProtocolDetected));
+            }
+            if self.slab[i as usize].status != *before {
+                out.push(self.event(i, EventKind::StatusChanged));
+            }
+            if self.slab[i as usize].ending.is_some() {
+                let due = now + self.cfg.end_grace_ms;
+                self.ending.push(Reverse((due, i, self.slab[i as usize].generation)));
+            }
+        }
+        self.touched = touched;
+    }
+
+    fn apply(&mut self, i: u32, r: &FlowRecord, src_is_a: bool, now: i64) {
+        let side = if src_is_a { 0 } else { 1 };
+        let other = 1 - side;
+        let l7_from_exporter = r.application_name.as_deref().filter(|n| !n.is_empty()).map(|n| self.intern(n));
+        if r.flow_end_reason == Some(2) {
+            if let (Some(a), Some(b)) = (r.first_ms, r.last_ms) {
+                self.active_timeout_ms = self.active_timeout_ms.max((b - a).clamp(0, 3_600_000));
+            }
+        }
+        let f = &mut self.slab[i as usize];
+        let fresh = f.first_ms == i64::MAX && f.last_ms == i64::MIN && f.packets == [0, 0] && f.bytes == [0, 0];
+        let prev_first = f.first_ms;
+        f.updated_ms = now;
+        // Counters: deltas add up; running totals count their growth.
+        let (mut b, mut p) = (r.bytes, r.packets);
+        if b.is_none() {
+            if let Some(tb) = r.total_bytes {
+                let tp = r.total_packets.unwrap_or(0);
+                let (ob, op) = f.totals[side];
+                b = Some(if tb >= ob { tb - ob } else { tb });
+                p = Some(if tp >= op { tp - op } else { tp });
+                f.totals[side] = (tb, tp);
+            }
+        }
+        let fp = fingerprint(r);
+        if fp != 0 && f.last_counted[side] == fp {
+            // the same record again (duplicate datagram or re-export of a counted interval)
+        } else {
+            f.last_counted[side] = fp;
+            f.bytes[side] = f.bytes[side].saturating_add(b.unwrap_or(0));
+            f.packets[side] = f.packets[side].saturating_add(p.unwrap_or(0));
+            f.bytes[other] = f.bytes[other].saturating_add(r.rev_bytes.unwrap_or(0));
+            f.packets[other] = f.packets[other].saturating_add(r.rev_packets.unwrap_or(0));
+        }
+        let flags = r.tcp_flags.unwrap_or(0) as u8;
+        f.flags[side] |= flags;
+        f.flags[other] |= r.rev_tcp_flags.unwrap_or(0) as u8;
+        if let Some(t) = r.first_ms {
+            f.first_ms = f.first_ms.min(t);
+        }
+        if let Some(t) = r.last_ms.or(r.first_ms) {
+            f.last_ms = f.last_ms.max(t);
+        }
+        if let Some(l7) = l7_from_exporter {
+            f.l7 = l7;
+        }
+
+        // Client/server choice, strongest evidence first (docs/lifecycle.md).
+        let (evidence, src_is_client) = if let Some(d) = r.biflow_direction.filter(|d| *d == 1 || *d == 2) {
+            (Decision::Exporter, d == 1)
+        } else if r.rev_bytes.is_some() || r.rev_packets.is_some() {
+            (Decision::Exporter, true)
+        } else if f.key.proto == 6 && flags & 0x02 != 0 && flags & 0x10 == 0 {
+            (Decision::Syn, true)
+        } else if let Some(t) = icmp_type(r).filter(|_| matches!(f.key.proto, 1 | 58)) {
+            (Decision::Syn, super::key::icmp_request(f.key.proto, t))
+        } else {
+            let (sp, dp) = (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0));
+            let (s_svc, d_svc) = (classify::is_service_port(f.key.proto, sp), classify::is_service_port(f.key.proto, dp));
+            if s_svc != d_svc {
+                (Decision::Port, d_svc)
+            } else if sp != dp && sp != 0 && dp != 0 {
+                (Decision::Port, dp < sp)
+            } else {
+                (Decision::FirstSeen, true)
+            }
+        };
+        let client_is_a = src_is_client == (side == 0);
+        if fresh || evidence > f.decision {
+            f.decision = evidence;
+            f.cli_is_a = client_is_a;
+        } else if f.decision < Decision::Syn && f.cli_is_a != (side == 0) {
+            // A record from the side that is not the client yet, which started earlier: it is the client.
+            if let Some(t) = r.first_ms {
+                if t < prev_first {
+                    f.decision = Decision::StartTime;
+                    f.cli_is_a = side == 0;
+                }
+            }
+        }
+        let is_cli_record = f.cli_is_a == (side == 0);
+        if is_cli_record || (f.in_if == 0 && f.out_if == 0) {
+            f.in_if = r.in_if.unwrap_or(f.in_if);
+            f.out_if = r.out_if.unwrap_or(f.out_if);
+        }
+
+        // End signals: the exporter's end reason, or TCP.
+        if f.ending.is_none() {
+            f.ending = match r.flow_end_reason {
+                Some(1) => Some(EndReason::ExporterIdle),
+                Some(3) => Some(EndReason::EndOfFlow),
+                Some(4) => Some(EndReason::ForcedEnd),
+                Some(5) => Some(EndReason::LackOfResources),
+                _ => None,
+            };
+        }
+        if f.key.proto == 6 {
+            let rst = (f.flags[0] | f.flags[1]) & 0x04 != 0;
+            let fin_both = f.flags[0] & 0x01 != 0 && f.flags[1] & 0x01 != 0;
+            if rst {
+                f.ending = Some(EndReason::TcpRst);
+            } else if fin_both && f.ending.is_none() {
+                f.ending = Some(EndReason::TcpFin);
+            }
+        }
+    }
+
+    /// Statuses visible while the flow is alive.
+    fn live_statuses(&mut self, i: u32) {
+        let f = &mut self.slab[i as usize];
+        if f.key.proto != 6 {
+            return;
+        }
+        let (c, s) = if f.cli_is_a { (0, 1) } else { (1, 0) };
+        let cli_syn = f.flags[c] & 0x02 != 0;
+        let srv_syn = f.flags[s] & 0x02 != 0;
+        let srv_rst = f.flags[s] & 0x04 != 0;
+        if cli_syn && srv_rst && !srv_syn {
+            f.status.set(status::TCP_CONNECTION_REFUSED);
+        } else if cli_syn && srv_syn && (f.flags[0] | f.flags[1]) & 0x04 != 0 {
+            f.status.set(status::TCP_RESET);
+        }
+    }
+
+    /// Statuses decided at the end; returns whether any changed.
+    fn end_statuses(&mut self, i: u32) -> bool {
+        let f = &mut self.slab[i as usize];
+        let before = f.status;
+        let (c, s) = if f.cli_is_a { (0, 1) } else { (1, 0) };
+        if f.bytes == [0, 0] {
+            f.status.set(status::ZERO_BYTES);
+        }
+        if f.packets[s] == 0 && f.packets[c] > 0 {
+            if f.key.proto == 6 && f.flags[c] & 0x02 != 0 {
+                f.status.set(status::TCP_NO_RESPONSE);
+            } else if !f.status.has(status::TCP_CONNECTION_REFUSED) {
+                f.status.set(status::UNIDIRECTIONAL);
+            }
+        }
+        f.status != before
+    }
+
+    fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
+        if !self.slab[i as usize].detected {
+            self.slab[i as usize].detected = true;
+            out.push(self.event(i, EventKind::ProtocolDetected));
+        }
+        if self.end_statuses(i) {
+            out.push(self.event(i, EventKind::StatusChanged));
+        }
+        let mut ev = self.event(i, EventKind::FlowEnd);
+        ev.flow.end_reason = Some(reason);
+        out.push(ev);
+        self.unlink(i);
+        let hash = self.slab[i as usize].hash;
+        if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
+            e.remove();
+        }
+        self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
+        self.free.push(i);
+        self.live -= 1;
+        self.stats.ended += 1;
+    }
+
+    fn alive(&self, i: u32, generation: u32) -> bool {
+        // a slot's generation moves on when its flow ends, so stale timer entries never match
+        self.slab[i as usize].generation == generation
+    }
+
+    /// Moves the clock to `now` (never backwards), firing what is due in time
+    /// order, each at the time it was due: ends after an end signal's grace
+    /// time, idle timeouts, periodic updates.
+    pub fn advance(&mut self, now: i64, out: &mut Vec<FlowEvent>) {
+        let now = now.max(self.now_ms);
+        let idle = self.cfg.idle_timeout_ms + self.active_timeout_ms;
+        loop {
+            let end_due = self.ending.peek().map(|Reverse((d, _, _))| *d);
+            let idle_due = (self.lru_head != NIL).then(|| self.slab[self.lru_head as usize].updated_ms + idle);
+            let periodic_due = self.periodic.peek().map(|Reverse((d, _, _))| *d);
+            let Some(due) = [end_due, idle_due, periodic_due].into_iter().flatten().min().filter(|d| *d <= now) else {
+                break;
+            };
+            self.now_ms = self.now_ms.max(due);
+            if end_due == Some(due) {
+                let Some(Reverse((_, i, generation))) = self.ending.pop() else { break };
+                if !self.alive(i, generation) {
+                    continue;
+                }
+                let f = &self.slab[i as usize];
+                match f.ending {
+                    Some(r) if f.updated_ms + self.cfg.end_grace_ms <= due => self.end(i, r, out),
+                    Some(_) => self.ending.push(Reverse((f.updated_ms + self.cfg.end_grace_ms, i, generation))),
+                    None => {}
+                }
+            } else if idle_due == Some(due) {
+                let i = self.lru_head;
+                self.end(i, EndReason::Idle, out);
+            } else {
+                let Some(Reverse((_, i, generation))) = self.periodic.pop() else { break };
+                if !self.alive(i, generation) {
+                    continue;
+                }
+                if self.slab[i as usize].ending.is_none() {
+                    out.push(self.event(i, EventKind::PeriodicUpdate));
+                }
+                let next = due + self.cfg.periodic_ms.max(1);
+                self.slab[i as usize].next_periodic_ms = next;
+                self.periodic.push(Reverse((next, i, generation)));
+            }
+        }
+        self.now_ms = now;
+    }
+
+    /// Ends every flow (shutdown, end of a replayed capture), least recently updated first.
+    pub fn end_all(&mut self, out: &mut Vec<FlowEvent>) {
+        while self.lru_head != NIL {
+            let i = self.lru_head;
+            let reason = self.slab[i as usize].ending.unwrap_or(EndReason::Shutdown);
+            self.end(i, reason, out);
+        }
+        self.periodic.clear();
+        self.ending.clear();
+    }
+
+    fn event(&self, i: u32, kind: EventKind) -> FlowEvent {
+        FlowEvent { kind, time_ms: self.now_ms, flow: self.view(i) }
+    }
+
+    fn view(&self, i: u32) -> FlowView {
+        let f = &self.slab[i as usize];
+        let (c, s) = if f.cli_is_a { (0, 1) } else { (1, 0) };
+        let (cli_addr, cli_port, srv_addr, srv_port) = if f.cli_is_a {
+            (&f.key.a_addr, f.key.a_port, &f.key.b_addr, f.key.b_port)
+        } else {
+            (&f.key.b_addr, f.key.b_port, &f.key.a_addr, f.key.a_port)
+        };
+        let l7 = if f.l7 != 0 {
+            self.l7_names[f.l7 as usize].clone()
+        } else {
+            Arc::from(classify::by_port(f.key.proto, srv_port))
+        };
+        let score: u32 = (0..5u8).filter(|b| f.status.has(*b)).map(|b| u32::from(status::builtin_score(b))).sum::<u32>()
+            + u32::from(f.script_score);
+        let first = if f.first_ms == i64::MAX { f.updated_ms } else { f.first_ms };
+        let last = if f.last_ms == i64::MIN { f.updated_ms } else { f.last_ms };
+        FlowView {
+            key: f.hash,
+            exporter: ip(&f.key.exporter),
+            observation_domain: f.key.domain,
+            vlan: f.key.vlan,
+            cli_ip: ip(cli_addr),
+            srv_ip: ip(srv_addr),
+            cli_port,
+            srv_port,
+            proto: f.key.proto,
+            l7,
+            cli2srv_bytes: f.bytes[c],
+            srv2cli_bytes: f.bytes[s],
+            cli2srv_packets: f.packets[c],
+            srv2cli_packets: f.packets[s],
+            cli_tcp_flags: f.flags[c],
+            srv_tcp_flags: f.flags[s],
+            first_ms: first,
+            last_ms: last.max(first),
+            in_if: f.in_if,
+            out_if: f.out_if,
+            status: f.status,
+            score: score.min(u32::from(status::MAX_SCORE)) as u16,
+            end_reason: None,
+        }
+    }
+}
+
+/// ICMP type of a record: the high byte of the destination port (how
+/// softflowd, nfdump and most v5/v9 exporters carry it), or `icmp_type`.
+fn icmp_type(r: &FlowRecord) -> Option<u8> {
+    for (name, v) in &r.fields {
+        if matches!(&**name, "icmp_type" | "icmpTypeIPv4" | "icmpTypeIPv6") {
+            if let crate::record::Value::U64(t) = v {
+                return u8::try_from(*t).ok();
+            }
+        }
+        if matches!(&**name, "icmpTypeCodeIPv4" | "icmpTypeCodeIPv6" | "icmp_type_code") {
+            if let crate::record::Value::U64(t) = v {
+                return Some((*t >> 8) as u8);
+            }
+        }
+    }
+    r.dst_port.map(|p| (p >> 8) as u8).filter(|_| r.src_port.unwrap_or(0) == 0)
+}
+
+/// Identity of a record's counted interval (0: nothing to compare).
+fn fingerprint(r: &FlowRecord) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if r.first_ms.is_none() && r.last_ms.is_none() {
+        return 0;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    (r.first_ms, r.last_ms, r.bytes, r.packets, r.total_bytes, r.rev_bytes, r.src_port, r.dst_port).hash(&mut h);
+    h.finish() | 1
+}
+
+/// Size of one tracked flow in the table's slab (for docs/performance.md).
+pub const fn flow_entry_bytes() -> usize {
+    std::mem::size_of::<Flow>()
+}
