@@ -23,7 +23,8 @@ const EXAMPLES: &str = "Examples:
   flowhook serve                                   # listen on UDP 2055 and 4739, JSON lines on stdout
   FLOWHOOK__INGEST__LISTEN=127.0.0.1:9995 flowhook serve
   flowhook serve --config /etc/flowhook/flowhook.toml
-  flowhook decode exports.pcap | jq .              # decode a capture offline
+  flowhook decode exports.pcap | jq .              # decode a capture offline, one line per record
+  flowhook replay exports.pcap                     # lifecycle events of a capture, on its own clock
   flowhook check --config flowhook.toml            # validate and print the effective configuration";
 
 #[derive(Subcommand)]
@@ -37,6 +38,11 @@ enum Cmd {
         /// Leave out options data records (sampling, interface and application tables).
         #[arg(long)]
         flows_only: bool,
+    },
+    /// Run a capture of export datagrams through the whole pipeline with the capture's clock; print events as JSON lines.
+    Replay {
+        /// The capture file (pcap or pcapng).
+        file: PathBuf,
     },
     /// Validate the configuration and print it as TOML; exit 2 when it is not valid.
     Check,
@@ -73,6 +79,10 @@ fn main() -> ExitCode {
         Cmd::Decode { file, flows_only } => {
             init_logging(&cfg.log.level);
             decode(&cfg, &file, flows_only)
+        }
+        Cmd::Replay { file } => {
+            init_logging(&cfg.log.level);
+            replay(&cfg, &file)
         }
         Cmd::Serve => {
             init_logging(&cfg.log.level);
@@ -131,6 +141,38 @@ fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
     }
 }
 
+fn replay(cfg: &Config, file: &std::path::Path) -> ExitCode {
+    let mut sink: Box<dyn Write> = if cfg.output.path == std::path::Path::new("-") {
+        Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+    } else {
+        match std::fs::OpenOptions::new().create(true).append(true).open(&cfg.output.path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("flowhook: {}: {e}", cfg.output.path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let mut write_failed = false;
+    let res = pipeline::replay_capture(
+        file,
+        cfg,
+        |lines| write_failed |= sink.write_all(&lines.buf).is_err(),
+        |frame, e| eprintln!("frame {frame}: {e}"),
+    );
+    write_failed |= sink.flush().is_err();
+    match res {
+        Ok(s) => {
+            tracing::info!(datagrams = s.datagrams, records = s.records, events = s.events, errors = s.errors, "replayed");
+            if write_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("flowhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -146,6 +188,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    running.shutdown().await;
+    if !running.shutdown().await {
+        anyhow::bail!("shutdown took longer than flow.shutdown_timeout_secs ({}s)", cfg.flow.shutdown_timeout_secs);
+    }
+    tracing::info!("stopped");
     Ok(())
 }

@@ -1,16 +1,20 @@
-//! Wiring of the stages for `serve` and `decode`.
+//! Wiring of the stages for `serve`, `replay` and `decode`.
 //!
-//! `serve`: UDP sockets (tokio tasks) → bounded per-shard datagram queues →
-//! decoder shard threads → bounded record queue → output thread. Shutdown on
-//! the cancellation token: listeners stop, the shard queues drain (senders
-//! dropped), the decoders finish, the sink flushes. `decode`: a capture's
-//! datagrams through one [`Decoder`], the same decode path, records to a sink.
+//! `serve`: UDP sockets (tokio tasks) → bounded per-exporter-shard datagram
+//! queues → decoder threads → bounded per-flow-shard record queues (routed by
+//! the flow key's hash) → flow table threads → bounded line queue → output
+//! thread. Shutdown: listeners stop, each queue drains as its senders drop,
+//! the flow tables end every flow (`flowEnd`, reason `shutdown`), the sink
+//! flushes. `replay`: the same decode and flow code inline on one thread, the
+//! capture's timestamps as the clock, so the output is byte-identical run to
+//! run. `decode`: a capture's datagrams through one [`Decoder`].
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -19,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 use crate::capture::{self, CaptureError, CaptureStats};
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoder, DecoderLimits};
+use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, Datagram, IngestError};
-use crate::output::{self, JsonLines, OutputMsg, SinkError};
+use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
-use crate::telemetry::DecodeTelemetry;
+use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
 /// Why the pipeline could not run.
 #[derive(Debug, Error)]
@@ -39,15 +44,58 @@ pub enum PipelineError {
     Thread(#[from] std::io::Error),
 }
 
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Which events and records reach the sinks.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputFilter {
+    events: [bool; 4],
+    records: bool,
+    options_records: bool,
+}
+
+impl OutputFilter {
+    pub fn from_config(cfg: &Config) -> Self {
+        let mut events = [false; 4];
+        for (i, k) in EventKind::ALL.iter().enumerate() {
+            events[i] = cfg.output.events.iter().any(|e| e == k.name());
+        }
+        OutputFilter { events, records: cfg.output.records, options_records: cfg.output.options_records }
+    }
+
+    fn event(&self, e: &FlowEvent) -> bool {
+        self.events[EventKind::ALL.iter().position(|k| *k == e.kind).unwrap_or(0)]
+    }
+
+    fn record(&self, r: &FlowRecord) -> bool {
+        self.records && (r.kind == RecordKind::Flow || self.options_records)
+    }
+}
+
+/// Encodes the events `filter` lets through into `lines`.
+fn encode_events(events: &[FlowEvent], filter: &OutputFilter, lines: &mut Lines, tel: &mut FlowTelemetry) {
+    for e in events {
+        tel.event(e);
+        if filter.event(e) {
+            if let Err(err) = lines.push(e) {
+                tracing::error!("cannot encode event: {err}");
+            }
+        }
+    }
+}
+
 /// A running `serve` pipeline.
 pub struct Running {
     /// Addresses actually bound (useful with port 0).
     pub bound: Vec<SocketAddr>,
     cancel: CancellationToken,
     listeners: Vec<tokio::task::JoinHandle<()>>,
-    shards: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     output: Option<JoinHandle<()>>,
     output_tx: Option<SyncSender<OutputMsg>>,
+    shutdown_timeout: Duration,
 }
 
 impl Running {
@@ -58,24 +106,25 @@ impl Running {
         }
     }
 
-    /// Stops listening, drains the queues, flushes the sink.
-    pub async fn shutdown(mut self) {
+    /// Stops listening, drains the queues, ends every flow, flushes the sink.
+    /// Returns false when that took longer than `flow.shutdown_timeout_secs`.
+    pub async fn shutdown(mut self) -> bool {
         self.cancel.cancel();
         for l in self.listeners.drain(..) {
             let _ = l.await;
         }
         self.output_tx = None;
-        let shards = std::mem::take(&mut self.shards);
+        let threads = std::mem::take(&mut self.threads);
         let output = self.output.take();
-        let _ = tokio::task::spawn_blocking(move || {
-            for s in shards {
-                let _ = s.join();
+        let join = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
             }
             if let Some(o) = output {
                 let _ = o.join();
             }
-        })
-        .await;
+        });
+        tokio::time::timeout(self.shutdown_timeout, join).await.is_ok()
     }
 }
 
@@ -83,25 +132,28 @@ fn decode_shard(
     shard: usize,
     limits: DecoderLimits,
     rx: Receiver<Datagram>,
+    flows: Arc<Vec<SyncSender<Vec<FlowRecord>>>>,
     out: Option<SyncSender<OutputMsg>>,
-    options_records: bool,
+    filter: OutputFilter,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let mut decoder = Decoder::new(&limits)?;
     Ok(std::thread::Builder::new().name(format!("flowhook-decode-{shard}")).spawn(move || {
         let mut tel = DecodeTelemetry::new(shard);
         let mut stats = decoder.stats.clone();
-        let mut last_poll = std::time::Instant::now();
+        let mut last_poll = Instant::now();
+        let mut recs = Vec::new();
+        let mut per_shard: Vec<Vec<FlowRecord>> = vec![Vec::new(); flows.len()];
         loop {
-            if last_poll.elapsed() >= std::time::Duration::from_secs(1) {
+            if last_poll.elapsed() >= Duration::from_secs(1) {
                 tel.template_stats(&decoder.template_stats());
-                last_poll = std::time::Instant::now();
+                last_poll = Instant::now();
             }
-            let d = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            let d = match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(d) => d,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut recs = Vec::new();
+            recs.clear();
             match decoder.decode(d.exporter.ip(), &d.payload, &mut recs) {
                 Ok(o) => {
                     tel.records(o.version, o.flows, o.options);
@@ -122,21 +174,76 @@ fn decode_shard(
             tel.trailing_bytes.increment(s.trailing_bytes - stats.trailing_bytes);
             stats = s.clone();
             tel.streams.set(decoder.streams() as f64);
-            if !options_records {
-                recs.retain(|r| r.kind == RecordKind::Flow);
-            }
-            if let (Some(tx), false) = (&out, recs.is_empty()) {
-                if tx.send(OutputMsg::Records(recs)).is_err() {
+            if let Some(tx) = &out {
+                let mut lines = Lines::default();
+                for r in recs.iter().filter(|r| filter.record(r)) {
+                    let _ = lines.push(r);
+                }
+                if !lines.is_empty() && tx.send(OutputMsg::Lines(lines)).is_err() {
                     break;
+                }
+            }
+            for r in recs.drain(..) {
+                if r.kind != RecordKind::Flow {
+                    continue;
+                }
+                let shard = match crate::flow::key::FlowKey::of(&r) {
+                    Some((k, _)) => (k.stable_hash() % flows.len() as u64) as usize,
+                    None => 0,
+                };
+                per_shard[shard].push(r);
+            }
+            for (i, batch) in per_shard.iter_mut().enumerate() {
+                if !batch.is_empty() && flows[i].send(std::mem::take(batch)).is_err() {
+                    return;
                 }
             }
         }
     })?)
 }
 
+fn flow_shard(
+    shard: usize,
+    cfg: TableConfig,
+    rx: Receiver<Vec<FlowRecord>>,
+    out: Option<SyncSender<OutputMsg>>,
+    filter: OutputFilter,
+) -> Result<JoinHandle<()>, PipelineError> {
+    Ok(std::thread::Builder::new().name(format!("flowhook-flow-{shard}")).spawn(move || {
+        let mut table = FlowTable::new(cfg);
+        let mut tel = FlowTelemetry::new(shard);
+        let mut events = Vec::new();
+        let send = |events: &mut Vec<FlowEvent>, tel: &mut FlowTelemetry| -> bool {
+            let mut lines = Lines::default();
+            encode_events(events, &filter, &mut lines, tel);
+            events.clear();
+            match &out {
+                Some(tx) if !lines.is_empty() => tx.send(OutputMsg::Lines(lines)).is_ok(),
+                _ => true,
+            }
+        };
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(batch) => table.ingest(&batch, wall_ms(), &mut events),
+                Err(RecvTimeoutError::Timeout) => table.advance(wall_ms(), &mut events),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            tel.table(&table);
+            if !send(&mut events, &mut tel) {
+                return;
+            }
+        }
+        table.advance(wall_ms(), &mut events);
+        table.end_all(&mut events);
+        tel.table(&table);
+        send(&mut events, &mut tel);
+    })?)
+}
+
 /// Starts `serve` on the current tokio runtime.
 pub async fn start(cfg: &Config) -> Result<Running, PipelineError> {
     let cancel = CancellationToken::new();
+    let filter = OutputFilter::from_config(cfg);
     let (output, output_tx) = if cfg.output.enabled {
         let sink = JsonLines::open(&cfg.output.path)?;
         let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
@@ -144,14 +251,24 @@ pub async fn start(cfg: &Config) -> Result<Running, PipelineError> {
     } else {
         (None, None)
     };
+    let mut threads = Vec::new();
+    let nflow = cfg.flow.effective_shards();
+    let mut flow_txs = Vec::with_capacity(nflow);
+    for i in 0..nflow {
+        let (tx, rx) = sync_channel(cfg.flow.queue_batches);
+        flow_txs.push(tx);
+        threads.push(flow_shard(i, cfg.flow.table(nflow), rx, output_tx.clone(), filter)?);
+    }
+    let flow_txs = Arc::new(flow_txs);
     let n = cfg.decode.effective_shards();
     let mut senders = Vec::with_capacity(n);
-    let mut shards = Vec::with_capacity(n);
     for i in 0..n {
         let (tx, rx) = sync_channel(cfg.ingest.queue_datagrams);
         senders.push(tx);
-        shards.push(decode_shard(i, cfg.decode.limits(), rx, output_tx.clone(), cfg.output.options_records)?);
+        // decoders come first in the join order so the flow shards see their queues close
+        threads.insert(i, decode_shard(i, cfg.decode.limits(), rx, flow_txs.clone(), output_tx.clone(), filter)?);
     }
+    drop(flow_txs);
     let senders = Arc::new(senders);
     let allow = Arc::new(AllowList::new(cfg.ingest.allow.clone()));
     let mut listeners = Vec::new();
@@ -180,16 +297,25 @@ pub async fn start(cfg: &Config) -> Result<Running, PipelineError> {
         }
     }
     drop(senders);
-    Ok(Running { bound, cancel, listeners, shards, output, output_tx })
+    Ok(Running {
+        bound,
+        cancel,
+        listeners,
+        threads,
+        output,
+        output_tx,
+        shutdown_timeout: Duration::from_secs(cfg.flow.shutdown_timeout_secs),
+    })
 }
 
-/// Summary of an offline decode.
+/// Summary of an offline decode or replay.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeSummary {
     pub capture: CaptureStats,
     pub datagrams: u64,
     pub records: u64,
     pub errors: u64,
+    pub events: u64,
 }
 
 /// Decodes every UDP datagram in the capture at `path`, giving each record to
@@ -223,5 +349,58 @@ pub fn decode_capture(
             emit(r);
         }
     })?;
+    Ok(sum)
+}
+
+/// Runs a capture through decode and the flow table with the capture's
+/// timestamps as the clock, then ends every remaining flow (`shutdown`).
+/// Lines (events, and records when configured) go to `write`.
+pub fn replay_capture(
+    path: &Path,
+    cfg: &Config,
+    mut write: impl FnMut(&Lines),
+    mut fail: impl FnMut(u64, &DecodeError),
+) -> Result<DecodeSummary, PipelineError> {
+    let filter = OutputFilter::from_config(cfg);
+    let mut decoder = Decoder::new(&cfg.decode.limits())?;
+    let mut table = FlowTable::new(cfg.flow.table(1));
+    let mut tel = FlowTelemetry::new(0);
+    let mut sum = DecodeSummary::default();
+    let mut recs = Vec::new();
+    let mut events = Vec::new();
+    let mut lines = Lines::default();
+    let mut flush = |events: &mut Vec<FlowEvent>, lines: &mut Lines, sum: &mut DecodeSummary, tel: &mut FlowTelemetry| {
+        sum.events += events.len() as u64;
+        encode_events(events, &filter, lines, tel);
+        events.clear();
+        if !lines.is_empty() {
+            write(lines);
+            *lines = Lines::default();
+        }
+    };
+    sum.capture = capture::for_each_datagram(path, |d| {
+        sum.datagrams += 1;
+        recs.clear();
+        match decoder.decode(d.exporter, &d.payload, &mut recs) {
+            Ok(o) => {
+                if let Some(e) = o.partial_error {
+                    sum.errors += 1;
+                    fail(d.frame, &e);
+                }
+            }
+            Err(e) => {
+                sum.errors += 1;
+                fail(d.frame, &e);
+            }
+        }
+        sum.records += recs.len() as u64;
+        for r in recs.iter().filter(|r| filter.record(r)) {
+            let _ = lines.push(r);
+        }
+        table.ingest(&recs, d.time_ms, &mut events);
+        flush(&mut events, &mut lines, &mut sum, &mut tel);
+    })?;
+    table.end_all(&mut events);
+    flush(&mut events, &mut lines, &mut sum, &mut tel);
     Ok(sum)
 }

@@ -20,7 +20,8 @@ fn v5(n: u8, seq: u32) -> Vec<u8> {
     m[1] = 5;
     m[3] = n;
     m[4..8].copy_from_slice(&100_000u32.to_be_bytes());
-    m[8..12].copy_from_slice(&1_700_000_000u32.to_be_bytes());
+    // export time moves with the sequence number, so repeated records are distinct intervals
+    m[8..12].copy_from_slice(&(1_700_000_000u32 + seq).to_be_bytes());
     m[16..20].copy_from_slice(&seq.to_be_bytes());
     for i in 0..n {
         let mut r = [0u8; 48];
@@ -155,6 +156,7 @@ fn serve_receives_over_udp_and_flushes_on_sigterm() {
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
         ("FLOWHOOK__OUTPUT__FLUSH_INTERVAL", "10s".into()),
+        ("FLOWHOOK__OUTPUT__RECORDS", "true".into()),
     ]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     for seq in 0..20u32 {
@@ -166,9 +168,18 @@ fn serve_receives_over_udp_and_flushes_on_sigterm() {
     let status = sigterm_and_wait(&mut k);
     assert!(status.success(), "{status:?}");
     let text = std::fs::read_to_string(&out).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 200, "every accepted record is written on a clean shutdown");
-    assert!(lines.iter().all(|l| l["exporter"] == "127.0.0.1" && l["version"] == 5));
+    let all: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<&Value> = all.iter().filter(|l| l.get("record").is_some()).collect();
+    assert_eq!(records.len(), 200, "every accepted record is written on a clean shutdown");
+    assert!(records.iter().all(|l| l["exporter"] == "127.0.0.1" && l["version"] == 5));
+    // 10 distinct conversations, each repeated 20 times: one flowEnd each, at shutdown
+    let ends: Vec<&Value> = all.iter().filter(|l| l["event"] == "flowEnd").collect();
+    assert_eq!(ends.len(), 10);
+    for e in ends {
+        assert_eq!(e["flow"]["end_reason"], "shutdown");
+        assert_eq!(e["flow"]["cli2srv.packets"], 20);
+        assert_eq!(e["flow"]["srv.port"], 80);
+    }
 }
 
 #[test]
@@ -179,6 +190,8 @@ fn serve_drops_exporters_outside_the_allow_list() {
     let mut k = serve(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__INGEST__ALLOW", "10.0.0.0/8,127.0.0.2/32".into()),
+        ("FLOWHOOK__OUTPUT__RECORDS", "true".into()),
+        ("FLOWHOOK__OUTPUT__EVENTS", "statusChanged".into()),
         ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
     ]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -187,6 +200,11 @@ fn serve_drops_exporters_outside_the_allow_list() {
     allowed.send_to(&v5(2, 0), ("127.0.0.1", port)).unwrap();
     assert!(sigterm_and_wait(&mut k).success());
     let text = std::fs::read_to_string(&out).unwrap();
-    let exporters: Vec<Value> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["exporter"].clone()).collect();
+    let exporters: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l.get("record").is_some())
+        .map(|l| l["exporter"].clone())
+        .collect();
     assert_eq!(exporters, vec![Value::from("127.0.0.2"), Value::from("127.0.0.2")]);
 }

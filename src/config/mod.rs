@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use sections::{DecodeConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig, OutputConfig, ScriptsConfig};
+pub use sections::{DecodeConfig, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig, OutputConfig, ScriptsConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -26,6 +26,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Decoder shards and their caps.
     pub decode: DecodeConfig,
+    /// Flow table and lifecycle timers.
+    pub flow: FlowConfig,
     /// Where records and events are written.
     pub output: OutputConfig,
     /// Prometheus endpoint.
@@ -92,6 +94,7 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("ingest.listen")
                 .with_list_parse_key("ingest.allow")
+                .with_list_parse_key("output.events")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -105,6 +108,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.ingest.validate()?;
         self.decode.validate()?;
+        self.flow.validate()?;
         self.output.validate()?;
         Ok(())
     }

@@ -160,7 +160,11 @@ pub struct OutputConfig {
     pub enabled: bool,
     /// File to append JSON lines to; `-` is standard output. The file is reopened on SIGHUP.
     pub path: PathBuf,
-    /// Include options data records (sampling, interface and application tables).
+    /// Lifecycle events to write: any of `protocolDetected`, `statusChanged`, `periodicUpdate`, `flowEnd`.
+    pub events: Vec<String>,
+    /// Also write every decoded flow record (the collector-core output of `flowhook decode`).
+    pub records: bool,
+    /// With `records`: include options data records (sampling, interface and application tables).
     pub options_records: bool,
     /// Records queued between the decoders and the sink.
     pub queue_records: usize,
@@ -174,6 +178,8 @@ impl Default for OutputConfig {
         OutputConfig {
             enabled: true,
             path: PathBuf::from("-"),
+            events: vec!["flowEnd".into()],
+            records: false,
             options_records: false,
             queue_records: 65_536,
             flush_interval: Duration::from_secs(1),
@@ -189,10 +195,86 @@ impl OutputConfig {
         if self.queue_records == 0 {
             return Err(ConfigError::Invalid { key: "output.queue_records", problem: "must be above 0".into() });
         }
+        for e in &self.events {
+            if crate::flow::EventKind::from_name(e).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "output.events",
+                    problem: format!("unknown event `{e}`; use protocolDetected, statusChanged, periodicUpdate or flowEnd"),
+                });
+            }
+        }
         if self.flush_interval.is_zero() || self.flush_interval > Duration::from_secs(60) {
             return Err(ConfigError::Invalid { key: "output.flush_interval", problem: "must be above 0 and at most 60s".into() });
         }
         Ok(())
+    }
+}
+
+/// `[flow]`: the flow table and lifecycle timers.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// Flow table shards (threads); flows are routed by a hash of their key. 0: one per core.
+    pub shards: usize,
+    /// Flows tracked in all (split evenly over the shards); when full the least recently updated ends as `evicted`.
+    pub max_flows: usize,
+    /// A flow with no record for this many seconds (plus the exporter's observed active timeout) ends as `idle`.
+    pub idle_timeout_secs: u64,
+    /// Seconds between `periodicUpdate` events of a live flow.
+    pub periodic_update_secs: u64,
+    /// After an end signal (FIN both ways, RST, the exporter's end reason), seconds to wait for the other direction's last records.
+    pub end_grace_secs: u64,
+    /// Batches of records queued per flow shard.
+    pub queue_batches: usize,
+    /// On SIGINT/SIGTERM, the longest the drain, `flowEnd` of every flow and the final flush may take.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            shards: 0,
+            max_flows: 1_000_000,
+            idle_timeout_secs: 60,
+            periodic_update_secs: 60,
+            end_grace_secs: 5,
+            queue_batches: 4096,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl FlowConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, u64, u64, u64); 7] = [
+            ("flow.shards", self.shards as u64, 0, 256),
+            ("flow.max_flows", self.max_flows as u64, 1, 100_000_000),
+            ("flow.idle_timeout_secs", self.idle_timeout_secs, 1, 86_400),
+            ("flow.periodic_update_secs", self.periodic_update_secs, 1, 86_400),
+            ("flow.end_grace_secs", self.end_grace_secs, 0, 3_600),
+            ("flow.queue_batches", self.queue_batches as u64, 1, 1_000_000),
+            ("flow.shutdown_timeout_secs", self.shutdown_timeout_secs, 1, 3_600),
+        ];
+        for (key, v, lo, hi) in checks {
+            if v < lo || v > hi {
+                return Err(ConfigError::Invalid { key, problem: format!("{v} is outside {lo}..={hi}") });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn effective_shards(&self) -> usize {
+        if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+    }
+
+    /// The table settings of one of `shards` shards.
+    pub fn table(&self, shards: usize) -> crate::flow::TableConfig {
+        crate::flow::TableConfig {
+            max_flows: (self.max_flows / shards.max(1)).max(1),
+            idle_timeout_ms: self.idle_timeout_secs as i64 * 1000,
+            periodic_ms: self.periodic_update_secs as i64 * 1000,
+            end_grace_ms: self.end_grace_secs as i64 * 1000,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Output stage: sinks behind one trait, and the thread that drives them.
 //!
-//! In: [`OutputMsg`]s on a bounded channel (batches of records, reopen and
-//! flush requests). Out: JSON lines on standard output or in a file. The sink
+//! In: [`OutputMsg`]s on a bounded channel (batches of JSON lines encoded by
+//! the producing stage with [`Lines`], reopen requests). Out: JSON lines on
+//! standard output or in a file. The sink
 //! buffers and flushes at least every `output.flush_interval`, at shutdown
 //! and on request; a file sink reopens its path on SIGHUP so log rotation
 //! works. Later sinks (Kafka) implement the same [`Sink`] trait.
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::record::FlowRecord;
+use serde::Serialize;
+
 use crate::telemetry::SinkTelemetry;
 
 /// A sink failure.
@@ -40,7 +42,8 @@ impl SinkError {
 pub trait Sink: Send {
     /// Short stable name for metric labels.
     fn name(&self) -> &'static str;
-    fn write(&mut self, rec: &FlowRecord) -> Result<(), SinkError>;
+    /// Writes `count` newline-terminated JSON lines held in `lines`.
+    fn write(&mut self, lines: &[u8], count: usize) -> Result<(), SinkError>;
     fn flush(&mut self) -> Result<(), SinkError>;
     /// Reopen the destination (log rotation). Default: nothing to do.
     fn reopen(&mut self) -> Result<(), SinkError> {
@@ -50,15 +53,40 @@ pub trait Sink: Send {
 
 /// Messages to the output thread.
 pub enum OutputMsg {
-    Records(Vec<FlowRecord>),
+    Lines(Lines),
     Reopen,
+}
+
+/// A batch of newline-terminated JSON lines, encoded where the items are made
+/// (in parallel, on the stage threads), written as one block by the sink.
+#[derive(Debug, Default)]
+pub struct Lines {
+    pub buf: Vec<u8>,
+    pub count: usize,
+}
+
+impl Lines {
+    /// Appends one item as a JSON line.
+    pub fn push<T: Serialize>(&mut self, item: &T) -> Result<(), SinkError> {
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, item) {
+            self.buf.truncate(start);
+            return Err(SinkError::Encode(e.to_string()));
+        }
+        self.buf.push(b'\n');
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// JSON lines to standard output or a file.
 pub struct JsonLines {
     path: Option<PathBuf>,
     out: BufWriter<Box<dyn Write + Send>>,
-    line: Vec<u8>,
 }
 
 fn open_append(path: &Path) -> Result<File, SinkError> {
@@ -77,7 +105,7 @@ impl JsonLines {
         } else {
             (Some(path.to_path_buf()), Box::new(open_append(path)?))
         };
-        Ok(JsonLines { path, out: BufWriter::with_capacity(256 * 1024, w), line: Vec::with_capacity(1024) })
+        Ok(JsonLines { path, out: BufWriter::with_capacity(256 * 1024, w) })
     }
 
     fn io_err(&self, source: io::Error) -> SinkError {
@@ -91,14 +119,8 @@ impl Sink for JsonLines {
         "json"
     }
 
-    fn write(&mut self, rec: &FlowRecord) -> Result<(), SinkError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, rec).map_err(|e| SinkError::Encode(e.to_string()))?;
-        self.line.push(b'\n');
-        let line = std::mem::take(&mut self.line);
-        let r = self.out.write_all(&line).map_err(|e| self.io_err(e));
-        self.line = line;
-        r
+    fn write(&mut self, lines: &[u8], _count: usize) -> Result<(), SinkError> {
+        self.out.write_all(lines).map_err(|e| self.io_err(e))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -124,12 +146,10 @@ pub fn spawn(mut sink: Box<dyn Sink>, rx: Receiver<OutputMsg>, flush_every: Dura
         loop {
             let wait = flush_every.saturating_sub(last_flush.elapsed());
             match rx.recv_timeout(if dirty { wait } else { Duration::from_secs(3600) }) {
-                Ok(OutputMsg::Records(batch)) => {
-                    for r in &batch {
-                        match sink.write(r) {
-                            Ok(()) => tel.written.increment(1),
-                            Err(e) => tel.write_failed(&e),
-                        }
+                Ok(OutputMsg::Lines(batch)) => {
+                    match sink.write(&batch.buf, batch.count) {
+                        Ok(()) => tel.written.increment(batch.count as u64),
+                        Err(e) => tel.write_failed(&e),
                     }
                     dirty = true;
                 }

@@ -186,6 +186,54 @@ impl DecodeTelemetry {
     }
 }
 
+/// Counters of one flow table shard.
+pub struct FlowTelemetry {
+    active: Gauge,
+    started: Counter,
+    evicted: Counter,
+    events: [Counter; 4],
+    ended: HashMap<&'static str, Counter>,
+    last_started: u64,
+    last_evicted: u64,
+}
+
+impl FlowTelemetry {
+    pub fn new(shard: usize) -> Self {
+        use crate::flow::EventKind;
+        FlowTelemetry {
+            active: gauge!("flowhook_flows_active", "shard" => shard.to_string()),
+            started: counter!("flowhook_flows_started_total"),
+            evicted: counter!("flowhook_flows_evicted_total"),
+            events: EventKind::ALL.map(|k| counter!("flowhook_flow_events_total", "event" => k.name())),
+            ended: HashMap::new(),
+            last_started: 0,
+            last_evicted: 0,
+        }
+    }
+
+    /// One lifecycle event emitted.
+    pub fn event(&mut self, e: &crate::flow::FlowEvent) {
+        use crate::flow::EventKind;
+        let i = EventKind::ALL.iter().position(|k| *k == e.kind).unwrap_or(0);
+        self.events[i].increment(1);
+        if let Some(r) = e.flow.end_reason {
+            self.ended
+                .entry(r.name())
+                .or_insert_with(|| counter!("flowhook_flows_ended_total", "reason" => r.name()))
+                .increment(1);
+        }
+    }
+
+    /// The table's size and counters.
+    pub fn table(&mut self, t: &crate::flow::FlowTable) {
+        self.active.set(t.len() as f64);
+        self.started.increment(t.stats.started - self.last_started);
+        self.evicted.increment(t.stats.evicted - self.last_evicted);
+        self.last_started = t.stats.started;
+        self.last_evicted = t.stats.evicted;
+    }
+}
+
 /// Counters of a sink.
 pub struct SinkTelemetry {
     pub written: Counter,
