@@ -3,7 +3,7 @@
 //! In: built by the flow table. Out: to the sinks as JSON
 //! (`{"event": …, "time": …, "flow": {…}}`) and, from the scripts issue on,
 //! to the script runner. `FlowView` uses the flat key vocabulary of
-//! `docs/flow-record.md` ("Flow events"), the same keys scripts read from
+//! `docs/flow-record.md` ("Flow vocabulary"), the same keys scripts read from
 //! `flow.getInfo()`.
 
 use std::net::IpAddr;
