@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod config;
 pub mod decode;
+pub mod enrich;
 pub mod flow;
 pub mod ingest;
 pub mod output;

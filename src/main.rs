@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use flowhook::config::Config;
+use flowhook::enrich::GeoService;
 use flowhook::pipeline;
 
 /// NetFlow v5/v7/v9 and IPFIX collector that runs Lua scripts on flow lifecycle events.
@@ -65,6 +68,18 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
+/// Opens the configured databases; an unusable one stops the start (exit 2).
+fn open_geo(cfg: &Config, announce: bool) -> Result<Arc<GeoService>, ExitCode> {
+    let geo = GeoService::open(&cfg.geo, &cfg.networks).map_err(|e| {
+        eprintln!("flowhook: {e}");
+        ExitCode::from(2)
+    })?;
+    if announce && !geo.has_databases() {
+        tracing::info!("geolocation is off: set geo.city_db, geo.country_db and/or geo.asn_db to MaxMind-format files (docs/geolocation.md)");
+    }
+    Ok(Arc::new(geo))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let cfg = match load(cli.config.as_deref()) {
@@ -73,6 +88,9 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Check => {
+            if let Err(code) = open_geo(&cfg, false) {
+                return code;
+            }
             print!("{}", cfg.to_toml());
             ExitCode::SUCCESS
         }
@@ -82,10 +100,17 @@ fn main() -> ExitCode {
         }
         Cmd::Replay { file } => {
             init_logging(&cfg.log.level);
-            replay(&cfg, &file)
+            match open_geo(&cfg, false) {
+                Ok(geo) => replay(&cfg, geo, &file),
+                Err(code) => code,
+            }
         }
         Cmd::Serve => {
             init_logging(&cfg.log.level);
+            let geo = match open_geo(&cfg, true) {
+                Ok(g) => g,
+                Err(code) => return code,
+            };
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -93,7 +118,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(serve(cfg)) {
+            match rt.block_on(serve(cfg, geo)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("flowhook: {e}");
@@ -141,7 +166,7 @@ fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
     }
 }
 
-fn replay(cfg: &Config, file: &std::path::Path) -> ExitCode {
+fn replay(cfg: &Config, geo: Arc<GeoService>, file: &std::path::Path) -> ExitCode {
     let mut sink: Box<dyn Write> = if cfg.output.path == std::path::Path::new("-") {
         Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
     } else {
@@ -157,6 +182,7 @@ fn replay(cfg: &Config, file: &std::path::Path) -> ExitCode {
     let res = pipeline::replay_capture(
         file,
         cfg,
+        geo,
         |lines| write_failed |= sink.write_all(&lines.buf).is_err(),
         |frame, e| eprintln!("frame {frame}: {e}"),
     );
@@ -173,18 +199,18 @@ fn replay(cfg: &Config, file: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, geo: Arc<GeoService>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let running = pipeline::start(&cfg).await?;
+    let running = pipeline::start(&cfg, geo).await?;
     tracing::info!(shards = cfg.decode.effective_shards(), "flowhook serving");
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => running.reopen_output(),
+            _ = hup.recv() => running.hangup(),
         }
     }
     tracing::info!("shutting down");

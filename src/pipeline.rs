@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::capture::{self, CaptureError, CaptureStats};
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoder, DecoderLimits};
+use crate::enrich::{Enricher, GeoService, Reload};
 use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, Datagram, IngestError};
 use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
@@ -96,14 +97,26 @@ pub struct Running {
     output: Option<JoinHandle<()>>,
     output_tx: Option<SyncSender<OutputMsg>>,
     shutdown_timeout: Duration,
+    geo: Arc<GeoService>,
+}
+
+/// Reloads the databases when asked (`force`, SIGHUP) or when a file changed on disk.
+pub fn reload_geo(geo: &GeoService, force: bool) {
+    match geo.reload(force) {
+        Reload::Unchanged => {}
+        Reload::Reloaded => crate::telemetry::GeoTelemetry::reload("ok", None),
+        Reload::Failed(e) => crate::telemetry::GeoTelemetry::reload("failed", Some(&e)),
+    }
 }
 
 impl Running {
-    /// Asks the sink to reopen its file (SIGHUP).
-    pub fn reopen_output(&self) {
+    /// SIGHUP: the sink reopens its file, the databases are reloaded.
+    pub fn hangup(&self) {
         if let Some(tx) = &self.output_tx {
             let _ = tx.try_send(OutputMsg::Reopen);
         }
+        let geo = self.geo.clone();
+        std::thread::spawn(move || reload_geo(&geo, true));
     }
 
     /// Stops listening, drains the queues, ends every flow, flushes the sink.
@@ -205,12 +218,13 @@ fn decode_shard(
 fn flow_shard(
     shard: usize,
     cfg: TableConfig,
+    enricher: Enricher,
     rx: Receiver<Vec<FlowRecord>>,
     out: Option<SyncSender<OutputMsg>>,
     filter: OutputFilter,
 ) -> Result<JoinHandle<()>, PipelineError> {
     Ok(std::thread::Builder::new().name(format!("flowhook-flow-{shard}")).spawn(move || {
-        let mut table = FlowTable::new(cfg);
+        let mut table = FlowTable::with_enricher(cfg, Some(enricher));
         let mut tel = FlowTelemetry::new(shard);
         let mut events = Vec::new();
         let send = |events: &mut Vec<FlowEvent>, tel: &mut FlowTelemetry| -> bool {
@@ -241,8 +255,23 @@ fn flow_shard(
 }
 
 /// Starts `serve` on the current tokio runtime.
-pub async fn start(cfg: &Config) -> Result<Running, PipelineError> {
+pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, PipelineError> {
     let cancel = CancellationToken::new();
+    if geo.has_databases() {
+        let (g, every, c) = (geo.clone(), cfg.geo.watch_interval, cancel.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = tick.tick() => {
+                        let g = g.clone();
+                        let _ = tokio::task::spawn_blocking(move || reload_geo(&g, false)).await;
+                    }
+                }
+            }
+        });
+    }
     let filter = OutputFilter::from_config(cfg);
     let (output, output_tx) = if cfg.output.enabled {
         let sink = JsonLines::open(&cfg.output.path)?;
@@ -257,7 +286,8 @@ pub async fn start(cfg: &Config) -> Result<Running, PipelineError> {
     for i in 0..nflow {
         let (tx, rx) = sync_channel(cfg.flow.queue_batches);
         flow_txs.push(tx);
-        threads.push(flow_shard(i, cfg.flow.table(nflow), rx, output_tx.clone(), filter)?);
+        let enricher = Enricher::new(geo.clone(), cfg.geo.cache_size);
+        threads.push(flow_shard(i, cfg.flow.table(nflow), enricher, rx, output_tx.clone(), filter)?);
     }
     let flow_txs = Arc::new(flow_txs);
     let n = cfg.decode.effective_shards();
@@ -305,6 +335,7 @@ pub async fn start(cfg: &Config) -> Result<Running, PipelineError> {
         output,
         output_tx,
         shutdown_timeout: Duration::from_secs(cfg.flow.shutdown_timeout_secs),
+        geo,
     })
 }
 
@@ -358,12 +389,13 @@ pub fn decode_capture(
 pub fn replay_capture(
     path: &Path,
     cfg: &Config,
+    geo: Arc<GeoService>,
     mut write: impl FnMut(&Lines),
     mut fail: impl FnMut(u64, &DecodeError),
 ) -> Result<DecodeSummary, PipelineError> {
     let filter = OutputFilter::from_config(cfg);
     let mut decoder = Decoder::new(&cfg.decode.limits())?;
-    let mut table = FlowTable::new(cfg.flow.table(1));
+    let mut table = FlowTable::with_enricher(cfg.flow.table(1), Some(Enricher::new(geo, cfg.geo.cache_size)));
     let mut tel = FlowTelemetry::new(0);
     let mut sum = DecodeSummary::default();
     let mut recs = Vec::new();

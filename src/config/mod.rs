@@ -36,6 +36,9 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// MaxMind-format databases.
     pub geo: GeoConfig,
+    /// Local networks and their labels (`[[networks]]`; most specific match wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::enrich::NetworkConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -110,6 +113,7 @@ impl Config {
         self.decode.validate()?;
         self.flow.validate()?;
         self.output.validate()?;
+        self.geo.validate()?;
         Ok(())
     }
 

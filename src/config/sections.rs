@@ -306,8 +306,8 @@ impl Default for ScriptsConfig {
     }
 }
 
-/// `[geo]`: MaxMind-format databases (from the geolocation issue on).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// `[geo]`: MaxMind-format databases.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeoConfig {
     /// City database (also answers country).
@@ -319,6 +319,29 @@ pub struct GeoConfig {
     /// ASN database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asn_db: Option<PathBuf>,
+    /// Addresses cached per flow worker (two generations of half this size).
+    pub cache_size: usize,
+    /// How often to look whether a database file was replaced (then it is reloaded).
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for GeoConfig {
+    fn default() -> Self {
+        GeoConfig { city_db: None, country_db: None, asn_db: None, cache_size: 65_536, watch_interval: Duration::from_secs(30) }
+    }
+}
+
+impl GeoConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cache_size == 0 || self.cache_size > 100_000_000 {
+            return Err(ConfigError::Invalid { key: "geo.cache_size", problem: "must be 1..=100000000".into() });
+        }
+        if self.watch_interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid { key: "geo.watch_interval", problem: "must be at least 100ms".into() });
+        }
+        Ok(())
+    }
 }
 
 /// `[log]`: diagnostics on standard error.

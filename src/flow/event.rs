@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::classify::l4_name;
 use super::status::StatusSet;
+use crate::enrich::GeoInfo;
 use crate::record::rfc3339_ms;
 
 /// The four events of the ntopng flow-script model.
@@ -107,6 +108,9 @@ pub struct FlowView {
     pub last_ms: i64,
     pub in_if: u32,
     pub out_if: u32,
+    /// Enrichment of the client's and the server's address.
+    pub cli_geo: Arc<GeoInfo>,
+    pub srv_geo: Arc<GeoInfo>,
     pub status: StatusSet,
     pub score: u16,
     pub end_reason: Option<EndReason>,
@@ -149,6 +153,9 @@ impl Serialize for FlowView {
         m.serialize_entry("vlan", &self.vlan)?;
         m.serialize_entry("in_if", &self.in_if)?;
         m.serialize_entry("out_if", &self.out_if)?;
+        for (side, g) in [("cli", &self.cli_geo), ("srv", &self.srv_geo)] {
+            geo_entries(&mut m, side, g)?;
+        }
         let owned = self.status.names();
         let names: Vec<&str> = owned.iter().map(|n| &**n).collect();
         m.serialize_entry("status", &names)?;
@@ -158,6 +165,32 @@ impl Serialize for FlowView {
         }
         m.end()
     }
+}
+
+/// Keys of one side's enrichment (`cli.country`, …); values it does not have are left out.
+fn geo_entries<M: SerializeMap>(m: &mut M, side: &str, g: &GeoInfo) -> Result<(), M::Error> {
+    if let Some(v) = &g.country {
+        m.serialize_entry(&format!("{side}.country"), &**v)?;
+    }
+    if let Some(v) = &g.city {
+        m.serialize_entry(&format!("{side}.city"), &**v)?;
+    }
+    if let (Some(lat), Some(lon)) = (g.latitude, g.longitude) {
+        m.serialize_entry(&format!("{side}.latitude"), &lat)?;
+        m.serialize_entry(&format!("{side}.longitude"), &lon)?;
+    }
+    if let Some(v) = g.asn {
+        m.serialize_entry(&format!("{side}.asn"), &v)?;
+    }
+    if let Some(v) = &g.as_name {
+        m.serialize_entry(&format!("{side}.as_name"), &**v)?;
+    }
+    if let Some(n) = &g.network {
+        m.serialize_entry(&format!("{side}.network"), &*n.name)?;
+    }
+    m.serialize_entry(&format!("{side}.private"), &g.private)?;
+    m.serialize_entry(&format!("{side}.local"), &g.local)?;
+    Ok(())
 }
 
 /// One lifecycle event.

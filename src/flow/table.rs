@@ -17,6 +17,7 @@ use super::classify;
 use super::event::{EndReason, EventKind, FlowEvent, FlowView};
 use super::key::{ip, FlowKey};
 use super::status::{self, StatusSet};
+use crate::enrich::{Enricher, GeoInfo};
 use crate::record::FlowRecord;
 
 /// Table settings (from `[flow]`).
@@ -62,13 +63,14 @@ struct Flow {
     first_ms: i64,
     last_ms: i64,
     updated_ms: i64,
-    next_periodic_ms: i64,
     bytes: [u64; 2],
     packets: [u64; 2],
     /// Last running totals seen per side (bytes, packets), for exporters that send totals.
     totals: [(u64, u64); 2],
     /// Fingerprint of the last counted record per side, so a repeated record is not counted twice.
-    last_counted: [u64; 2],
+    last_counted: [u32; 2],
+    /// Enrichment of side a and side b, looked up when the flow was created.
+    geo: [Arc<GeoInfo>; 2],
     flags: [u8; 2],
     in_if: u32,
     out_if: u32,
@@ -114,13 +116,20 @@ pub struct FlowTable {
     batch: u32,
     touched: Vec<(u32, StatusSet)>,
     now_ms: i64,
+    enricher: Option<Enricher>,
+    no_geo: Arc<GeoInfo>,
     pub stats: TableStats,
 }
 
 const MAX_L7_NAMES: usize = 4096;
 
 impl FlowTable {
+    /// A table; `enricher` looks up both sides of each new flow.
     pub fn new(cfg: TableConfig) -> Self {
+        Self::with_enricher(cfg, None)
+    }
+
+    pub fn with_enricher(cfg: TableConfig, enricher: Option<Enricher>) -> Self {
         let mut t = FlowTable {
             cfg,
             index: HashTable::new(),
@@ -137,6 +146,8 @@ impl FlowTable {
             batch: 0,
             touched: Vec::new(),
             now_ms: 0,
+            enricher,
+            no_geo: Arc::new(GeoInfo::default()),
             stats: TableStats::default(),
         };
         t.intern("Unknown");
@@ -204,11 +215,14 @@ impl FlowTable {
             first_ms: i64::MAX,
             last_ms: i64::MIN,
             updated_ms: now,
-            next_periodic_ms: now + self.cfg.periodic_ms,
             bytes: [0; 2],
             packets: [0; 2],
             totals: [(0, 0); 2],
             last_counted: [0; 2],
+            geo: match &mut self.enricher {
+                Some(e) => [e.lookup(ip(&key.a_addr)), e.lookup(ip(&key.b_addr))],
+                None => [self.no_geo.clone(), self.no_geo.clone()],
+            },
             flags: [0; 2],
             in_if: 0,
             out_if: 0,
@@ -499,7 +513,6 @@ impl FlowTable {
                     out.push(self.event(i, EventKind::PeriodicUpdate));
                 }
                 let next = due + self.cfg.periodic_ms.max(1);
-                self.slab[i as usize].next_periodic_ms = next;
                 self.periodic.push(Reverse((next, i, generation)));
             }
         }
@@ -559,6 +572,8 @@ impl FlowTable {
             last_ms: last.max(first),
             in_if: f.in_if,
             out_if: f.out_if,
+            cli_geo: f.geo[c].clone(),
+            srv_geo: f.geo[s].clone(),
             status: f.status,
             score: score.min(u32::from(status::MAX_SCORE)) as u16,
             end_reason: None,
@@ -585,14 +600,14 @@ fn icmp_type(r: &FlowRecord) -> Option<u8> {
 }
 
 /// Identity of a record's counted interval (0: nothing to compare).
-fn fingerprint(r: &FlowRecord) -> u64 {
+fn fingerprint(r: &FlowRecord) -> u32 {
     use std::hash::{Hash, Hasher};
     if r.first_ms.is_none() && r.last_ms.is_none() {
         return 0;
     }
     let mut h = rustc_hash::FxHasher::default();
     (r.first_ms, r.last_ms, r.bytes, r.packets, r.total_bytes, r.rev_bytes, r.src_port, r.dst_port).hash(&mut h);
-    h.finish() | 1
+    (h.finish() as u32) | 1
 }
 
 /// Size of one tracked flow in the table's slab (for docs/performance.md).

@@ -234,6 +234,50 @@ impl FlowTelemetry {
     }
 }
 
+/// Counters of enrichment (one per worker).
+pub struct GeoTelemetry {
+    lookups: HashMap<(&'static str, &'static str), Counter>,
+    hits: Counter,
+    misses: Counter,
+}
+
+impl Default for GeoTelemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GeoTelemetry {
+    pub fn new() -> Self {
+        GeoTelemetry {
+            lookups: HashMap::new(),
+            hits: counter!("flowhook_geo_cache_total", "result" => "hit"),
+            misses: counter!("flowhook_geo_cache_total", "result" => "miss"),
+        }
+    }
+
+    /// One database lookup with its result (`found`, `not_found`, `error`).
+    pub fn lookup(&mut self, db: &'static str, result: &'static str) {
+        self.lookups
+            .entry((db, result))
+            .or_insert_with(|| counter!("flowhook_geo_lookups_total", "db" => db, "result" => result))
+            .increment(1);
+    }
+
+    pub fn cache(&mut self, hit: bool) {
+        if hit { self.hits.increment(1) } else { self.misses.increment(1) }
+    }
+
+    /// A database reload attempt (`ok`, `failed`).
+    pub fn reload(result: &'static str, detail: Option<&dyn std::fmt::Display>) {
+        counter!("flowhook_geo_reloads_total", "result" => result).increment(1);
+        match detail {
+            Some(d) => tracing::error!("geolocation reload failed, the previous databases stay in service: {d}"),
+            None => tracing::info!("geolocation databases reloaded"),
+        }
+    }
+}
+
 /// Counters of a sink.
 pub struct SinkTelemetry {
     pub written: Counter,
