@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mmdb;
+
 use std::path::PathBuf;
 
 /// `../shared` beside the repository (or `FLOWHOOK_SHARED`), when present.
