@@ -5,7 +5,14 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
+#[path = "../tests/common/mmdb.rs"]
+mod mmdb;
+
+use std::sync::Arc;
+
 use criterion::{Criterion, Throughput};
+use flowhook::config::GeoConfig;
+use flowhook::enrich::{Enricher, GeoService};
 use flowhook::flow::{FlowTable, TableConfig};
 use flowhook::record::{FlowRecord, RecordKind};
 
@@ -24,6 +31,27 @@ fn rec(i: u32) -> FlowRecord {
     r.first_ms = Some(T0);
     r.last_ms = Some(T0 + 1000);
     r
+}
+
+/// Server address number `i` of a realistic mix: 20,000 public servers, a few very popular.
+fn server(i: u32) -> IpAddr {
+    let k = (i.wrapping_mul(2_654_435_761) % 20_000) * (1 + i % 3) % 20_000;
+    IpAddr::V4(Ipv4Addr::from(0x5000_0000u32 + k * 256 + 7))
+}
+
+/// A City database with 60,000 networks (a realistic tree depth) plus the fixtures' networks.
+fn geo(dir: &std::path::Path) -> Arc<GeoService> {
+    let f = mmdb::write_all(dir);
+    let mut w = mmdb_writer::Writer::builder("GeoIP2-City").description(&[("en", "bench")]).build();
+    for k in 0..60_000u32 {
+        let net = ipnet::Ipv4Net::new(Ipv4Addr::from(0x5000_0000u32 + k * 256), 24).unwrap();
+        let cc = ["US", "DE", "CN", "BR", "IN", "GB"][(k % 6) as usize];
+        w.insert(net, &serde_json::json!({"country": {"iso_code": cc}, "city": {"names": {"en": "Somewhere"}}, "location": {"latitude": 1.5, "longitude": 2.5}})).unwrap();
+    }
+    let city = dir.join("bench-city.mmdb");
+    std::fs::write(&city, w.to_bytes().unwrap()).unwrap();
+    let cfg = GeoConfig { city_db: Some(city), asn_db: Some(f.asn), ..GeoConfig::default() };
+    Arc::new(GeoService::open(&cfg, &[]).unwrap())
 }
 
 fn rss_bytes() -> u64 {
@@ -77,6 +105,54 @@ fn bench(c: &mut Criterion) {
             || {
                 n = n.wrapping_add(100);
                 (0..100).map(|i| rec(n + i)).collect::<Vec<_>>()
+            },
+            |batch| {
+                ev.clear();
+                t.ingest(&batch, T0, &mut ev);
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // the same with enrichment of both sides of every new flow
+    let dir = tempfile::tempdir().unwrap();
+    let service = geo(dir.path());
+    for (name, cache) in [("create_100_flows_geo_warm", 65_536usize), ("create_100_flows_geo_cold", 1)] {
+        let mut t = FlowTable::with_enricher(TableConfig { max_flows: 100_000, ..TableConfig::default() }, Some(Enricher::new(service.clone(), cache)));
+        let mut n = 0u32;
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    n = n.wrapping_add(100);
+                    (0..100)
+                        .map(|i| {
+                            let mut r = rec(n + i);
+                            r.dst_addr = Some(server(n + i));
+                            r
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |batch| {
+                    ev.clear();
+                    t.ingest(&batch, T0, &mut ev);
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    // the baseline with the same address mix, no enrichment
+    let mut t = FlowTable::new(TableConfig { max_flows: 100_000, ..TableConfig::default() });
+    let mut n = 0u32;
+    g.bench_function("create_100_flows_same_mix_no_geo", |b| {
+        b.iter_batched(
+            || {
+                n = n.wrapping_add(100);
+                (0..100)
+                    .map(|i| {
+                        let mut r = rec(n + i);
+                        r.dst_addr = Some(server(n + i));
+                        r
+                    })
+                    .collect::<Vec<_>>()
             },
             |batch| {
                 ev.clear();

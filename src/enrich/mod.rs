@@ -15,13 +15,13 @@ pub mod networks;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
 
 pub use db::{Database, GeoError, Role};
 pub use networks::{non_routable, NetworkConfig, NetworkLabel, Networks};
@@ -206,10 +206,14 @@ impl GeoService {
 pub struct Enricher {
     service: Arc<GeoService>,
     generation: u64,
-    young: HashMap<IpAddr, Arc<GeoInfo>>,
-    old: HashMap<IpAddr, Arc<GeoInfo>>,
+    young: FxHashMap<IpAddr, Arc<GeoInfo>>,
+    old: FxHashMap<IpAddr, Arc<GeoInfo>>,
     half: usize,
     empty: Arc<GeoInfo>,
+    private: Arc<GeoInfo>,
+    /// Databases or networks configured (fixed for the service's life).
+    enabled: bool,
+    no_networks: bool,
     tel: GeoTelemetry,
 }
 
@@ -217,23 +221,28 @@ impl Enricher {
     /// `cache_size` addresses at most (half in each generation).
     pub fn new(service: Arc<GeoService>, cache_size: usize) -> Self {
         let generation = service.generation();
+        let (enabled, no_networks) = (service.enabled(), service.networks.is_empty());
         Enricher {
+            enabled,
+            no_networks,
             service,
             generation,
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: FxHashMap::default(),
+            old: FxHashMap::default(),
             half: (cache_size / 2).max(1),
             empty: Arc::new(GeoInfo::default()),
+            private: Arc::new(GeoInfo { private: true, ..GeoInfo::default() }),
             tel: GeoTelemetry::new(),
         }
     }
 
     /// What is known about `ip`, from the cache when possible.
     pub fn lookup(&mut self, ip: IpAddr) -> Arc<GeoInfo> {
-        if !self.service.enabled() {
-            if non_routable(ip) {
-                return Arc::new(GeoInfo { private: true, ..GeoInfo::default() });
-            }
+        // Private space with no [[networks]] says nothing more: no lookup, no cache entry.
+        if self.no_networks && non_routable(ip) {
+            return self.private.clone();
+        }
+        if !self.enabled {
             return self.empty.clone();
         }
         let g = self.service.generation();
@@ -259,7 +268,9 @@ impl Enricher {
 
     fn insert(&mut self, ip: IpAddr, v: Arc<GeoInfo>) {
         if self.young.len() >= self.half {
-            self.old = std::mem::take(&mut self.young);
+            // the old generation goes; the maps keep their capacity
+            std::mem::swap(&mut self.young, &mut self.old);
+            self.young.clear();
         }
         self.young.insert(ip, v);
     }
