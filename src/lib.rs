@@ -21,4 +21,5 @@ pub mod ingest;
 pub mod output;
 pub mod pipeline;
 pub mod record;
+pub mod script;
 pub mod telemetry;

@@ -46,6 +46,9 @@ enum Cmd {
     Replay {
         /// The capture file (pcap or pcapng).
         file: PathBuf,
+        /// Run the Lua flow scripts of this directory (default: `scripts.dir`).
+        #[arg(long)]
+        scripts: Option<PathBuf>,
     },
     /// Validate the configuration and print it as TOML; exit 2 when it is not valid.
     Check,
@@ -91,14 +94,29 @@ fn main() -> ExitCode {
             if let Err(code) = open_geo(&cfg, false) {
                 return code;
             }
-            print!("{}", cfg.to_toml());
-            ExitCode::SUCCESS
+            match flowhook::script::check_all(&flowhook::script::HostConfig::from_config(&cfg)) {
+                Ok(enabled) => {
+                    print!("{}", cfg.to_toml());
+                    eprintln!("flowhook: configuration ok; scripts enabled: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("flowhook: {e}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
         }
         Cmd::Decode { file, flows_only } => {
             init_logging(&cfg.log.level);
             decode(&cfg, &file, flows_only)
         }
-        Cmd::Replay { file } => {
+        Cmd::Replay { file, scripts } => {
+            let mut cfg = cfg;
+            if let Some(dir) = scripts {
+                cfg.scripts.dir = dir;
+            }
             init_logging(&cfg.log.level);
             match open_geo(&cfg, false) {
                 Ok(geo) => replay(&cfg, geo, &file),
@@ -120,6 +138,10 @@ fn main() -> ExitCode {
             };
             match rt.block_on(serve(cfg, geo)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) if matches!(e.downcast_ref::<pipeline::PipelineError>(), Some(pipeline::PipelineError::Scripts(_))) => {
+                    eprintln!("flowhook: {e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     eprintln!("flowhook: {e}");
                     ExitCode::FAILURE
@@ -191,6 +213,10 @@ fn replay(cfg: &Config, geo: Arc<GeoService>, file: &std::path::Path) -> ExitCod
         Ok(s) => {
             tracing::info!(datagrams = s.datagrams, records = s.records, events = s.events, errors = s.errors, "replayed");
             if write_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e @ pipeline::PipelineError::Scripts(_)) => {
+            eprintln!("flowhook: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("flowhook: {e}");

@@ -28,6 +28,7 @@ use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, Datagram, IngestError};
 use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
+use crate::script::{HostConfig, ScriptError, ScriptHost, ScriptRunner};
 use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
 /// Why the pipeline could not run.
@@ -43,6 +44,8 @@ pub enum PipelineError {
     Capture(#[from] CaptureError),
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Scripts(Vec<ScriptError>),
 }
 
 fn wall_ms() -> i64 {
@@ -67,7 +70,12 @@ impl OutputFilter {
     }
 
     fn event(&self, e: &FlowEvent) -> bool {
-        self.events[EventKind::ALL.iter().position(|k| *k == e.kind).unwrap_or(0)]
+        self.kind(e.kind)
+    }
+
+    /// Whether events of `k` are written.
+    pub fn kind(&self, k: EventKind) -> bool {
+        self.events[EventKind::ALL.iter().position(|x| *x == k).unwrap_or(0)]
     }
 
     fn record(&self, r: &FlowRecord) -> bool {
@@ -98,6 +106,7 @@ pub struct Running {
     output_tx: Option<SyncSender<OutputMsg>>,
     shutdown_timeout: Duration,
     geo: Arc<GeoService>,
+    scripts: Option<Arc<ScriptRunner>>,
 }
 
 /// Reloads the databases when asked (`force`, SIGHUP) or when a file changed on disk.
@@ -117,6 +126,9 @@ impl Running {
         }
         let geo = self.geo.clone();
         std::thread::spawn(move || reload_geo(&geo, true));
+        if let Some(r) = self.scripts.clone() {
+            std::thread::spawn(move || log_reload(&r));
+        }
     }
 
     /// Stops listening, drains the queues, ends every flow, flushes the sink.
@@ -129,9 +141,14 @@ impl Running {
         self.output_tx = None;
         let threads = std::mem::take(&mut self.threads);
         let output = self.output.take();
+        let scripts = self.scripts.take();
         let join = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
+            }
+            // the flow shards are done: the scripts get the last flowEnd events, then tear down
+            if let Some(r) = scripts.and_then(|r| Arc::try_unwrap(r).ok()) {
+                r.shutdown();
             }
             if let Some(o) = output {
                 let _ = o.join();
@@ -215,6 +232,15 @@ fn decode_shard(
     })?)
 }
 
+/// Logs what a scripts reload did.
+pub fn log_reload(r: &ScriptRunner) {
+    let report = r.reload();
+    for e in &report.failed {
+        tracing::error!("script reload: {e}; its previous version keeps running");
+    }
+    crate::telemetry::ScriptTelemetry::reloaded(report.failed.is_empty());
+}
+
 fn flow_shard(
     shard: usize,
     cfg: TableConfig,
@@ -222,6 +248,7 @@ fn flow_shard(
     rx: Receiver<Vec<FlowRecord>>,
     out: Option<SyncSender<OutputMsg>>,
     filter: OutputFilter,
+    scripts: Option<Arc<ScriptRunner>>,
 ) -> Result<JoinHandle<()>, PipelineError> {
     Ok(std::thread::Builder::new().name(format!("flowhook-flow-{shard}")).spawn(move || {
         let mut table = FlowTable::with_enricher(cfg, Some(enricher));
@@ -229,6 +256,21 @@ fn flow_shard(
         let mut events = Vec::new();
         let send = |events: &mut Vec<FlowEvent>, tel: &mut FlowTelemetry| -> bool {
             let mut lines = Lines::default();
+            if let Some(r) = &scripts {
+                // the script workers write the events they take; this shard writes what they could not take
+                let mut missed = Vec::new();
+                for e in events.drain(..) {
+                    tel.event(&e);
+                    if let Err(e) = r.submit(e) {
+                        missed.push(e);
+                    }
+                }
+                for e in &missed {
+                    if filter.event(e) {
+                        let _ = lines.push(e);
+                    }
+                }
+            }
             encode_events(events, &filter, &mut lines, tel);
             events.clear();
             match &out {
@@ -257,6 +299,46 @@ fn flow_shard(
 /// Starts `serve` on the current tokio runtime.
 pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, PipelineError> {
     let cancel = CancellationToken::new();
+    let filter = OutputFilter::from_config(cfg);
+    let (output, output_tx) = if cfg.output.enabled {
+        let sink = JsonLines::open(&cfg.output.path)?;
+        let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
+        (Some(output::spawn(Box::new(sink), rx, cfg.output.flush_interval)?), Some(tx))
+    } else {
+        (None, None)
+    };
+    let host_cfg = HostConfig::from_config(cfg);
+    let scripts = if crate::script::read_dir(&cfg.scripts.dir).map(|s| !s.is_empty()).unwrap_or(true) {
+        let we: Arc<dyn Fn(EventKind) -> bool + Send + Sync> = Arc::new(move |k| filter.kind(k));
+        let (runner, errors) = ScriptRunner::start(host_cfg, cfg.scripts.effective_workers(), cfg.scripts.queue_events, output_tx.clone(), we)
+            .map_err(|e| PipelineError::Scripts(vec![e]))?;
+        if !errors.is_empty() {
+            return Err(PipelineError::Scripts(errors));
+        }
+        let runner = Arc::new(runner);
+        let (r, every, c, dir) = (runner.clone(), cfg.scripts.watch_interval, cancel.clone(), cfg.scripts.dir.clone());
+        tokio::spawn(async move {
+            let mut stamp = ScriptRunner::dir_stamp(&dir);
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = tick.tick() => {
+                        let now = ScriptRunner::dir_stamp(&dir);
+                        if now != stamp {
+                            stamp = now;
+                            let r = r.clone();
+                            let _ = tokio::task::spawn_blocking(move || log_reload(&r)).await;
+                        }
+                    }
+                }
+            }
+        });
+        Some(runner)
+    } else {
+        tracing::info!(dir = %cfg.scripts.dir.display(), "no flow scripts: add *.lua files to scripts.dir to run some");
+        None
+    };
     if geo.has_databases() {
         let (g, every, c) = (geo.clone(), cfg.geo.watch_interval, cancel.clone());
         tokio::spawn(async move {
@@ -272,14 +354,6 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             }
         });
     }
-    let filter = OutputFilter::from_config(cfg);
-    let (output, output_tx) = if cfg.output.enabled {
-        let sink = JsonLines::open(&cfg.output.path)?;
-        let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
-        (Some(output::spawn(Box::new(sink), rx, cfg.output.flush_interval)?), Some(tx))
-    } else {
-        (None, None)
-    };
     let mut threads = Vec::new();
     let nflow = cfg.flow.effective_shards();
     let mut flow_txs = Vec::with_capacity(nflow);
@@ -287,7 +361,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         let (tx, rx) = sync_channel(cfg.flow.queue_batches);
         flow_txs.push(tx);
         let enricher = Enricher::new(geo.clone(), cfg.geo.cache_size);
-        threads.push(flow_shard(i, cfg.flow.table(nflow), enricher, rx, output_tx.clone(), filter)?);
+        threads.push(flow_shard(i, cfg.flow.table(nflow), enricher, rx, output_tx.clone(), filter, scripts.clone())?);
     }
     let flow_txs = Arc::new(flow_txs);
     let n = cfg.decode.effective_shards();
@@ -336,6 +410,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         output_tx,
         shutdown_timeout: Duration::from_secs(cfg.flow.shutdown_timeout_secs),
         geo,
+        scripts,
     })
 }
 
@@ -397,13 +472,32 @@ pub fn replay_capture(
     let mut decoder = Decoder::new(&cfg.decode.limits())?;
     let mut table = FlowTable::with_enricher(cfg.flow.table(1), Some(Enricher::new(geo, cfg.geo.cache_size)));
     let mut tel = FlowTelemetry::new(0);
+    let host_cfg = HostConfig::from_config(cfg);
+    let sources = crate::script::read_dir(&host_cfg.dir).map_err(|e| PipelineError::Scripts(vec![e]))?;
+    let mut host = if sources.is_empty() {
+        None
+    } else {
+        let (h, errors) = ScriptHost::new(&host_cfg, &sources).map_err(|e| PipelineError::Scripts(vec![e]))?;
+        if !errors.is_empty() {
+            return Err(PipelineError::Scripts(errors));
+        }
+        Some(h)
+    };
     let mut sum = DecodeSummary::default();
     let mut recs = Vec::new();
     let mut events = Vec::new();
     let mut lines = Lines::default();
     let mut flush = |events: &mut Vec<FlowEvent>, lines: &mut Lines, sum: &mut DecodeSummary, tel: &mut FlowTelemetry| {
         sum.events += events.len() as u64;
-        encode_events(events, &filter, lines, tel);
+        match host.as_mut() {
+            Some(h) => {
+                for e in events.iter() {
+                    tel.event(e);
+                    h.handle(e, |k| filter.kind(k), lines);
+                }
+            }
+            None => encode_events(events, &filter, lines, tel),
+        }
         events.clear();
         if !lines.is_empty() {
             write(lines);
@@ -434,5 +528,8 @@ pub fn replay_capture(
     })?;
     table.end_all(&mut events);
     flush(&mut events, &mut lines, &mut sum, &mut tel);
+    if let Some(h) = host.as_mut() {
+        h.teardown();
+    }
     Ok(sum)
 }

@@ -98,6 +98,8 @@ impl Config {
                 .with_list_parse_key("ingest.listen")
                 .with_list_parse_key("ingest.allow")
                 .with_list_parse_key("output.events")
+                .with_list_parse_key("scripts.enable")
+                .with_list_parse_key("scripts.disable")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -114,6 +116,7 @@ impl Config {
         self.flow.validate()?;
         self.output.validate()?;
         self.geo.validate()?;
+        self.scripts.validate()?;
         Ok(())
     }
 

@@ -292,17 +292,78 @@ impl Default for MetricsConfig {
     }
 }
 
-/// `[scripts]`: Lua flow scripts (from the scripts issue on).
+/// `[scripts]`: Lua flow scripts.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptsConfig {
-    /// Directory whose `*.lua` files are loaded as flow scripts.
+    /// Directory whose `*.lua` files are loaded as flow scripts (the file stem is the script's name).
+    /// A missing directory means no scripts.
     pub dir: PathBuf,
+    /// Script workers, each with its own Lua state holding every script. 0: one per core.
+    pub workers: usize,
+    /// Events queued per worker; when full, events are dropped and counted (flowEnd last).
+    pub queue_events: usize,
+    /// Longest a single hook call may run before it is aborted (instruction-count hook).
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Memory limit of each worker's Lua state, in MiB.
+    pub memory_limit_mb: usize,
+    /// A script whose calls time out this many times in a row is disabled until the next reload.
+    pub max_consecutive_timeouts: u32,
+    /// Alerts per second one script may raise (per worker; replay counts in capture time); the rest are counted as suppressed.
+    pub alert_rate_per_sec: u32,
+    /// How often the directory is checked for changed scripts (SIGHUP reloads at once).
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+    /// Scripts to run even when their `default_enabled` is false.
+    pub enable: Vec<String>,
+    /// Scripts not to run.
+    pub disable: Vec<String>,
+    /// Per-script configuration, replacing the script's `default_value` (`[scripts.conf.<name>]`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub conf: std::collections::BTreeMap<String, toml::Value>,
 }
 
 impl Default for ScriptsConfig {
     fn default() -> Self {
-        ScriptsConfig { dir: PathBuf::from("scripts") }
+        ScriptsConfig {
+            dir: PathBuf::from("scripts"),
+            workers: 0,
+            queue_events: 65_536,
+            deadline: Duration::from_millis(10),
+            memory_limit_mb: 64,
+            max_consecutive_timeouts: 10,
+            alert_rate_per_sec: 1000,
+            watch_interval: Duration::from_secs(2),
+            enable: Vec::new(),
+            disable: Vec::new(),
+            conf: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl ScriptsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers > 256 {
+            return Err(ConfigError::Invalid { key: "scripts.workers", problem: "at most 256".into() });
+        }
+        if self.queue_events == 0 {
+            return Err(ConfigError::Invalid { key: "scripts.queue_events", problem: "must be above 0".into() });
+        }
+        if self.deadline.is_zero() || self.deadline > Duration::from_secs(60) {
+            return Err(ConfigError::Invalid { key: "scripts.deadline", problem: "must be above 0 and at most 60s".into() });
+        }
+        if self.memory_limit_mb < 4 {
+            return Err(ConfigError::Invalid { key: "scripts.memory_limit_mb", problem: "must be at least 4".into() });
+        }
+        if self.max_consecutive_timeouts == 0 {
+            return Err(ConfigError::Invalid { key: "scripts.max_consecutive_timeouts", problem: "must be above 0".into() });
+        }
+        Ok(())
+    }
+
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
     }
 }
 

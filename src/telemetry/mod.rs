@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 /// Allows one log line per key per interval; counts what it held back.
 #[derive(Debug)]
@@ -275,6 +275,70 @@ impl GeoTelemetry {
             Some(d) => tracing::error!("geolocation reload failed, the previous databases stay in service: {d}"),
             None => tracing::info!("geolocation databases reloaded"),
         }
+    }
+}
+
+/// Script timings and outcomes (one per script host).
+#[derive(Default)]
+pub struct ScriptTelemetry {
+    calls: HashMap<(String, &'static str), (Histogram, Counter)>,
+    errors: HashMap<(String, &'static str, &'static str), Counter>,
+    alerts: HashMap<(String, String, &'static str), Counter>,
+    logs: Option<RateLimit>,
+}
+
+impl ScriptTelemetry {
+    /// One hook call and how long it took; `failed` carries the error kind.
+    pub fn call(&mut self, script: &str, hook: &'static str, took: Duration, _failed: Option<&'static str>) {
+        let (h, c) = self.calls.entry((script.to_string(), hook)).or_insert_with(|| {
+            (
+                histogram!("flowhook_script_hook_duration_seconds", "script" => script.to_string(), "hook" => hook),
+                counter!("flowhook_script_calls_total", "script" => script.to_string(), "hook" => hook),
+            )
+        });
+        h.record(took.as_secs_f64());
+        c.increment(1);
+    }
+
+    /// A failed call: counted by kind (`runtime`, `timeout`, `memory`), logged with file and line (rate-limited).
+    pub fn failed(&mut self, script: &str, hook: &'static str, kind: &'static str, e: &dyn std::fmt::Display) {
+        self.errors
+            .entry((script.to_string(), hook, kind))
+            .or_insert_with(|| counter!("flowhook_script_errors_total", "script" => script.to_string(), "hook" => hook, "kind" => kind))
+            .increment(1);
+        let logs = self.logs.get_or_insert_with(|| RateLimit::new(Duration::from_secs(5)));
+        if let Some(held) = logs.allow(kind) {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default().to_string();
+            tracing::warn!(script, hook, kind, suppressed = held, "script error: {first}");
+        }
+    }
+
+    pub fn set_enabled(&mut self, script: &str, enabled: bool) {
+        gauge!("flowhook_script_enabled", "script" => script.to_string()).set(if enabled { 1.0 } else { 0.0 });
+    }
+
+    pub fn alert(&mut self, script: &str, status: &str, severity: &'static str) {
+        self.alerts
+            .entry((script.to_string(), status.to_string(), severity))
+            .or_insert_with(|| {
+                counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity)
+            })
+            .increment(1);
+    }
+
+    pub fn suppressed(&mut self, script: &str) {
+        counter!("flowhook_script_alerts_suppressed_total", "script" => script.to_string()).increment(1);
+    }
+
+    /// A scripts reload attempt.
+    pub fn reloaded(ok: bool) {
+        counter!("flowhook_script_reloads_total", "result" => if ok { "ok" } else { "failed" }).increment(1);
+    }
+
+    /// An event that did not reach the scripts because a worker's queue was full.
+    pub fn dropped(hook: &'static str) {
+        counter!("flowhook_script_events_dropped_total", "hook" => hook).increment(1);
     }
 }
 

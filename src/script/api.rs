@@ -1,0 +1,274 @@
+//! The `flow` object scripts read the current flow through, and the actions
+//! they take (`triggerStatus`, `triggerAlert`, `setCustomInfo`).
+//!
+//! In: a [`Current`] slot the host fills before each hook call. Out: Lua
+//! values built lazily, only for what a script asks (no table per call
+//! unless a function returns one), and [`Action`]s the host applies after the
+//! call. All Rust↔Lua conversion of flow data lives here.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+
+use crate::enrich::GeoInfo;
+use crate::flow::status::{self, StatusSet};
+use crate::flow::FlowView;
+
+/// Syslog-like severities (`triggerStatus`, alerts).
+pub const SEVERITIES: [&str; 7] = ["info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// Something a script asked for during a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Status { bit: u8, name: String, score: u16, severity: &'static str, message: String, info: serde_json::Value },
+    Alert { score: u16, severity: &'static str, message: String, info: serde_json::Value },
+}
+
+/// What scripts have added to one flow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowScriptState {
+    pub status: StatusSet,
+    pub score: u16,
+    pub alerted: StatusSet,
+    pub custom_info: Option<String>,
+    /// Last `periodicUpdate` time per script (for `periodic_update_seconds`), seconds.
+    pub last_periodic: Vec<(u16, i64)>,
+}
+
+/// The flow a hook call is about.
+#[derive(Default)]
+pub struct Current {
+    pub view: Option<FlowView>,
+    pub state: FlowScriptState,
+    pub actions: Vec<Action>,
+    /// Local networks are configured (else isLocal() falls back to private space).
+    pub have_local_networks: bool,
+}
+
+pub type Slot = Rc<RefCell<Current>>;
+
+fn severity(s: Option<String>) -> mlua::Result<&'static str> {
+    let s = s.unwrap_or_else(|| "warning".into());
+    SEVERITIES
+        .iter()
+        .find(|x| x.eq_ignore_ascii_case(&s))
+        .copied()
+        .ok_or_else(|| mlua::Error::runtime(format!("unknown severity '{s}' (use {})", SEVERITIES.join(", "))))
+}
+
+fn score(v: Option<i64>) -> u16 {
+    v.unwrap_or(0).clamp(0, i64::from(status::MAX_SCORE)) as u16
+}
+
+fn is_local(g: &GeoInfo, have_networks: bool) -> bool {
+    if have_networks { g.local } else { g.private }
+}
+
+/// Installs the global `flow` table bound to `slot`.
+pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
+    let flow = lua.create_table()?;
+    // Keys interned once: building a geolocation table costs no string creation per call.
+    let geo_keys = |side: &str| -> mlua::Result<[mlua::LuaString; 6]> {
+        Ok([
+            lua.create_string(format!("{side}.country"))?,
+            lua.create_string(format!("{side}.city"))?,
+            lua.create_string(format!("{side}.latitude"))?,
+            lua.create_string(format!("{side}.longitude"))?,
+            lua.create_string(format!("{side}.asn"))?,
+            lua.create_string(format!("{side}.as_name"))?,
+        ])
+    };
+    macro_rules! getter {
+        ($name:literal, |$v:ident, $lua:ident| $body:expr) => {{
+            let slot = slot.clone();
+            flow.set(
+                $name,
+                lua.create_function(move |$lua, ()| {
+                    let cur = slot.borrow();
+                    let Some($v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                    $body
+                })?,
+            )?;
+        }};
+    }
+    for (fname, cli) in [("getClientGeolocation", true), ("getServerGeolocation", false)] {
+        let keys = geo_keys(if cli { "cli" } else { "srv" })?;
+        let slot = slot.clone();
+        flow.set(
+            fname,
+            lua.create_function(move |lua, ()| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let g = if cli { &v.cli_geo } else { &v.srv_geo };
+                let t = lua.create_table_with_capacity(0, 6)?;
+                if let Some(c) = &g.country {
+                    t.raw_set(keys[0].clone(), &**c)?;
+                }
+                if let Some(c) = &g.city {
+                    t.raw_set(keys[1].clone(), &**c)?;
+                }
+                if let (Some(a), Some(b)) = (g.latitude, g.longitude) {
+                    t.raw_set(keys[2].clone(), a)?;
+                    t.raw_set(keys[3].clone(), b)?;
+                }
+                if let Some(a) = g.asn {
+                    t.raw_set(keys[4].clone(), a)?;
+                }
+                if let Some(a) = &g.as_name {
+                    t.raw_set(keys[5].clone(), &**a)?;
+                }
+                Ok(t)
+            })?,
+        )?;
+    }
+    getter!("getClientCountry", |v, _lua| Ok(v.cli_geo.country.as_deref().map(str::to_owned)));
+    getter!("getServerCountry", |v, _lua| Ok(v.srv_geo.country.as_deref().map(str::to_owned)));
+    getter!("getKey", |v, _lua| Ok(format!("{:016x}", v.key)));
+    getter!("getFirstSeen", |v, _lua| Ok(v.first_ms as f64 / 1000.0));
+    getter!("getLastSeen", |v, _lua| Ok(v.last_ms as f64 / 1000.0));
+    getter!("getDuration", |v, _lua| Ok(v.duration_ms() as f64 / 1000.0));
+    getter!("getPackets", |v, _lua| Ok(v.cli2srv_packets + v.srv2cli_packets));
+    getter!("getPacketsSent", |v, _lua| Ok(v.cli2srv_packets));
+    getter!("getPacketsRcvd", |v, _lua| Ok(v.srv2cli_packets));
+    getter!("getBytes", |v, _lua| Ok(v.cli2srv_bytes + v.srv2cli_bytes));
+    getter!("getBytesSent", |v, _lua| Ok(v.cli2srv_bytes));
+    getter!("getBytesRcvd", |v, _lua| Ok(v.srv2cli_bytes));
+    getter!("getnDPIProtocolName", |v, _lua| Ok(v.l7.to_string()));
+    getter!("getL4ProtocolName", |v, _lua| {
+        Ok(crate::flow::classify::l4_name(v.proto).map(str::to_owned).unwrap_or_else(|| v.proto.to_string()))
+    });
+    getter!("isBidirectional", |v, _lua| Ok(v.cli2srv_packets > 0 && v.srv2cli_packets > 0));
+    getter!("getInfo", |v, lua| lua.to_value(v));
+    getter!("getExporterInfo", |v, lua| {
+        let t = lua.create_table()?;
+        t.set("exporter", v.exporter.to_string())?;
+        t.set("observation_domain", v.observation_domain)?;
+        t.set("in_if", v.in_if)?;
+        t.set("out_if", v.out_if)?;
+        t.set("vlan", v.vlan)?;
+        Ok(t)
+    });
+    {
+        let slot = slot.clone();
+        flow.set(
+            "getFullInfo",
+            lua.create_function(move |lua, ()| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let t: Table = match lua.to_value(v)? {
+                    Value::Table(t) => t,
+                    _ => lua.create_table()?,
+                };
+                t.set("cli.latitude", v.cli_geo.latitude)?;
+                t.set("srv.latitude", v.srv_geo.latitude)?;
+                t.set("custom_info", cur.state.custom_info.clone())?;
+                let names: Vec<String> = cur.state.status.names().iter().map(|n| n.to_string()).collect();
+                t.set("script_status", names)?;
+                t.set("script_score", cur.state.score)?;
+                Ok(t)
+            })?,
+        )?;
+    }
+    for (fname, want) in [("isLocal", 0u8), ("isLocalToRemote", 1), ("isRemoteToLocal", 2), ("isRemoteToRemote", 3)] {
+        let slot = slot.clone();
+        flow.set(
+            fname,
+            lua.create_function(move |_, ()| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let (c, s) = (is_local(&v.cli_geo, cur.have_local_networks), is_local(&v.srv_geo, cur.have_local_networks));
+                Ok(match want {
+                    0 => c || s,
+                    1 => c && !s,
+                    2 => !c && s,
+                    _ => !c && !s,
+                })
+            })?,
+        )?;
+    }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "getStatus",
+            lua.create_function(move |_, ()| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let all = StatusSet(v.status.0 | cur.state.status.0);
+                Ok(all.names().iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            })?,
+        )?;
+    }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "isStatusSet",
+            lua.create_function(move |_, key: String| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let all = StatusSet(v.status.0 | cur.state.status.0);
+                Ok(all.names().iter().any(|n| **n == *key))
+            })?,
+        )?;
+    }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "getScore",
+            lua.create_function(move |_, ()| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                // the view already includes what scripts added
+                Ok(v.score)
+            })?,
+        )?;
+    }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "setCustomInfo",
+            lua.create_function(move |_, text: String| {
+                let mut cur = slot.borrow_mut();
+                cur.state.custom_info = Some(text.chars().take(1024).collect());
+                Ok(())
+            })?,
+        )?;
+    }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "triggerStatus",
+            lua.create_function(
+                move |lua, (key, sc, sev, message, info): (String, Option<i64>, Option<String>, Option<String>, Option<Value>)| {
+                    if key.is_empty() || key.len() > 64 {
+                        return Err(mlua::Error::runtime("triggerStatus: the status key must be 1..64 characters"));
+                    }
+                    let bit = status::register(&key).ok_or_else(|| mlua::Error::runtime("triggerStatus: too many distinct statuses (64)"))?;
+                    let info = info.map(|v| lua.from_value::<serde_json::Value>(v)).transpose()?.unwrap_or(serde_json::Value::Null);
+                    slot.borrow_mut().actions.push(Action::Status {
+                        bit,
+                        name: key,
+                        score: score(sc),
+                        severity: severity(sev)?,
+                        message: message.unwrap_or_default(),
+                        info,
+                    });
+                    Ok(())
+                },
+            )?,
+        )?;
+    }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "triggerAlert",
+            lua.create_function(move |lua, (sc, message, info): (Option<i64>, Option<String>, Option<Value>)| {
+                let info = info.map(|v| lua.from_value::<serde_json::Value>(v)).transpose()?.unwrap_or(serde_json::Value::Null);
+                slot.borrow_mut().actions.push(Action::Alert { score: score(sc), severity: "warning", message: message.unwrap_or_default(), info });
+                Ok(())
+            })?,
+        )?;
+    }
+    lua.globals().set("flow", flow)?;
+    Ok(())
+}

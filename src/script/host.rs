@@ -1,0 +1,438 @@
+//! One Lua state with every enabled script loaded, and the hook calls for
+//! lifecycle events.
+//!
+//! In: [`FlowEvent`]s in order (all events of one flow reach the same host).
+//! Out: output lines (the event with what scripts added, alerts, and a
+//! `statusChanged` when scripts changed the statuses) and per-(script, hook)
+//! timings through telemetry. Scripts are compiled at load into functions;
+//! a call runs under a deadline (instruction hook) and the state's memory
+//! limit; an error affects only that call.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
+
+use super::api::{self, Action, FlowScriptState, Slot};
+use super::sandbox::{self, Deadline, DEADLINE_MARKER};
+use super::ScriptError;
+use crate::flow::status::{self, StatusSet};
+use crate::flow::{EventKind, FlowEvent, FlowView};
+use crate::output::Lines;
+use crate::telemetry::ScriptTelemetry;
+
+/// A script file's source, as last loaded successfully.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptSource {
+    pub name: String,
+    pub path: PathBuf,
+    pub source: Vec<u8>,
+}
+
+/// Settings of a host.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub dir: PathBuf,
+    pub deadline: Duration,
+    pub memory_limit: usize,
+    pub max_consecutive_timeouts: u32,
+    pub alert_rate_per_sec: u32,
+    pub enable: Vec<String>,
+    pub disable: Vec<String>,
+    pub conf: std::collections::BTreeMap<String, toml::Value>,
+    pub have_local_networks: bool,
+}
+
+impl HostConfig {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        HostConfig {
+            dir: cfg.scripts.dir.clone(),
+            deadline: cfg.scripts.deadline,
+            memory_limit: cfg.scripts.memory_limit_mb << 20,
+            max_consecutive_timeouts: cfg.scripts.max_consecutive_timeouts,
+            alert_rate_per_sec: cfg.scripts.alert_rate_per_sec,
+            enable: cfg.scripts.enable.clone(),
+            disable: cfg.scripts.disable.clone(),
+            conf: cfg.scripts.conf.clone(),
+            have_local_networks: cfg.networks.iter().any(|n| n.local),
+        }
+    }
+}
+
+struct Script {
+    name: Arc<str>,
+    hooks: [Option<Function>; 4],
+    conf: Value,
+    l4: Vec<String>,
+    l7: Vec<String>,
+    periodic_secs: Option<i64>,
+    teardown: Option<Function>,
+    enabled: bool,
+    timeouts_in_row: u32,
+    alert_window: (i64, u32),
+}
+
+/// Reads every `*.lua` file of `dir` (sorted by name). A missing directory has no scripts.
+pub fn read_dir(dir: &Path) -> Result<Vec<ScriptSource>, ScriptError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ScriptError::Dir { path: dir.display().to_string(), detail: e.to_string() }),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "lua") || !path.is_file() {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
+        let source = std::fs::read(&path).map_err(|e| ScriptError::Load { script: name.clone(), detail: format!("{}: {e}", path.display()) })?;
+        out.push(ScriptSource { name, path, source });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn strings(v: Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.to_string_lossy()],
+        Value::Table(t) => t.sequence_values::<String>().flatten().collect(),
+        _ => Vec::new(),
+    }
+}
+
+const HOOK_NAMES: [&str; 4] = ["protocolDetected", "statusChanged", "periodicUpdate", "flowEnd"];
+
+fn hook_index(kind: EventKind) -> usize {
+    EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// The scripts of one worker.
+pub struct ScriptHost {
+    lua: Lua,
+    deadline: Deadline,
+    slot: Slot,
+    scripts: Vec<Script>,
+    flows: HashMap<u64, FlowScriptState>,
+    cfg: HostConfig,
+    tel: ScriptTelemetry,
+}
+
+/// Compiles `src` in a scratch state: the way `check` and reload find errors with file and line.
+pub fn check_source(cfg: &HostConfig, src: &ScriptSource) -> Result<(), ScriptError> {
+    let mut h = ScriptHost::empty(cfg).map_err(|e| ScriptError::Load { script: src.name.clone(), detail: e.to_string() })?;
+    h.load(src)
+}
+
+impl ScriptHost {
+    fn empty(cfg: &HostConfig) -> mlua::Result<Self> {
+        let (lua, deadline) = sandbox::new_state(&cfg.dir, cfg.memory_limit)?;
+        let slot: Slot = Default::default();
+        slot.borrow_mut().have_local_networks = cfg.have_local_networks;
+        api::install(&lua, slot.clone())?;
+        Ok(ScriptHost { lua, deadline, slot, scripts: Vec::new(), flows: HashMap::new(), cfg: cfg.clone(), tel: ScriptTelemetry::default() })
+    }
+
+    /// A host with `sources` loaded; a script that fails to load is reported in the returned list and left out.
+    pub fn new(cfg: &HostConfig, sources: &[ScriptSource]) -> Result<(Self, Vec<ScriptError>), ScriptError> {
+        let mut h = Self::empty(cfg).map_err(|e| ScriptError::Load { script: "(state)".into(), detail: e.to_string() })?;
+        let mut errors = Vec::new();
+        for s in sources {
+            if let Err(e) = h.load(s) {
+                errors.push(e);
+            }
+        }
+        Ok((h, errors))
+    }
+
+    /// Names of the scripts that run.
+    pub fn enabled(&self) -> Vec<String> {
+        self.scripts.iter().filter(|s| s.enabled).map(|s| s.name.to_string()).collect()
+    }
+
+    fn load(&mut self, src: &ScriptSource) -> Result<(), ScriptError> {
+        let err = |detail: String| ScriptError::Load { script: src.name.clone(), detail };
+        let chunk = self
+            .lua
+            .load(&src.source[..])
+            .set_name(format!("@{}", src.path.display()))
+            .set_mode(ChunkMode::Text);
+        self.deadline.arm(Instant::now() + self.cfg.deadline.max(Duration::from_millis(100)) * 10);
+        let r = chunk.eval::<Value>();
+        self.deadline.disarm();
+        let t = match r.map_err(|e| err(e.to_string()))? {
+            Value::Table(t) => t,
+            other => return Err(err(format!("{}: must return a table (got {})", src.path.display(), other.type_name()))),
+        };
+        let hooks_t: Table = t.get("hooks").map_err(|_| err(format!("{}: the returned table has no `hooks` table", src.path.display())))?;
+        let mut hooks: [Option<Function>; 4] = Default::default();
+        for pair in hooks_t.pairs::<String, Value>() {
+            let (k, v) = pair.map_err(|e| err(e.to_string()))?;
+            let Value::Function(f) = v else { return Err(err(format!("{}: hooks.{k} is not a function", src.path.display()))) };
+            if k == "all" {
+                for h in hooks.iter_mut() {
+                    h.get_or_insert(f.clone());
+                }
+                continue;
+            }
+            let Some(i) = HOOK_NAMES.iter().position(|n| *n == k) else {
+                return Err(err(format!("{}: unknown hook `{k}` (use {} or all)", src.path.display(), HOOK_NAMES.join(", "))));
+            };
+            hooks[i] = Some(f);
+        }
+        let default_enabled = t.get::<Option<bool>>("default_enabled").map_err(|e| err(e.to_string()))?.unwrap_or(true);
+        let name = src.name.as_str();
+        let enabled = (default_enabled || self.cfg.enable.iter().any(|n| n == name)) && !self.cfg.disable.iter().any(|n| n == name);
+        let conf: Value = match self.cfg.conf.get(name) {
+            Some(v) => self.lua.to_value(v).map_err(|e| err(format!("scripts.conf.{name}: {e}")))?,
+            None => t.get("default_value").map_err(|e| err(e.to_string()))?,
+        };
+        let periodic_secs = t.get::<Option<i64>>("periodic_update_seconds").map_err(|e| err(e.to_string()))?;
+        let mut enabled = enabled;
+        if enabled {
+            if let Some(setup) = t.get::<Option<Function>>("setup").map_err(|e| err(e.to_string()))? {
+                self.deadline.arm(Instant::now() + self.cfg.deadline * 10);
+                let r = setup.call::<Value>(conf.clone());
+                self.deadline.disarm();
+                match r {
+                    Ok(Value::Boolean(false)) => enabled = false,
+                    Ok(_) => {}
+                    Err(e) => return Err(err(format!("setup(): {e}"))),
+                }
+            }
+        }
+        let script = Script {
+            name: Arc::from(name),
+            hooks,
+            conf,
+            l4: strings(t.get("l4_proto").unwrap_or(Value::Nil)),
+            l7: strings(t.get("l7_proto").unwrap_or(Value::Nil)),
+            periodic_secs,
+            teardown: t.get("teardown").ok(),
+            enabled,
+            timeouts_in_row: 0,
+            alert_window: (i64::MIN, 0),
+        };
+        self.tel.set_enabled(name, enabled);
+        self.scripts.retain(|s| *s.name != *name);
+        self.scripts.push(script);
+        Ok(())
+    }
+
+    /// Calls every script's `teardown` (shutdown, reload).
+    pub fn teardown(&mut self) {
+        for s in &self.scripts {
+            if let (true, Some(f)) = (s.enabled, &s.teardown) {
+                self.deadline.arm(Instant::now() + self.cfg.deadline * 10);
+                if let Err(e) = f.call::<()>(()) {
+                    tracing::warn!(script = %s.name, "teardown failed: {e}");
+                }
+                self.deadline.disarm();
+            }
+        }
+    }
+
+    /// Takes over the per-flow script state of `old` (reload keeps statuses and scores).
+    pub fn adopt_flows(&mut self, old: &mut ScriptHost) {
+        self.flows = std::mem::take(&mut old.flows);
+    }
+
+    /// Flows with script state.
+    pub fn tracked(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Runs the hooks for `ev`; lines for the sinks go to `out` when `write_event`/alerts apply.
+    pub fn handle(&mut self, ev: &FlowEvent, write_event: impl Fn(EventKind) -> bool, out: &mut Lines) {
+        let key = ev.flow.key;
+        let mut state = self.flows.remove(&key).unwrap_or_default();
+        let mut view = merged(&ev.flow, &state);
+        let changed = self.run_hooks(ev.kind, ev.time_ms, &mut view, &mut state, out);
+        if write_event(ev.kind) {
+            let _ = out.push(&FlowEvent { kind: ev.kind, time_ms: ev.time_ms, flow: view.clone() });
+        }
+        // statuses set by scripts fire statusChanged once, never recursively
+        if changed && ev.kind != EventKind::StatusChanged {
+            view = merged(&ev.flow, &state);
+            self.run_hooks(EventKind::StatusChanged, ev.time_ms, &mut view, &mut state, out);
+            if write_event(EventKind::StatusChanged) {
+                let _ = out.push(&FlowEvent { kind: EventKind::StatusChanged, time_ms: ev.time_ms, flow: view });
+            }
+        }
+        if ev.kind != EventKind::FlowEnd {
+            self.flows.insert(key, state);
+        }
+    }
+
+    /// Calls the hooks of `kind`; returns whether scripts changed the status set.
+    fn run_hooks(&mut self, kind: EventKind, time_ms: i64, view: &mut FlowView, state: &mut FlowScriptState, out: &mut Lines) -> bool {
+        let hi = hook_index(kind);
+        let before = state.status;
+        let now = time_ms as f64 / 1000.0;
+        for si in 0..self.scripts.len() {
+            let s = &self.scripts[si];
+            let Some(f) = s.hooks[hi].clone().filter(|_| s.enabled) else { continue };
+            let l4 = crate::flow::classify::l4_name(view.proto).map(str::to_owned).unwrap_or_else(|| view.proto.to_string());
+            if !s.l4.is_empty() && !s.l4.iter().any(|p| p.eq_ignore_ascii_case(&l4)) {
+                continue;
+            }
+            if !s.l7.is_empty() && !s.l7.iter().any(|p| p.eq_ignore_ascii_case(&view.l7)) {
+                continue;
+            }
+            if let (EventKind::PeriodicUpdate, Some(every)) = (kind, s.periodic_secs) {
+                let idx = si as u16;
+                let last = state.last_periodic.iter().find(|(i, _)| *i == idx).map(|(_, t)| *t);
+                if last.is_some_and(|t| time_ms / 1000 - t < every) {
+                    continue;
+                }
+                state.last_periodic.retain(|(i, _)| *i != idx);
+                state.last_periodic.push((idx, time_ms / 1000));
+            }
+            let conf = s.conf.clone();
+            let name = s.name.clone();
+            {
+                let mut cur = self.slot.borrow_mut();
+                cur.view = Some(view.clone());
+                cur.state = std::mem::take(state);
+                cur.actions.clear();
+            }
+            let started = Instant::now();
+            self.deadline.arm(started + self.cfg.deadline);
+            let r = f.call::<()>((now, conf));
+            self.deadline.disarm();
+            let took = started.elapsed();
+            let (actions, new_state) = {
+                let mut cur = self.slot.borrow_mut();
+                cur.view = None;
+                (std::mem::take(&mut cur.actions), std::mem::take(&mut cur.state))
+            };
+            *state = new_state;
+            let code = match &r {
+                Ok(()) => None,
+                Err(e) => Some(error_code(e)),
+            };
+            self.tel.call(&name, HOOK_NAMES[hi], took, code);
+            match r {
+                Ok(()) => self.scripts[si].timeouts_in_row = 0,
+                Err(e) => {
+                    let code = error_code(&e);
+                    self.tel.failed(&name, HOOK_NAMES[hi], code, &e);
+                    if code == "timeout" {
+                        let s = &mut self.scripts[si];
+                        s.timeouts_in_row += 1;
+                        if s.timeouts_in_row >= self.cfg.max_consecutive_timeouts {
+                            s.enabled = false;
+                            self.tel.set_enabled(&name, false);
+                            tracing::error!(script = %name, timeouts = s.timeouts_in_row, "script disabled after repeated timeouts; it runs again after a reload");
+                        }
+                    }
+                }
+            }
+            for a in actions {
+                self.apply(si, a, time_ms, view, state, out);
+            }
+            *view = merged_from(view, state);
+        }
+        state.status != before
+    }
+
+    fn apply(&mut self, si: usize, a: Action, time_ms: i64, view: &FlowView, state: &mut FlowScriptState, out: &mut Lines) {
+        let (status_name, score, severity, message, info) = match a {
+            Action::Status { bit, name, score, severity, message, info } => {
+                let newly = state.status.set(bit);
+                if newly {
+                    state.score = (u32::from(state.score) + u32::from(score)).min(u32::from(status::MAX_SCORE)) as u16;
+                }
+                // the same (flow, status) alerts once
+                if !state.alerted.set(bit) {
+                    return;
+                }
+                (Some(name), score, severity, message, info)
+            }
+            Action::Alert { score, severity, message, info } => {
+                state.score = (u32::from(state.score) + u32::from(score)).min(u32::from(status::MAX_SCORE)) as u16;
+                (None, score, severity, message, info)
+            }
+        };
+        let s = &mut self.scripts[si];
+        let second = time_ms.div_euclid(1000);
+        if s.alert_window.0 != second {
+            s.alert_window = (second, 0);
+        }
+        if s.alert_window.1 >= self.cfg.alert_rate_per_sec {
+            self.tel.suppressed(&s.name);
+            return;
+        }
+        s.alert_window.1 += 1;
+        self.tel.alert(&s.name, status_name.as_deref().unwrap_or(""), severity);
+        let alert = Alert {
+            time_ms,
+            script: &s.name,
+            status: status_name.as_deref(),
+            severity,
+            score,
+            message: &message,
+            info: &info,
+            flow: &merged_from(view, state),
+        };
+        let _ = out.push(&alert);
+    }
+}
+
+/// An `alert` line.
+struct Alert<'a> {
+    time_ms: i64,
+    script: &'a str,
+    status: Option<&'a str>,
+    severity: &'a str,
+    score: u16,
+    message: &'a str,
+    info: &'a serde_json::Value,
+    flow: &'a FlowView,
+}
+
+impl serde::Serialize for Alert<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("event", "alert")?;
+        m.serialize_entry("time", &crate::record::rfc3339_ms(self.time_ms))?;
+        m.serialize_entry("script", self.script)?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("severity", self.severity)?;
+        m.serialize_entry("score", &self.score)?;
+        m.serialize_entry("message", self.message)?;
+        m.serialize_entry("info", self.info)?;
+        m.serialize_entry("flow", self.flow)?;
+        m.end()
+    }
+}
+
+fn merged(table_view: &FlowView, st: &FlowScriptState) -> FlowView {
+    merged_from(table_view, st)
+}
+
+/// The table's view with the script state added (statuses OR-ed, score summed, clamped).
+fn merged_from(v: &FlowView, st: &FlowScriptState) -> FlowView {
+    let mut m = v.clone();
+    let base_bits = StatusSet(v.status.0 & 0x1f);
+    m.status = StatusSet(v.status.0 | st.status.0);
+    let base: u32 = (0..5u8).filter(|b| base_bits.has(*b)).map(|b| u32::from(status::builtin_score(b))).sum();
+    m.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
+    m
+}
+
+/// The stable error kind of a failed call (`timeout`, `memory`, `runtime`).
+pub fn error_code(e: &mlua::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains(DEADLINE_MARKER) {
+        "timeout"
+    } else if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
+        "memory"
+    } else {
+        "runtime"
+    }
+}

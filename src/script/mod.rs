@@ -1,0 +1,257 @@
+//! Script stage: Lua flow scripts (ntopng's flow-script model) run on
+//! lifecycle events by a pool of workers.
+//!
+//! In: [`FlowEvent`]s from the flow shards, routed by flow key so all events
+//! of a flow reach one worker in order, through bounded queues: a full queue
+//! drops the event for the scripts and counts it (per hook); `flowEnd` is the
+//! last to be dropped. The flow shard then writes the dropped event itself,
+//! so the output loses nothing. Out: event lines (with what scripts added),
+//! alert lines, timings per (script, hook).
+//!
+//! Layout: `sandbox` (the Lua state and its limits), `api` (the `flow`
+//! object; all Rust↔Lua conversion), `host` (scripts loaded in one state,
+//! hook calls, statuses and alerts), this file (workers, queues, reload).
+
+pub mod api;
+pub mod host;
+pub mod sandbox;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use thiserror::Error;
+
+pub use host::{check_source, read_dir, HostConfig, ScriptHost, ScriptSource};
+
+use crate::flow::{EventKind, FlowEvent};
+use crate::output::{Lines, OutputMsg};
+use crate::telemetry::ScriptTelemetry;
+
+/// A script problem.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ScriptError {
+    #[error("scripts directory {path}: {detail}")]
+    Dir { path: String, detail: String },
+    #[error("script {script}: {detail}")]
+    Load { script: String, detail: String },
+}
+
+impl ScriptError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ScriptError::Dir { .. } => "dir",
+            ScriptError::Load { .. } => "load",
+        }
+    }
+}
+
+/// Loads every script of the configured directory in a scratch state: all errors, with file and line.
+pub fn check_all(cfg: &HostConfig) -> Result<Vec<String>, Vec<ScriptError>> {
+    let sources = read_dir(&cfg.dir).map_err(|e| vec![e])?;
+    let (host, errors) = ScriptHost::new(cfg, &sources).map_err(|e| vec![e])?;
+    if errors.is_empty() { Ok(host.enabled()) } else { Err(errors) }
+}
+
+enum WorkerMsg {
+    Event(FlowEvent),
+    Reload(Arc<Vec<ScriptSource>>),
+}
+
+struct Queue {
+    tx: SyncSender<WorkerMsg>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// The worker pool.
+pub struct ScriptRunner {
+    queues: Vec<Queue>,
+    cap: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    cfg: HostConfig,
+    sources: Mutex<Arc<Vec<ScriptSource>>>,
+}
+
+/// What a reload did.
+#[derive(Debug, Default, PartialEq)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    /// Scripts that failed to load; their previous version (if any) keeps running.
+    pub failed: Vec<ScriptError>,
+}
+
+fn hook_name(k: EventKind) -> &'static str {
+    k.name()
+}
+
+impl ScriptRunner {
+    /// Starts `workers` workers with the scripts of `cfg.dir`. Scripts that do
+    /// not load are returned as errors (the caller decides whether that is fatal).
+    pub fn start(
+        cfg: HostConfig,
+        workers: usize,
+        queue: usize,
+        out: Option<SyncSender<OutputMsg>>,
+        write_event: Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
+    ) -> Result<(ScriptRunner, Vec<ScriptError>), ScriptError> {
+        let all = read_dir(&cfg.dir)?;
+        let mut good = Vec::new();
+        let mut errors = Vec::new();
+        for s in all {
+            match check_source(&cfg, &s) {
+                Ok(()) => good.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        let sources = Arc::new(good);
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for w in 0..workers.max(1) {
+            let (tx, rx) = sync_channel(queue.max(1));
+            let depth = Arc::new(AtomicUsize::new(0));
+            queues.push(Queue { tx, depth: depth.clone() });
+            let (c, src, o, we) = (cfg.clone(), sources.clone(), out.clone(), write_event.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("flowhook-script-{w}"))
+                .spawn(move || worker(c, src, rx, depth, o, we))
+                .map_err(|e| ScriptError::Dir { path: cfg.dir.display().to_string(), detail: format!("cannot start worker: {e}") })?;
+            threads.push(t);
+        }
+        Ok((ScriptRunner { queues, cap: queue.max(1), threads: Mutex::new(threads), cfg, sources: Mutex::new(sources) }, errors))
+    }
+
+    /// Hands `ev` to its worker without waiting. `Err(ev)` when the queue is
+    /// full (counted): the caller writes the event itself. Events other than
+    /// `flowEnd` are dropped once a queue is three quarters full, so `flowEnd`
+    /// events are the last to go.
+    pub fn submit(&self, ev: FlowEvent) -> Result<(), FlowEvent> {
+        let q = &self.queues[(ev.flow.key % self.queues.len() as u64) as usize];
+        let limit = if ev.kind == EventKind::FlowEnd { self.cap } else { self.cap * 3 / 4 };
+        if q.depth.load(Ordering::Relaxed) >= limit {
+            ScriptTelemetry::dropped(hook_name(ev.kind));
+            return Err(ev);
+        }
+        q.depth.fetch_add(1, Ordering::Relaxed);
+        match q.tx.try_send(WorkerMsg::Event(ev)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(WorkerMsg::Event(ev))) | Err(TrySendError::Disconnected(WorkerMsg::Event(ev))) => {
+                q.depth.fetch_sub(1, Ordering::Relaxed);
+                ScriptTelemetry::dropped(hook_name(ev.kind));
+                Err(ev)
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Reloads the scripts directory: changed scripts that load replace their
+    /// old version in fresh states; one that fails keeps its previous version.
+    pub fn reload(&self) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let all = match read_dir(&self.cfg.dir) {
+            Ok(a) => a,
+            Err(e) => {
+                report.failed.push(e);
+                return report;
+            }
+        };
+        let previous = self.sources.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut next = Vec::new();
+        for s in all {
+            match check_source(&self.cfg, &s) {
+                Ok(()) => {
+                    report.loaded.push(s.name.clone());
+                    next.push(s);
+                }
+                Err(e) => {
+                    if let Some(old) = previous.iter().find(|p| p.name == s.name) {
+                        next.push(old.clone());
+                    }
+                    report.failed.push(e);
+                }
+            }
+        }
+        let next = Arc::new(next);
+        if let Ok(mut s) = self.sources.lock() {
+            *s = next.clone();
+        }
+        for q in &self.queues {
+            q.depth.fetch_add(1, Ordering::Relaxed);
+            if q.tx.send(WorkerMsg::Reload(next.clone())).is_err() {
+                q.depth.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        report
+    }
+
+    /// A fingerprint of the directory (names, sizes, times) to see changes.
+    pub fn dir_stamp(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "lua"))
+            .map(|e| {
+                let m = e.metadata().ok();
+                (e.path(), m.as_ref().map(|m| m.len()).unwrap_or(0), m.and_then(|m| m.modified().ok()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Stops the workers after their queues drain (teardown runs in each).
+    pub fn shutdown(self) {
+        let ScriptRunner { queues, threads, .. } = self;
+        drop(queues);
+        if let Ok(mut t) = threads.lock() {
+            for h in t.drain(..) {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn worker(
+    cfg: HostConfig,
+    sources: Arc<Vec<ScriptSource>>,
+    rx: Receiver<WorkerMsg>,
+    depth: Arc<AtomicUsize>,
+    out: Option<SyncSender<OutputMsg>>,
+    write_event: Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
+) {
+    let mut host = match ScriptHost::new(&cfg, &sources) {
+        Ok((h, _)) => h,
+        Err(e) => {
+            tracing::error!("script worker cannot start: {e}");
+            return;
+        }
+    };
+    while let Ok(msg) = rx.recv() {
+        depth.fetch_sub(1, Ordering::Relaxed);
+        match msg {
+            WorkerMsg::Event(ev) => {
+                let mut lines = Lines::default();
+                host.handle(&ev, |k| write_event(k), &mut lines);
+                if let (Some(tx), false) = (&out, lines.is_empty()) {
+                    if tx.send(OutputMsg::Lines(lines)).is_err() {
+                        break;
+                    }
+                }
+            }
+            WorkerMsg::Reload(src) => match ScriptHost::new(&cfg, &src) {
+                Ok((mut fresh, _)) => {
+                    host.teardown();
+                    fresh.adopt_flows(&mut host);
+                    host = fresh;
+                    tracing::info!(scripts = ?host.enabled(), "scripts reloaded");
+                }
+                Err(e) => tracing::error!("script reload failed, previous scripts keep running: {e}"),
+            },
+        }
+    }
+    host.teardown();
+}
