@@ -1,0 +1,54 @@
+-- Blocklist: alert when the client or the server is a listed address or is
+-- inside a listed IPv4 CIDR (default_value.entries; IPv6 entries match exactly).
+local script = {
+  hooks = {},
+  gui = { i18n_title = "Blocklist", i18n_description = "Alert on flows from or to blocklisted addresses and networks" },
+  default_enabled = true,
+  default_value = { entries = { "198.51.100.66", "203.0.113.0/24" } },
+}
+
+local exact, nets = {}, {}
+
+local function v4(ip)
+  local a, b, c, d = ip:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return nil end
+  return ((tonumber(a) * 256 + tonumber(b)) * 256 + tonumber(c)) * 256 + tonumber(d)
+end
+
+function script.setup(conf)
+  for _, e in ipairs((conf and conf.entries) or {}) do
+    local ip, len = e:match("^([^/]+)/(%d+)$")
+    if ip and v4(ip) then
+      local bits = tonumber(len)
+      local size = 2 ^ (32 - bits)
+      local base = v4(ip) - (v4(ip) % size)
+      nets[#nets + 1] = { base = base, size = size, text = e }
+    else
+      exact[e] = true
+    end
+  end
+  return (next(exact) ~= nil) or #nets > 0
+end
+
+local function hit(ip)
+  if exact[ip] then return ip end
+  local n = v4(ip)
+  if n then
+    for _, net in ipairs(nets) do
+      if n >= net.base and n < net.base + net.size then return net.text end
+    end
+  end
+  return nil
+end
+
+function script.hooks.protocolDetected(now, conf)
+  local info = flow.getInfo()
+  local cli, srv = info["cli.ip"], info["srv.ip"]
+  local entry = hit(srv) or hit(cli)
+  if entry then
+    flow.triggerStatus("blocklisted_host", 100, "error",
+      "flow between " .. cli .. " and " .. srv .. " matches blocklist entry " .. entry, { entry = entry })
+  end
+end
+
+return script
