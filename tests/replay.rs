@@ -11,64 +11,7 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 
-/// NetFlow v9 with template 256: src4, dst4, sport, dport, proto, flags, bytes, packets, first, last, end reason.
-const FIELDS: &[(u16, u16)] = &[(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (1, 4), (2, 4), (22, 4), (21, 4), (136, 1)];
-
-struct Rec {
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    flags: u8,
-    bytes: u32,
-    packets: u32,
-    first_up: u32,
-    last_up: u32,
-    end: u8,
-}
-
-fn v9(uptime: u32, unix: u32, seq: u32, recs: &[Rec], with_template: bool) -> Vec<u8> {
-    let mut sets = Vec::new();
-    if with_template {
-        let mut t = vec![0, 0, 0, 0, 1, 0, 0, FIELDS.len() as u8];
-        for (id, len) in FIELDS {
-            t.extend_from_slice(&id.to_be_bytes());
-            t.extend_from_slice(&len.to_be_bytes());
-        }
-        let len = t.len() as u16;
-        t[2..4].copy_from_slice(&len.to_be_bytes());
-        sets.extend_from_slice(&t);
-    }
-    let mut d = vec![1, 0, 0, 0];
-    for r in recs {
-        d.extend_from_slice(&r.src);
-        d.extend_from_slice(&r.dst);
-        d.extend_from_slice(&r.sport.to_be_bytes());
-        d.extend_from_slice(&r.dport.to_be_bytes());
-        d.push(r.proto);
-        d.push(r.flags);
-        d.extend_from_slice(&r.bytes.to_be_bytes());
-        d.extend_from_slice(&r.packets.to_be_bytes());
-        d.extend_from_slice(&r.first_up.to_be_bytes());
-        d.extend_from_slice(&r.last_up.to_be_bytes());
-        d.push(r.end);
-    }
-    while d.len() % 4 != 0 {
-        d.push(0);
-    }
-    let len = d.len() as u16;
-    d[2..4].copy_from_slice(&len.to_be_bytes());
-    sets.extend_from_slice(&d);
-    let mut m = vec![0, 9];
-    m.extend_from_slice(&((recs.len() + usize::from(with_template)) as u16).to_be_bytes());
-    m.extend_from_slice(&uptime.to_be_bytes());
-    m.extend_from_slice(&unix.to_be_bytes());
-    m.extend_from_slice(&seq.to_be_bytes());
-    m.extend_from_slice(&0u32.to_be_bytes());
-    m.extend_from_slice(&sets);
-    m
-}
+use common::v9::{v9, Rec};
 
 const T0: u32 = 1_700_000_000;
 
