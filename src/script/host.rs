@@ -22,7 +22,7 @@ use super::ScriptError;
 use crate::flow::status::{self, StatusSet};
 use crate::flow::{EventKind, FlowEvent, FlowView};
 use crate::output::Lines;
-use crate::telemetry::ScriptTelemetry;
+use crate::telemetry::{HookTimer, ScriptTelemetry};
 
 /// A script file's source, as last loaded successfully.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +70,7 @@ struct Script {
     l7: Vec<String>,
     periodic_secs: Option<i64>,
     teardown: Option<Function>,
+    timers: [HookTimer; 4],
     enabled: bool,
     timeouts_in_row: u32,
     alert_window: (i64, u32),
@@ -212,6 +213,7 @@ impl ScriptHost {
             l7: strings(t.get("l7_proto").unwrap_or(Value::Nil)),
             periodic_secs,
             teardown: t.get("teardown").ok(),
+            timers: HOOK_NAMES.map(|h| ScriptTelemetry::hook_handles(name, h)),
             enabled,
             timeouts_in_row: 0,
             alert_window: (i64::MIN, 0),
@@ -310,11 +312,7 @@ impl ScriptHost {
                 (std::mem::take(&mut cur.actions), std::mem::take(&mut cur.state))
             };
             *state = new_state;
-            let code = match &r {
-                Ok(()) => None,
-                Err(e) => Some(error_code(e)),
-            };
-            self.tel.call(&name, HOOK_NAMES[hi], took, code);
+            self.scripts[si].timers[hi].record(took);
             match r {
                 Ok(()) => self.scripts[si].timeouts_in_row = 0,
                 Err(e) => {

@@ -278,6 +278,20 @@ impl GeoTelemetry {
     }
 }
 
+/// The timing handles of one (script, hook).
+#[derive(Clone)]
+pub struct HookTimer {
+    duration: Histogram,
+    calls: Counter,
+}
+
+impl HookTimer {
+    pub fn record(&self, took: Duration) {
+        self.duration.record(took.as_secs_f64());
+        self.calls.increment(1);
+    }
+}
+
 /// Script timings and outcomes (one per script host).
 #[derive(Default)]
 pub struct ScriptTelemetry {
@@ -288,13 +302,19 @@ pub struct ScriptTelemetry {
 }
 
 impl ScriptTelemetry {
-    /// One hook call and how long it took; `failed` carries the error kind.
+    /// Handles for one (script, hook): registered once, at load, not per call.
+    pub fn hook_handles(script: &str, hook: &'static str) -> HookTimer {
+        HookTimer {
+            duration: histogram!("flowhook_script_hook_duration_seconds", "script" => script.to_string(), "hook" => hook),
+            calls: counter!("flowhook_script_calls_total", "script" => script.to_string(), "hook" => hook),
+        }
+    }
+
+    /// One hook call and how long it took (looks the handles up; hot paths keep a [`HookTimer`]).
     pub fn call(&mut self, script: &str, hook: &'static str, took: Duration, _failed: Option<&'static str>) {
         let (h, c) = self.calls.entry((script.to_string(), hook)).or_insert_with(|| {
-            (
-                histogram!("flowhook_script_hook_duration_seconds", "script" => script.to_string(), "hook" => hook),
-                counter!("flowhook_script_calls_total", "script" => script.to_string(), "hook" => hook),
-            )
+            let t = Self::hook_handles(script, hook);
+            (t.duration, t.calls)
         });
         h.record(took.as_secs_f64());
         c.increment(1);
