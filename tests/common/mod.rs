@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mmdb;
+pub mod traffic;
 pub mod v9;
 
 use std::path::PathBuf;
