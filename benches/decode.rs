@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowhook::decode::{Decoder, DecoderLimits};
 
 const RECORDS: usize = 24;
@@ -33,7 +33,19 @@ fn v5() -> Vec<u8> {
 }
 
 /// Template 256: src4, dst4, sport, dport, proto, bytes(8), packets(8), start/end ms, in/out if.
-const FIELDS: &[(u16, u16)] = &[(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (152, 8), (153, 8), (10, 4), (14, 4)];
+const FIELDS: &[(u16, u16)] = &[
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (1, 8),
+    (2, 8),
+    (152, 8),
+    (153, 8),
+    (10, 4),
+    (14, 4),
+];
 
 fn record(i: usize) -> Vec<u8> {
     let mut r = vec![10, 0, 0, i as u8, 192, 0, 2, 1];
@@ -98,7 +110,11 @@ fn bench(c: &mut Criterion) {
     let cases = [
         ("v5", v5(), None),
         ("v9", v9(&[data_set()]), Some(v9(&[template_set(0)]))),
-        ("ipfix", ipfix(&[data_set()]), Some(ipfix(&[template_set(2)]))),
+        (
+            "ipfix",
+            ipfix(&[data_set()]),
+            Some(ipfix(&[template_set(2)])),
+        ),
     ];
     for (name, data, tpl) in &cases {
         let mut d = Decoder::new(&DecoderLimits::default()).unwrap();
@@ -120,10 +136,13 @@ fn bench(c: &mut Criterion) {
     // The decoder crate alone on the same IPFIX message, for the ratio.
     let mut bare = netflow_parser::NetflowParser::default();
     let _ = bare.parse_bytes(cases[2].2.as_ref().unwrap());
-    g.bench_function("ipfix_crate_only", |b| b.iter(|| black_box(bare.parse_bytes(black_box(&cases[2].1)).packets.len())));
+    g.bench_function("ipfix_crate_only", |b| {
+        b.iter(|| black_box(bare.parse_bytes(black_box(&cases[2].1)).packets.len()))
+    });
     let mut d = Decoder::new(&DecoderLimits::default()).unwrap();
     let mut out = Vec::new();
-    d.decode(exporter, &cases[2].2.clone().unwrap(), &mut out).unwrap();
+    d.decode(exporter, &cases[2].2.clone().unwrap(), &mut out)
+        .unwrap();
     out.clear();
     d.decode(exporter, &cases[2].1, &mut out).unwrap();
     let mut buf = Vec::with_capacity(64 * 1024);

@@ -42,7 +42,9 @@ fn server(i: u32) -> IpAddr {
 /// A City database with 60,000 networks (a realistic tree depth) plus the fixtures' networks.
 fn geo(dir: &std::path::Path) -> Arc<GeoService> {
     let f = mmdb::write_all(dir);
-    let mut w = mmdb_writer::Writer::builder("GeoIP2-City").description(&[("en", "bench")]).build();
+    let mut w = mmdb_writer::Writer::builder("GeoIP2-City")
+        .description(&[("en", "bench")])
+        .build();
     for k in 0..60_000u32 {
         let net = ipnet::Ipv4Net::new(Ipv4Addr::from(0x5000_0000u32 + k * 256), 24).unwrap();
         let cc = ["US", "DE", "CN", "BR", "IN", "GB"][(k % 6) as usize];
@@ -50,21 +52,34 @@ fn geo(dir: &std::path::Path) -> Arc<GeoService> {
     }
     let city = dir.join("bench-city.mmdb");
     std::fs::write(&city, w.to_bytes().unwrap()).unwrap();
-    let cfg = GeoConfig { city_db: Some(city), asn_db: Some(f.asn), ..GeoConfig::default() };
+    let cfg = GeoConfig {
+        city_db: Some(city),
+        asn_db: Some(f.asn),
+        ..GeoConfig::default()
+    };
     Arc::new(GeoService::open(&cfg, &[]).unwrap())
 }
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
 fn memory() {
     const N: u32 = 1_000_000;
-    let records: Vec<Vec<FlowRecord>> = (0..N / 100).map(|b| (0..100).map(|i| rec(b * 100 + i)).collect()).collect();
+    let records: Vec<Vec<FlowRecord>> = (0..N / 100)
+        .map(|b| (0..100).map(|i| rec(b * 100 + i)).collect())
+        .collect();
     let before = rss_bytes();
-    let mut t = FlowTable::new(TableConfig { max_flows: N as usize, ..TableConfig::default() });
+    let mut t = FlowTable::new(TableConfig {
+        max_flows: N as usize,
+        ..TableConfig::default()
+    });
     let mut ev = Vec::new();
     for batch in &records {
         t.ingest(batch, T0, &mut ev);
@@ -98,7 +113,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     // new flows: each iteration makes 100 flows; the table evicts to stay at its cap
-    let mut t = FlowTable::new(TableConfig { max_flows: 100_000, ..TableConfig::default() });
+    let mut t = FlowTable::new(TableConfig {
+        max_flows: 100_000,
+        ..TableConfig::default()
+    });
     let mut n = 0u32;
     g.bench_function("create_100_flows", |b| {
         b.iter_batched(
@@ -116,8 +134,17 @@ fn bench(c: &mut Criterion) {
     // the same with enrichment of both sides of every new flow
     let dir = tempfile::tempdir().unwrap();
     let service = geo(dir.path());
-    for (name, cache) in [("create_100_flows_geo_warm", 65_536usize), ("create_100_flows_geo_cold", 1)] {
-        let mut t = FlowTable::with_enricher(TableConfig { max_flows: 100_000, ..TableConfig::default() }, Some(Enricher::new(service.clone(), cache)));
+    for (name, cache) in [
+        ("create_100_flows_geo_warm", 65_536usize),
+        ("create_100_flows_geo_cold", 1),
+    ] {
+        let mut t = FlowTable::with_enricher(
+            TableConfig {
+                max_flows: 100_000,
+                ..TableConfig::default()
+            },
+            Some(Enricher::new(service.clone(), cache)),
+        );
         let mut n = 0u32;
         g.bench_function(name, |b| {
             b.iter_batched(
@@ -140,7 +167,10 @@ fn bench(c: &mut Criterion) {
         });
     }
     // the baseline with the same address mix, no enrichment
-    let mut t = FlowTable::new(TableConfig { max_flows: 100_000, ..TableConfig::default() });
+    let mut t = FlowTable::new(TableConfig {
+        max_flows: 100_000,
+        ..TableConfig::default()
+    });
     let mut n = 0u32;
     g.bench_function("create_100_flows_same_mix_no_geo", |b| {
         b.iter_batched(

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowhook::enrich::GeoInfo;
 use flowhook::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use flowhook::output::Lines;
@@ -39,7 +39,11 @@ fn host(src: &str) -> ScriptHost {
         conf: Default::default(),
         have_local_networks: false,
     };
-    let s = ScriptSource { name: "bench".into(), path: "bench.lua".into(), source: src.as_bytes().to_vec() };
+    let s = ScriptSource {
+        name: "bench".into(),
+        path: "bench.lua".into(),
+        source: src.as_bytes().to_vec(),
+    };
     let (h, errors) = ScriptHost::new(&cfg, &[s]).unwrap();
     assert!(errors.is_empty());
     h
@@ -60,7 +64,12 @@ fn event() -> FlowEvent {
     let mut e = ev.remove(0);
     assert_eq!(e.kind, EventKind::ProtocolDetected);
     // a server in Great Britain: the reference script reads both tables and logs nothing
-    e.flow.srv_geo = Arc::new(GeoInfo { country: Some(Arc::from("GB")), city: Some(Arc::from("London")), asn: Some(20712), ..GeoInfo::default() });
+    e.flow.srv_geo = Arc::new(GeoInfo {
+        country: Some(Arc::from("GB")),
+        city: Some(Arc::from("London")),
+        asn: Some(20712),
+        ..GeoInfo::default()
+    });
     e
 }
 

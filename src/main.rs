@@ -58,7 +58,9 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
@@ -78,7 +80,9 @@ fn open_geo(cfg: &Config, announce: bool) -> Result<Arc<GeoService>, ExitCode> {
         ExitCode::from(2)
     })?;
     if announce && !geo.has_databases() {
-        tracing::info!("geolocation is off: set geo.city_db, geo.country_db and/or geo.asn_db to MaxMind-format files (docs/geolocation.md)");
+        tracing::info!(
+            "geolocation is off: set geo.city_db, geo.country_db and/or geo.asn_db to MaxMind-format files (docs/geolocation.md)"
+        );
     }
     Ok(Arc::new(geo))
 }
@@ -97,7 +101,14 @@ fn main() -> ExitCode {
             match flowhook::script::check_all(&flowhook::script::HostConfig::from_config(&cfg)) {
                 Ok(enabled) => {
                     print!("{}", cfg.to_toml());
-                    eprintln!("flowhook: configuration ok; scripts enabled: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
+                    eprintln!(
+                        "flowhook: configuration ok; scripts enabled: {}",
+                        if enabled.is_empty() {
+                            "none".into()
+                        } else {
+                            enabled.join(", ")
+                        }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {
@@ -129,7 +140,11 @@ fn main() -> ExitCode {
                 Ok(g) => g,
                 Err(code) => return code,
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .worker_threads(2)
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("flowhook: cannot start runtime: {e}");
@@ -138,7 +153,12 @@ fn main() -> ExitCode {
             };
             match rt.block_on(serve(cfg, geo)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) if matches!(e.downcast_ref::<pipeline::PipelineError>(), Some(pipeline::PipelineError::Scripts(_))) => {
+                Err(e)
+                    if matches!(
+                        e.downcast_ref::<pipeline::PipelineError>(),
+                        Some(pipeline::PipelineError::Scripts(_))
+                    ) =>
+                {
                     eprintln!("flowhook: {e}");
                     ExitCode::from(2)
                 }
@@ -179,7 +199,11 @@ fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
                 not_udp = s.capture.skipped_not_udp,
                 "decoded"
             );
-            if write_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if write_failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("flowhook: {e}");
@@ -192,7 +216,11 @@ fn replay(cfg: &Config, geo: Arc<GeoService>, file: &std::path::Path) -> ExitCod
     let mut sink: Box<dyn Write> = if cfg.output.path == std::path::Path::new("-") {
         Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
     } else {
-        match std::fs::OpenOptions::new().create(true).append(true).open(&cfg.output.path) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.output.path)
+        {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
             Err(e) => {
                 eprintln!("flowhook: {}: {e}", cfg.output.path.display());
@@ -211,8 +239,18 @@ fn replay(cfg: &Config, geo: Arc<GeoService>, file: &std::path::Path) -> ExitCod
     write_failed |= sink.flush().is_err();
     match res {
         Ok(s) => {
-            tracing::info!(datagrams = s.datagrams, records = s.records, events = s.events, errors = s.errors, "replayed");
-            if write_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            tracing::info!(
+                datagrams = s.datagrams,
+                records = s.records,
+                events = s.events,
+                errors = s.errors,
+                "replayed"
+            );
+            if write_failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e @ pipeline::PipelineError::Scripts(_)) => {
             eprintln!("flowhook: {e}");
@@ -226,7 +264,7 @@ fn replay(cfg: &Config, geo: Arc<GeoService>, file: &std::path::Path) -> ExitCod
 }
 
 async fn serve(cfg: Config, geo: Arc<GeoService>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -241,7 +279,10 @@ async fn serve(cfg: Config, geo: Arc<GeoService>) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     if !running.shutdown().await {
-        anyhow::bail!("shutdown took longer than flow.shutdown_timeout_secs ({}s)", cfg.flow.shutdown_timeout_secs);
+        anyhow::bail!(
+            "shutdown took longer than flow.shutdown_timeout_secs ({}s)",
+            cfg.flow.shutdown_timeout_secs
+        );
     }
     tracing::info!("stopped");
     Ok(())

@@ -11,8 +11,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +49,10 @@ pub enum PipelineError {
 }
 
 fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Which events and records reach the sinks.
@@ -66,7 +69,11 @@ impl OutputFilter {
         for (i, k) in EventKind::ALL.iter().enumerate() {
             events[i] = cfg.output.events.iter().any(|e| e == k.name());
         }
-        OutputFilter { events, records: cfg.output.records, options_records: cfg.output.options_records }
+        OutputFilter {
+            events,
+            records: cfg.output.records,
+            options_records: cfg.output.options_records,
+        }
     }
 
     fn event(&self, e: &FlowEvent) -> bool {
@@ -84,7 +91,12 @@ impl OutputFilter {
 }
 
 /// Encodes the events `filter` lets through into `lines`.
-fn encode_events(events: &[FlowEvent], filter: &OutputFilter, lines: &mut Lines, tel: &mut FlowTelemetry) {
+fn encode_events(
+    events: &[FlowEvent],
+    filter: &OutputFilter,
+    lines: &mut Lines,
+    tel: &mut FlowTelemetry,
+) {
     for e in events {
         tel.event(e);
         if filter.event(e) {
@@ -154,7 +166,9 @@ impl Running {
                 let _ = o.join();
             }
         });
-        tokio::time::timeout(self.shutdown_timeout, join).await.is_ok()
+        tokio::time::timeout(self.shutdown_timeout, join)
+            .await
+            .is_ok()
     }
 }
 
@@ -167,69 +181,73 @@ fn decode_shard(
     filter: OutputFilter,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let mut decoder = Decoder::new(&limits)?;
-    Ok(std::thread::Builder::new().name(format!("flowhook-decode-{shard}")).spawn(move || {
-        let mut tel = DecodeTelemetry::new(shard);
-        let mut stats = decoder.stats.clone();
-        let mut last_poll = Instant::now();
-        let mut recs = Vec::new();
-        let mut per_shard: Vec<Vec<FlowRecord>> = vec![Vec::new(); flows.len()];
-        loop {
-            if last_poll.elapsed() >= Duration::from_secs(1) {
-                tel.template_stats(&decoder.template_stats());
-                last_poll = Instant::now();
-            }
-            let d = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(d) => d,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            recs.clear();
-            match decoder.decode(d.exporter.ip(), &d.payload, &mut recs) {
-                Ok(o) => {
-                    tel.records(o.version, o.flows, o.options);
-                    if o.missing_templates > 0 {
-                        tel.missing_template_sets.increment(o.missing_templates as u64);
-                    }
-                    if let Some(e) = &o.partial_error {
-                        tel.error(e.code(), d.exporter.ip(), e);
-                    }
+    Ok(std::thread::Builder::new()
+        .name(format!("flowhook-decode-{shard}"))
+        .spawn(move || {
+            let mut tel = DecodeTelemetry::new(shard);
+            let mut stats = decoder.stats.clone();
+            let mut last_poll = Instant::now();
+            let mut recs = Vec::new();
+            let mut per_shard: Vec<Vec<FlowRecord>> = vec![Vec::new(); flows.len()];
+            loop {
+                if last_poll.elapsed() >= Duration::from_secs(1) {
+                    tel.template_stats(&decoder.template_stats());
+                    last_poll = Instant::now();
                 }
-                Err(e) => tel.error(e.code(), d.exporter.ip(), &e),
-            }
-            let s = &decoder.stats;
-            tel.seq_gaps.increment(s.seq_gaps - stats.seq_gaps);
-            tel.seq_lost.increment(s.seq_lost - stats.seq_lost);
-            tel.seq_late.increment(s.seq_late - stats.seq_late);
-            tel.restarts.increment(s.restarts - stats.restarts);
-            tel.trailing_bytes.increment(s.trailing_bytes - stats.trailing_bytes);
-            stats = s.clone();
-            tel.streams.set(decoder.streams() as f64);
-            if let Some(tx) = &out {
-                let mut lines = Lines::default();
-                for r in recs.iter().filter(|r| filter.record(r)) {
-                    let _ = lines.push(r);
-                }
-                if !lines.is_empty() && tx.send(OutputMsg::Lines(lines)).is_err() {
-                    break;
-                }
-            }
-            for r in recs.drain(..) {
-                if r.kind != RecordKind::Flow {
-                    continue;
-                }
-                let shard = match crate::flow::key::FlowKey::of(&r) {
-                    Some((k, _)) => (k.stable_hash() % flows.len() as u64) as usize,
-                    None => 0,
+                let d = match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(d) => d,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 };
-                per_shard[shard].push(r);
-            }
-            for (i, batch) in per_shard.iter_mut().enumerate() {
-                if !batch.is_empty() && flows[i].send(std::mem::take(batch)).is_err() {
-                    return;
+                recs.clear();
+                match decoder.decode(d.exporter.ip(), &d.payload, &mut recs) {
+                    Ok(o) => {
+                        tel.records(o.version, o.flows, o.options);
+                        if o.missing_templates > 0 {
+                            tel.missing_template_sets
+                                .increment(o.missing_templates as u64);
+                        }
+                        if let Some(e) = &o.partial_error {
+                            tel.error(e.code(), d.exporter.ip(), e);
+                        }
+                    }
+                    Err(e) => tel.error(e.code(), d.exporter.ip(), &e),
+                }
+                let s = &decoder.stats;
+                tel.seq_gaps.increment(s.seq_gaps - stats.seq_gaps);
+                tel.seq_lost.increment(s.seq_lost - stats.seq_lost);
+                tel.seq_late.increment(s.seq_late - stats.seq_late);
+                tel.restarts.increment(s.restarts - stats.restarts);
+                tel.trailing_bytes
+                    .increment(s.trailing_bytes - stats.trailing_bytes);
+                stats = s.clone();
+                tel.streams.set(decoder.streams() as f64);
+                if let Some(tx) = &out {
+                    let mut lines = Lines::default();
+                    for r in recs.iter().filter(|r| filter.record(r)) {
+                        let _ = lines.push(r);
+                    }
+                    if !lines.is_empty() && tx.send(OutputMsg::Lines(lines)).is_err() {
+                        break;
+                    }
+                }
+                for r in recs.drain(..) {
+                    if r.kind != RecordKind::Flow {
+                        continue;
+                    }
+                    let shard = match crate::flow::key::FlowKey::of(&r) {
+                        Some((k, _)) => (k.stable_hash() % flows.len() as u64) as usize,
+                        None => 0,
+                    };
+                    per_shard[shard].push(r);
+                }
+                for (i, batch) in per_shard.iter_mut().enumerate() {
+                    if !batch.is_empty() && flows[i].send(std::mem::take(batch)).is_err() {
+                        return;
+                    }
                 }
             }
-        }
-    })?)
+        })?)
 }
 
 /// Logs what a scripts reload did.
@@ -250,50 +268,52 @@ fn flow_shard(
     filter: OutputFilter,
     scripts: Option<Arc<ScriptRunner>>,
 ) -> Result<JoinHandle<()>, PipelineError> {
-    Ok(std::thread::Builder::new().name(format!("flowhook-flow-{shard}")).spawn(move || {
-        let mut table = FlowTable::with_enricher(cfg, Some(enricher));
-        let mut tel = FlowTelemetry::new(shard);
-        let mut events = Vec::new();
-        let send = |events: &mut Vec<FlowEvent>, tel: &mut FlowTelemetry| -> bool {
-            let mut lines = Lines::default();
-            if let Some(r) = &scripts {
-                // the script workers write the events they take; this shard writes what they could not take
-                let mut missed = Vec::new();
-                for e in events.drain(..) {
-                    tel.event(&e);
-                    if let Err(e) = r.submit(e) {
-                        missed.push(e);
+    Ok(std::thread::Builder::new()
+        .name(format!("flowhook-flow-{shard}"))
+        .spawn(move || {
+            let mut table = FlowTable::with_enricher(cfg, Some(enricher));
+            let mut tel = FlowTelemetry::new(shard);
+            let mut events = Vec::new();
+            let send = |events: &mut Vec<FlowEvent>, tel: &mut FlowTelemetry| -> bool {
+                let mut lines = Lines::default();
+                if let Some(r) = &scripts {
+                    // the script workers write the events they take; this shard writes what they could not take
+                    let mut missed = Vec::new();
+                    for e in events.drain(..) {
+                        tel.event(&e);
+                        if let Err(e) = r.submit(e) {
+                            missed.push(e);
+                        }
+                    }
+                    for e in &missed {
+                        if filter.event(e) {
+                            let _ = lines.push(e);
+                        }
                     }
                 }
-                for e in &missed {
-                    if filter.event(e) {
-                        let _ = lines.push(e);
-                    }
+                encode_events(events, &filter, &mut lines, tel);
+                events.clear();
+                match &out {
+                    Some(tx) if !lines.is_empty() => tx.send(OutputMsg::Lines(lines)).is_ok(),
+                    _ => true,
+                }
+            };
+            loop {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(batch) => table.ingest(&batch, wall_ms(), &mut events),
+                    Err(RecvTimeoutError::Timeout) => table.advance(wall_ms(), &mut events),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                tel.table(&table);
+                if !send(&mut events, &mut tel) {
+                    return;
                 }
             }
-            encode_events(events, &filter, &mut lines, tel);
-            events.clear();
-            match &out {
-                Some(tx) if !lines.is_empty() => tx.send(OutputMsg::Lines(lines)).is_ok(),
-                _ => true,
-            }
-        };
-        loop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(batch) => table.ingest(&batch, wall_ms(), &mut events),
-                Err(RecvTimeoutError::Timeout) => table.advance(wall_ms(), &mut events),
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+            table.advance(wall_ms(), &mut events);
+            table.end_all(&mut events);
             tel.table(&table);
-            if !send(&mut events, &mut tel) {
-                return;
-            }
-        }
-        table.advance(wall_ms(), &mut events);
-        table.end_all(&mut events);
-        tel.table(&table);
-        send(&mut events, &mut tel);
-    })?)
+            send(&mut events, &mut tel);
+        })?)
 }
 
 /// Starts `serve` on the current tokio runtime.
@@ -303,20 +323,41 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let (output, output_tx) = if cfg.output.enabled {
         let sink = JsonLines::open(&cfg.output.path)?;
         let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
-        (Some(output::spawn(Box::new(sink), rx, cfg.output.flush_interval)?), Some(tx))
+        (
+            Some(output::spawn(
+                Box::new(sink),
+                rx,
+                cfg.output.flush_interval,
+            )?),
+            Some(tx),
+        )
     } else {
         (None, None)
     };
     let host_cfg = HostConfig::from_config(cfg);
-    let scripts = if crate::script::read_dir(&cfg.scripts.dir).map(|s| !s.is_empty()).unwrap_or(true) {
+    let scripts = if crate::script::read_dir(&cfg.scripts.dir)
+        .map(|s| !s.is_empty())
+        .unwrap_or(true)
+    {
         let we: Arc<dyn Fn(EventKind) -> bool + Send + Sync> = Arc::new(move |k| filter.kind(k));
-        let (runner, errors) = ScriptRunner::start(host_cfg, cfg.scripts.effective_workers(), cfg.scripts.queue_events, output_tx.clone(), we)
-            .map_err(|e| PipelineError::Scripts(vec![e]))?;
+        let (runner, errors) = ScriptRunner::start(
+            host_cfg,
+            cfg.scripts.effective_workers(),
+            cfg.scripts.queue_events,
+            output_tx.clone(),
+            we,
+        )
+        .map_err(|e| PipelineError::Scripts(vec![e]))?;
         if !errors.is_empty() {
             return Err(PipelineError::Scripts(errors));
         }
         let runner = Arc::new(runner);
-        let (r, every, c, dir) = (runner.clone(), cfg.scripts.watch_interval, cancel.clone(), cfg.scripts.dir.clone());
+        let (r, every, c, dir) = (
+            runner.clone(),
+            cfg.scripts.watch_interval,
+            cancel.clone(),
+            cfg.scripts.dir.clone(),
+        );
         tokio::spawn(async move {
             let mut stamp = ScriptRunner::dir_stamp(&dir);
             let mut tick = tokio::time::interval(every);
@@ -361,7 +402,15 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         let (tx, rx) = sync_channel(cfg.flow.queue_batches);
         flow_txs.push(tx);
         let enricher = Enricher::new(geo.clone(), cfg.geo.cache_size);
-        threads.push(flow_shard(i, cfg.flow.table(nflow), enricher, rx, output_tx.clone(), filter, scripts.clone())?);
+        threads.push(flow_shard(
+            i,
+            cfg.flow.table(nflow),
+            enricher,
+            rx,
+            output_tx.clone(),
+            filter,
+            scripts.clone(),
+        )?);
     }
     let flow_txs = Arc::new(flow_txs);
     let n = cfg.decode.effective_shards();
@@ -370,7 +419,17 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         let (tx, rx) = sync_channel(cfg.ingest.queue_datagrams);
         senders.push(tx);
         // decoders come first in the join order so the flow shards see their queues close
-        threads.insert(i, decode_shard(i, cfg.decode.limits(), rx, flow_txs.clone(), output_tx.clone(), filter)?);
+        threads.insert(
+            i,
+            decode_shard(
+                i,
+                cfg.decode.limits(),
+                rx,
+                flow_txs.clone(),
+                output_tx.clone(),
+                filter,
+            )?,
+        );
     }
     drop(flow_txs);
     let senders = Arc::new(senders);
@@ -381,8 +440,11 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         let mut addr = *addr;
         for _ in 0..cfg.ingest.sockets_per_listener {
             let (std_sock, granted) = ingest::bind(addr, cfg.ingest.recv_buffer_bytes, true)?;
-            let sock = UdpSocket::from_std(std_sock).map_err(|source| IngestError::Bind { addr, source })?;
-            let local = sock.local_addr().map_err(|source| IngestError::Bind { addr, source })?;
+            let sock = UdpSocket::from_std(std_sock)
+                .map_err(|source| IngestError::Bind { addr, source })?;
+            let local = sock
+                .local_addr()
+                .map_err(|source| IngestError::Bind { addr, source })?;
             // later sockets of this listener join the same (maybe ephemeral) port
             addr = local;
             if granted < cfg.ingest.recv_buffer_bytes {
@@ -470,14 +532,19 @@ pub fn replay_capture(
 ) -> Result<DecodeSummary, PipelineError> {
     let filter = OutputFilter::from_config(cfg);
     let mut decoder = Decoder::new(&cfg.decode.limits())?;
-    let mut table = FlowTable::with_enricher(cfg.flow.table(1), Some(Enricher::new(geo, cfg.geo.cache_size)));
+    let mut table = FlowTable::with_enricher(
+        cfg.flow.table(1),
+        Some(Enricher::new(geo, cfg.geo.cache_size)),
+    );
     let mut tel = FlowTelemetry::new(0);
     let host_cfg = HostConfig::from_config(cfg);
-    let sources = crate::script::read_dir(&host_cfg.dir).map_err(|e| PipelineError::Scripts(vec![e]))?;
+    let sources =
+        crate::script::read_dir(&host_cfg.dir).map_err(|e| PipelineError::Scripts(vec![e]))?;
     let mut host = if sources.is_empty() {
         None
     } else {
-        let (h, errors) = ScriptHost::new(&host_cfg, &sources).map_err(|e| PipelineError::Scripts(vec![e]))?;
+        let (h, errors) =
+            ScriptHost::new(&host_cfg, &sources).map_err(|e| PipelineError::Scripts(vec![e]))?;
         if !errors.is_empty() {
             return Err(PipelineError::Scripts(errors));
         }
@@ -487,7 +554,10 @@ pub fn replay_capture(
     let mut recs = Vec::new();
     let mut events = Vec::new();
     let mut lines = Lines::default();
-    let mut flush = |events: &mut Vec<FlowEvent>, lines: &mut Lines, sum: &mut DecodeSummary, tel: &mut FlowTelemetry| {
+    let mut flush = |events: &mut Vec<FlowEvent>,
+                     lines: &mut Lines,
+                     sum: &mut DecodeSummary,
+                     tel: &mut FlowTelemetry| {
         sum.events += events.len() as u64;
         match host.as_mut() {
             Some(h) => {

@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 /// Whether a record describes traffic or exporter metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

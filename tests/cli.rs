@@ -52,14 +52,47 @@ impl Drop for Kill {
 fn decode_prints_records_and_reports_bad_frames() {
     let dir = tempfile::tempdir().unwrap();
     let mut pcap = common::Pcap::new();
-    pcap.udp(1_700_000_000_000_000, [192, 0, 2, 10], 50000, [127, 0, 0, 1], 2055, &v5(3, 0));
-    pcap.udp(1_700_000_000_001_000, [192, 0, 2, 10], 50000, [127, 0, 0, 1], 2055, &[0, 5, 0, 9, 1, 2, 3]);
-    pcap.udp(1_700_000_000_002_000, [192, 0, 2, 11], 50000, [127, 0, 0, 1], 2055, &v5(2, 3));
+    pcap.udp(
+        1_700_000_000_000_000,
+        [192, 0, 2, 10],
+        50000,
+        [127, 0, 0, 1],
+        2055,
+        &v5(3, 0),
+    );
+    pcap.udp(
+        1_700_000_000_001_000,
+        [192, 0, 2, 10],
+        50000,
+        [127, 0, 0, 1],
+        2055,
+        &[0, 5, 0, 9, 1, 2, 3],
+    );
+    pcap.udp(
+        1_700_000_000_002_000,
+        [192, 0, 2, 11],
+        50000,
+        [127, 0, 0, 1],
+        2055,
+        &v5(2, 3),
+    );
     let path = dir.path().join("x.pcap");
     std::fs::write(&path, pcap.bytes()).unwrap();
-    let out = Command::new(BIN).args(["decode"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = Command::new(BIN)
+        .args(["decode"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0]["exporter"], "192.0.2.10");
     assert_eq!(lines[3]["exporter"], "192.0.2.11");
@@ -67,7 +100,20 @@ fn decode_prints_records_and_reports_bad_frames() {
     assert_eq!(lines[1]["src_addr"], "10.0.0.1");
     assert_eq!(lines[1]["protocol"], 6);
     assert_eq!(lines[1]["first"], "2023-11-14T22:13:19.000Z");
-    for key in ["version", "observation_domain", "dst_addr", "src_port", "dst_port", "packets", "tcp_flags", "in_if", "out_if", "last", "sampling_interval", "fields"] {
+    for key in [
+        "version",
+        "observation_domain",
+        "dst_addr",
+        "src_port",
+        "dst_port",
+        "packets",
+        "tcp_flags",
+        "in_if",
+        "out_if",
+        "last",
+        "sampling_interval",
+        "fields",
+    ] {
         assert!(lines[1].get(key).is_some(), "missing {key}");
     }
     let err = String::from_utf8_lossy(&out.stderr);
@@ -76,7 +122,10 @@ fn decode_prints_records_and_reports_bad_frames() {
 
 #[test]
 fn decode_of_a_missing_or_broken_capture_fails_clearly() {
-    let out = Command::new(BIN).args(["decode", "/nonexistent/x.pcap"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["decode", "/nonexistent/x.pcap"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.pcap"));
     let dir = tempfile::tempdir().unwrap();
@@ -89,35 +138,63 @@ fn decode_of_a_missing_or_broken_capture_fails_clearly() {
 
 #[test]
 fn check_prints_config_and_rejects_bad_keys_with_exit_2() {
-    let out = Command::new(BIN).arg("check").env("FLOWHOOK__INGEST__LISTEN", "127.0.0.1:9995,[::1]:9995").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .env("FLOWHOOK__INGEST__LISTEN", "127.0.0.1:9995,[::1]:9995")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("\"127.0.0.1:9995\"") && text.contains("\"[::1]:9995\""), "{text}");
+    assert!(
+        text.contains("\"127.0.0.1:9995\"") && text.contains("\"[::1]:9995\""),
+        "{text}"
+    );
 
-    let out = Command::new(BIN).arg("check").env("FLOWHOOK__INGEST__QUEUE_DATAGRAMS", "0").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .env("FLOWHOOK__INGEST__QUEUE_DATAGRAMS", "0")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ingest.queue_datagrams"));
 
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.toml");
     std::fs::write(&f, "[ingest]\nlistne = []\n").unwrap();
-    let out = Command::new(BIN).arg("check").arg("--config").arg(&f).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
 
     // serve refuses to start on the same errors
-    let out = Command::new(BIN).arg("serve").arg("--config").arg(&f).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `serve` and waits until it says it is listening.
 fn serve(envs: &[(&str, String)]) -> Kill {
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve").env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.arg("serve")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -131,7 +208,8 @@ fn serve(envs: &[(&str, String)]) -> Kill {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("serve did not start");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("serve did not start");
     Kill(child)
 }
 
@@ -168,10 +246,21 @@ fn serve_receives_over_udp_and_flushes_on_sigterm() {
     let status = sigterm_and_wait(&mut k);
     assert!(status.success(), "{status:?}");
     let text = std::fs::read_to_string(&out).unwrap();
-    let all: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let all: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let records: Vec<&Value> = all.iter().filter(|l| l.get("record").is_some()).collect();
-    assert_eq!(records.len(), 200, "every accepted record is written on a clean shutdown");
-    assert!(records.iter().all(|l| l["exporter"] == "127.0.0.1" && l["version"] == 5));
+    assert_eq!(
+        records.len(),
+        200,
+        "every accepted record is written on a clean shutdown"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|l| l["exporter"] == "127.0.0.1" && l["version"] == 5)
+    );
     // 10 distinct conversations, each repeated 20 times: one flowEnd each, at shutdown
     let ends: Vec<&Value> = all.iter().filter(|l| l["event"] == "flowEnd").collect();
     assert_eq!(ends.len(), 10);
@@ -206,5 +295,8 @@ fn serve_drops_exporters_outside_the_allow_list() {
         .filter(|l| l.get("record").is_some())
         .map(|l| l["exporter"].clone())
         .collect();
-    assert_eq!(exporters, vec![Value::from("127.0.0.2"), Value::from("127.0.0.2")]);
+    assert_eq!(
+        exporters,
+        vec![Value::from("127.0.0.2"), Value::from("127.0.0.2")]
+    );
 }

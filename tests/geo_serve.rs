@@ -51,7 +51,10 @@ impl Drop for Serve {
 impl Serve {
     fn start(envs: &[(&str, String)]) -> Serve {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -100,7 +103,11 @@ fn flows_are_enriched_and_databases_reload_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let f = common::mmdb::write_all(dir.path());
     let out = dir.path().join("events.jsonl");
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let serve = Serve::start(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
@@ -123,7 +130,10 @@ fn flows_are_enriched_and_databases_reload_under_load() {
     std::fs::copy(&f.broken, &tmp).unwrap();
     std::fs::rename(&tmp, &f.city).unwrap();
     let line = serve.wait_for("geolocation reload failed");
-    assert!(line.contains("city.mmdb") && line.contains("corrupt"), "{line}");
+    assert!(
+        line.contains("city.mmdb") && line.contains("corrupt"),
+        "{line}"
+    );
     send([81, 2, 69, 142], 40004);
     serve.stop();
 
@@ -134,13 +144,24 @@ fn flows_are_enriched_and_databases_reload_under_load() {
         .filter(|e| e["event"] == "flowEnd")
         .collect();
     assert_eq!(ends.len(), 4, "no event lost across reloads");
-    let by_port = |p: u64| ends.iter().find(|e| e["flow"]["cli.port"] == p).unwrap()["flow"].clone();
+    let by_port =
+        |p: u64| ends.iter().find(|e| e["flow"]["cli.port"] == p).unwrap()["flow"].clone();
     let a = by_port(40001);
-    assert_eq!((a["srv.country"].as_str(), a["srv.city"].as_str(), a["srv.asn"].as_u64()), (Some("GB"), Some("London"), Some(20712)));
+    assert_eq!(
+        (
+            a["srv.country"].as_str(),
+            a["srv.city"].as_str(),
+            a["srv.asn"].as_u64()
+        ),
+        (Some("GB"), Some("London"), Some(20712))
+    );
     assert_eq!(a["cli.private"], true);
     assert!(a.get("cli.country").is_none());
     let b = by_port(40002);
-    assert_eq!((b["srv.country"].as_str(), b["srv.asn"].as_u64()), (Some("CN"), Some(4837)));
+    assert_eq!(
+        (b["srv.country"].as_str(), b["srv.asn"].as_u64()),
+        (Some("CN"), Some(4837))
+    );
     assert_eq!(by_port(40003)["srv.city"], "Londinium");
     assert_eq!(by_port(40004)["srv.city"], "Londinium");
 }
@@ -149,8 +170,15 @@ fn flows_are_enriched_and_databases_reload_under_load() {
 fn broken_database_stops_serve_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let f = common::mmdb::write_all(dir.path());
-    let out = Command::new(BIN).arg("serve").env("FLOWHOOK__GEO__CITY_DB", &f.broken).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("FLOWHOOK__GEO__CITY_DB", &f.broken)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("geo.city_db") && err.contains("broken.mmdb") && err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("geo.city_db") && err.contains("broken.mmdb") && err.contains("corrupt"),
+        "{err}"
+    );
 }

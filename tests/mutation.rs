@@ -93,7 +93,9 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
 
 #[test]
 fn hundred_thousand_corrupted_datagrams() {
-    let Some(shared) = common::shared_dir("hundred_thousand_corrupted_datagrams") else { return };
+    let Some(shared) = common::shared_dir("hundred_thousand_corrupted_datagrams") else {
+        return;
+    };
     let dir = shared.join("testdata/vendor");
     let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap()
@@ -123,7 +125,11 @@ fn hundred_thousand_corrupted_datagrams() {
         // keep templates flowing: every 4th datagram is an intact seed
         let seed = &seeds[rng.below(seeds.len())];
         let other = &seeds[rng.below(seeds.len())];
-        let d = if i % 4 == 0 { seed.clone() } else { mutate(&mut rng, seed, other) };
+        let d = if i % 4 == 0 {
+            seed.clone()
+        } else {
+            mutate(&mut rng, seed, other)
+        };
         out.clear();
         match decoder.decode(exporter, &d, &mut out) {
             Ok(o) => {
@@ -138,11 +144,27 @@ fn hundred_thousand_corrupted_datagrams() {
             }
         }
         records += out.len() as u64;
-        assert!(out.len() <= 65_536, "datagram {i} produced {} records", out.len());
-        assert!(decoder.streams() <= limits.max_exporters, "stream state grew past its cap: {}", decoder.streams());
+        assert!(
+            out.len() <= 65_536,
+            "datagram {i} produced {} records",
+            out.len()
+        );
+        assert!(
+            decoder.streams() <= limits.max_exporters,
+            "stream state grew past its cap: {}",
+            decoder.streams()
+        );
     }
-    eprintln!("mutation: {N} datagrams, {ok} decoded, {failed} rejected, {records} records; reasons {codes:?}");
+    eprintln!(
+        "mutation: {N} datagrams, {ok} decoded, {failed} rejected, {records} records; reasons {codes:?}"
+    );
     assert_eq!(ok + failed, N as u64);
-    assert!(failed > 10_000, "mutations should mostly be rejected, only {failed} were");
-    assert!(decoder.stats.streams_evicted > 0, "exporter cap never exercised");
+    assert!(
+        failed > 10_000,
+        "mutations should mostly be rejected, only {failed} were"
+    );
+    assert!(
+        decoder.stats.streams_evicted > 0,
+        "exporter cap never exercised"
+    );
 }

@@ -38,7 +38,9 @@ fn softflowd_available() -> bool {
         return true;
     }
     if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("softflowd is not installed; ./run-tests.sh installs it (apt-get install softflowd)");
+        panic!(
+            "softflowd is not installed; ./run-tests.sh installs it (apt-get install softflowd)"
+        );
     }
     eprintln!("SKIPPED softflowd end-to-end: softflowd not installed (apt-get install softflowd)");
     false
@@ -56,7 +58,11 @@ fn wait_exit(c: &mut Child, within: Duration) -> Option<std::process::ExitStatus
 }
 
 fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Runs one export version; returns every output line of flowhook.
@@ -68,7 +74,11 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
     let scripts = dir.join("no-scripts");
     std::fs::create_dir_all(&scripts).unwrap();
     let out = dir.join(format!("out-v{version}.jsonl"));
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut serve = Command::new(BIN);
     serve
         .arg("serve")
@@ -112,7 +122,16 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
         Command::new("softflowd")
             .args(["-d", "-r"])
             .arg(&pcap)
-            .args(["-n", &format!("127.0.0.1:{port}"), "-v", version, "-c", &ctl, "-p", &pid])
+            .args([
+                "-n",
+                &format!("127.0.0.1:{port}"),
+                "-v",
+                version,
+                "-c",
+                &ctl,
+                "-p",
+                &pid,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -121,7 +140,10 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
     // softflowd 1.1.0 exports and exits at the end of the capture; older ones wait for SIGTERM
     if wait_exit(&mut sf.0, Duration::from_secs(10)).is_none() {
         unsafe { libc::kill(sf.0.id() as i32, libc::SIGTERM) };
-        assert!(wait_exit(&mut sf.0, Duration::from_secs(10)).is_some(), "softflowd did not stop");
+        assert!(
+            wait_exit(&mut sf.0, Duration::from_secs(10)).is_some(),
+            "softflowd did not stop"
+        );
     }
     let mut sf_err = String::new();
     if let Some(e) = sf.0.stderr.as_mut() {
@@ -130,17 +152,25 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
     // wait (bounded) until every exported packet is in the output
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got: u64 = lines(&out).iter().filter(|l| l["record"] == "flow").map(|l| l["packets"].as_u64().unwrap_or(0)).sum();
+        let got: u64 = lines(&out)
+            .iter()
+            .filter(|l| l["record"] == "flow")
+            .map(|l| l["packets"].as_u64().unwrap_or(0))
+            .sum();
         if got >= expect_packets || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     unsafe { libc::kill(serve.0.id() as i32, libc::SIGTERM) };
-    let status = wait_exit(&mut serve.0, Duration::from_secs(20)).expect("flowhook did not stop on SIGTERM");
+    let status =
+        wait_exit(&mut serve.0, Duration::from_secs(20)).expect("flowhook did not stop on SIGTERM");
     assert!(status.success(), "flowhook exit: {status:?}");
     let all = lines(&out);
-    assert!(!all.is_empty(), "v{version}: nothing received; softflowd said:\n{sf_err}");
+    assert!(
+        !all.is_empty(),
+        "v{version}: nothing received; softflowd said:\n{sf_err}"
+    );
     all
 }
 
@@ -153,35 +183,100 @@ fn check_records(version: &str, out: &[Value], truth: &BTreeMap<Dir, (u64, u64)>
     for r in out.iter().filter(|l| l["record"] == "flow") {
         let proto = r["protocol"].as_u64().unwrap() as u8;
         let icmp = matches!(proto, 1 | 58);
-        let port = |k: &str| if icmp { 0 } else { r[k].as_u64().unwrap_or(0) as u16 };
-        let d = Dir { src: ip(&r["src_addr"]), dst: ip(&r["dst_addr"]), sport: port("src_port"), dport: port("dst_port"), proto };
+        let port = |k: &str| {
+            if icmp {
+                0
+            } else {
+                r[k].as_u64().unwrap_or(0) as u16
+            }
+        };
+        let d = Dir {
+            src: ip(&r["src_addr"]),
+            dst: ip(&r["dst_addr"]),
+            sport: port("src_port"),
+            dport: port("dst_port"),
+            proto,
+        };
         let e = got.entry(d).or_default();
         e.0 += r["packets"].as_u64().unwrap();
         e.1 += r["bytes"].as_u64().unwrap();
     }
-    assert_eq!(&got, truth, "v{version}: decoded packets/bytes per 5-tuple differ from the capture");
+    assert_eq!(
+        &got, truth,
+        "v{version}: decoded packets/bytes per 5-tuple differ from the capture"
+    );
 }
 
 fn check_flows(version: &str, out: &[Value], traffic: &Traffic, v6: bool) {
     let ends: Vec<&Value> = out.iter().filter(|l| l["event"] == "flowEnd").collect();
-    let convs: Vec<_> = traffic.conversations.iter().filter(|c| v6 || !c.is_v6()).collect();
-    assert_eq!(ends.len(), convs.len(), "v{version}: one flowEnd per conversation: {ends:#?}");
+    let convs: Vec<_> = traffic
+        .conversations
+        .iter()
+        .filter(|c| v6 || !c.is_v6())
+        .collect();
+    assert_eq!(
+        ends.len(),
+        convs.len(),
+        "v{version}: one flowEnd per conversation: {ends:#?}"
+    );
     for c in convs {
         let matching: Vec<&&Value> = ends
             .iter()
-            .filter(|e| ip(&e["flow"]["cli.ip"]) == c.client.0 && ip(&e["flow"]["srv.ip"]) == c.server.0)
+            .filter(|e| {
+                ip(&e["flow"]["cli.ip"]) == c.client.0 && ip(&e["flow"]["srv.ip"]) == c.server.0
+            })
             .collect();
-        assert_eq!(matching.len(), 1, "v{version} {}: client/server as expected, once: {ends:#?}", c.name);
+        assert_eq!(
+            matching.len(),
+            1,
+            "v{version} {}: client/server as expected, once: {ends:#?}",
+            c.name
+        );
         let f = &matching[0]["flow"];
         if !matches!(c.proto, 1 | 58) {
-            assert_eq!((f["cli.port"].as_u64(), f["srv.port"].as_u64()), (Some(u64::from(c.client.1)), Some(u64::from(c.server.1))), "v{version} {}", c.name);
+            assert_eq!(
+                (f["cli.port"].as_u64(), f["srv.port"].as_u64()),
+                (Some(u64::from(c.client.1)), Some(u64::from(c.server.1))),
+                "v{version} {}",
+                c.name
+            );
         }
-        let counters = (f["cli2srv.packets"].as_u64().unwrap(), f["cli2srv.bytes"].as_u64().unwrap(), f["srv2cli.packets"].as_u64().unwrap(), f["srv2cli.bytes"].as_u64().unwrap());
-        assert_eq!(counters, (c.c2s.0, c.c2s.1, c.s2c.0, c.s2c.1), "v{version} {}: per-direction counters", c.name);
-        let status: Vec<&str> = f["status"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
-        assert_eq!(status.contains(&"tcp_connection_refused"), c.refused, "v{version} {}: {status:?}", c.name);
-        assert_eq!(f["srv.country"].as_str(), c.srv_country, "v{version} {}: srv.country", c.name);
-        assert_eq!(f["srv.asn"].as_u64(), c.srv_asn.map(u64::from), "v{version} {}: srv.asn", c.name);
+        let counters = (
+            f["cli2srv.packets"].as_u64().unwrap(),
+            f["cli2srv.bytes"].as_u64().unwrap(),
+            f["srv2cli.packets"].as_u64().unwrap(),
+            f["srv2cli.bytes"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            counters,
+            (c.c2s.0, c.c2s.1, c.s2c.0, c.s2c.1),
+            "v{version} {}: per-direction counters",
+            c.name
+        );
+        let status: Vec<&str> = f["status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            status.contains(&"tcp_connection_refused"),
+            c.refused,
+            "v{version} {}: {status:?}",
+            c.name
+        );
+        assert_eq!(
+            f["srv.country"].as_str(),
+            c.srv_country,
+            "v{version} {}: srv.country",
+            c.name
+        );
+        assert_eq!(
+            f["srv.asn"].as_u64(),
+            c.srv_asn.map(u64::from),
+            "v{version} {}: srv.asn",
+            c.name
+        );
         assert_eq!(f["cli.private"], true, "v{version} {}", c.name);
     }
 }

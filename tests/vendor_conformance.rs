@@ -17,8 +17,18 @@ use serde_json::Value;
 
 /// (case, record index, manifest key, why flowhook's value differs on purpose).
 const DEVIATIONS: &[(&str, usize, &str, &str)] = &[
-    ("netflow_5_valid_01", 0, "first_switched", "uptime wrap: first=0xFFFFFFFF with sysUptime 3381 is 3382 ms before export, not 49.7 days after"),
-    ("netflow_5_valid_01", 1, "first_switched", "uptime wrap, as index 0"),
+    (
+        "netflow_5_valid_01",
+        0,
+        "first_switched",
+        "uptime wrap: first=0xFFFFFFFF with sysUptime 3381 is 3382 ms before export, not 49.7 days after",
+    ),
+    (
+        "netflow_5_valid_01",
+        1,
+        "first_switched",
+        "uptime wrap, as index 0",
+    ),
 ];
 
 fn manifest_key(k: &str) -> &str {
@@ -52,7 +62,9 @@ fn same(key: &str, want: &Value, got: Option<&Value>, v9_uptime_time: bool) -> b
     let Some(got) = got else { return false };
     if key == "first_switched" || key == "last_switched" {
         let (want, got) = (ms_of(want), ms_of(got));
-        let skewed = v9_uptime_time && want.is_some() && want.map(|w| w.saturating_sub(LOGSTASH_V9_TIME_SKEW_MS)) == got;
+        let skewed = v9_uptime_time
+            && want.is_some()
+            && want.map(|w| w.saturating_sub(LOGSTASH_V9_TIME_SKEW_MS)) == got;
         return want.is_some() && (want == got || skewed);
     }
     match (want, got) {
@@ -102,29 +114,47 @@ fn run_case(dir: &Path, case: &Value) -> CaseResult {
             if k == "index" || k == "raw" {
                 continue;
             }
-            if DEVIATIONS.iter().any(|(c, i, key, _)| *c == name && *i == idx && key == k) {
+            if DEVIATIONS
+                .iter()
+                .any(|(c, i, key, _)| *c == name && *i == idx && key == k)
+            {
                 continue;
             }
             let mk = manifest_key(k);
             let raw = &want["raw"];
-            let v9_uptime_time = matches!(rec.version, 5 | 9) && raw.get(k).is_some_and(|r| r.is_string()) && (k == "first_switched" || k == "last_switched");
+            let v9_uptime_time = matches!(rec.version, 5 | 9)
+                && raw.get(k).is_some_and(|r| r.is_string())
+                && (k == "first_switched" || k == "last_switched");
             if !same(k, v, got.get(mk), v9_uptime_time) {
-                problems.push(format!("record {idx} {k}: expected {v}, got {}", got.get(mk).unwrap_or(&Value::Null)));
+                problems.push(format!(
+                    "record {idx} {k}: expected {v}, got {}",
+                    got.get(mk).unwrap_or(&Value::Null)
+                ));
             }
         }
     }
     let asserted = case["expect_records"].is_u64() || !expected.is_empty();
-    CaseResult { name, asserted, problems }
+    CaseResult {
+        name,
+        asserted,
+        problems,
+    }
 }
 
 #[test]
 fn vendor_corpus_conformance() {
-    let Some(shared) = common::shared_dir("vendor_corpus_conformance") else { return };
+    let Some(shared) = common::shared_dir("vendor_corpus_conformance") else {
+        return;
+    };
     let dir = shared.join("testdata/vendor");
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let cases = manifest["cases"].as_array().expect("cases");
     let results: Vec<CaseResult> = cases.iter().map(|c| run_case(&dir, c)).collect();
-    let compat = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/compatibility.md")).unwrap_or_default();
+    let compat = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/compatibility.md"),
+    )
+    .unwrap_or_default();
     let asserted: Vec<&CaseResult> = results.iter().filter(|r| r.asserted).collect();
     let passed = asserted.iter().filter(|r| r.problems.is_empty()).count();
     let mut undocumented = Vec::new();
@@ -141,11 +171,18 @@ fn vendor_corpus_conformance() {
             undocumented.push((*case).to_string());
         }
     }
-    eprintln!("vendor conformance: {passed}/{} cases with asserted values pass ({} cases in all)", asserted.len(), results.len());
+    eprintln!(
+        "vendor conformance: {passed}/{} cases with asserted values pass ({} cases in all)",
+        asserted.len(),
+        results.len()
+    );
     assert!(
         passed * 100 >= asserted.len() * 95,
         "only {passed} of {} asserted cases pass; 95% needed",
         asserted.len()
     );
-    assert!(undocumented.is_empty(), "cases failing or deviating but not explained in docs/compatibility.md: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "cases failing or deviating but not explained in docs/compatibility.md: {undocumented:?}"
+    );
 }

@@ -34,11 +34,18 @@ pub struct CapturedDatagram {
 #[derive(Debug, Error)]
 pub enum CaptureError {
     #[error("{path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a pcap or pcapng file ({detail})")]
     Format { path: String, detail: String },
     #[error("{path}: damaged after frame {frame}: {detail}")]
-    Damaged { path: String, frame: u64, detail: String },
+    Damaged {
+        path: String,
+        frame: u64,
+        detail: String,
+    },
 }
 
 impl CaptureError {
@@ -93,9 +100,16 @@ pub fn for_each_datagram(
     mut f: impl FnMut(CapturedDatagram),
 ) -> Result<CaptureStats, CaptureError> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| CaptureError::Open { path: name.clone(), source })?;
-    let mut reader = pcap_parser::create_reader(1 << 20, BufReader::new(file))
-        .map_err(|e| CaptureError::Format { path: name.clone(), detail: format!("{e:?}") })?;
+    let file = File::open(path).map_err(|source| CaptureError::Open {
+        path: name.clone(),
+        source,
+    })?;
+    let mut reader = pcap_parser::create_reader(1 << 20, BufReader::new(file)).map_err(|e| {
+        CaptureError::Format {
+            path: name.clone(),
+            detail: format!("{e:?}"),
+        }
+    })?;
     let mut stats = CaptureStats::default();
     let mut legacy_linktype = 1i32;
     let mut legacy_nanos = false;
@@ -113,18 +127,34 @@ pub fn for_each_datagram(
                         None
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        let frac_ms = if legacy_nanos { b.ts_usec / 1_000_000 } else { b.ts_usec / 1000 };
+                        let frac_ms = if legacy_nanos {
+                            b.ts_usec / 1_000_000
+                        } else {
+                            b.ts_usec / 1000
+                        };
                         let caplen = (b.caplen as usize).min(b.data.len());
-                        Some((legacy_linktype, i64::from(b.ts_sec) * 1000 + i64::from(frac_ms), &b.data[..caplen]))
+                        Some((
+                            legacy_linktype,
+                            i64::from(b.ts_sec) * 1000 + i64::from(frac_ms),
+                            &b.data[..caplen],
+                        ))
                     }
                     PcapBlockOwned::NG(pcap_parser::Block::InterfaceDescription(idb)) => {
-                        ifaces.push((idb.linktype.0, idb.ts_resolution().unwrap_or(1_000_000), idb.ts_offset()));
+                        ifaces.push((
+                            idb.linktype.0,
+                            idb.ts_resolution().unwrap_or(1_000_000),
+                            idb.ts_offset(),
+                        ));
                         None
                     }
                     PcapBlockOwned::NG(pcap_parser::Block::EnhancedPacket(epb)) => {
-                        let (lt, res, off) = ifaces.get(epb.if_id as usize).copied().unwrap_or((1, 1_000_000, 0));
+                        let (lt, res, off) = ifaces
+                            .get(epb.if_id as usize)
+                            .copied()
+                            .unwrap_or((1, 1_000_000, 0));
                         let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let ms = (ts / res.max(1)) as i64 * 1000 + ((ts % res.max(1)) * 1000 / res.max(1)) as i64;
+                        let ms = (ts / res.max(1)) as i64 * 1000
+                            + ((ts % res.max(1)) * 1000 / res.max(1)) as i64;
                         let caplen = (epb.caplen as usize).min(epb.data.len());
                         Some((lt, ms + off * 1000, &epb.data[..caplen]))
                     }
@@ -154,14 +184,26 @@ pub fn for_each_datagram(
             Err(PcapError::Incomplete(_)) => {
                 stalls += 1;
                 if stalls > 2 {
-                    return Err(CaptureError::Damaged { path: name, frame: stats.frames, detail: "cut off in a block".into() });
+                    return Err(CaptureError::Damaged {
+                        path: name,
+                        frame: stats.frames,
+                        detail: "cut off in a block".into(),
+                    });
                 }
                 if let Err(e) = reader.refill() {
-                    return Err(CaptureError::Damaged { path: name, frame: stats.frames, detail: format!("{e:?}") });
+                    return Err(CaptureError::Damaged {
+                        path: name,
+                        frame: stats.frames,
+                        detail: format!("{e:?}"),
+                    });
                 }
             }
             Err(e) => {
-                return Err(CaptureError::Damaged { path: name, frame: stats.frames, detail: format!("{e:?}") });
+                return Err(CaptureError::Damaged {
+                    path: name,
+                    frame: stats.frames,
+                    detail: format!("{e:?}"),
+                });
             }
         }
     }

@@ -16,7 +16,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use sections::{DecodeConfig, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig, OutputConfig, ScriptsConfig};
+pub use sections::{
+    DecodeConfig, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig, OutputConfig,
+    ScriptsConfig,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -81,9 +84,15 @@ impl Config {
         let mut b = config::Config::builder();
         if let Some(p) = path {
             let name = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File { path: name.clone(), detail: e.to_string() })?;
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File {
+                path: name.clone(),
+                detail: e.to_string(),
+            })?;
             // parse once here so syntax errors name the file
-            toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File { path: name.clone(), detail: e.to_string() })?;
+            toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
+                path: name.clone(),
+                detail: e.to_string(),
+            })?;
             b = b.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         let env: std::collections::HashMap<String, String> = env
@@ -104,7 +113,9 @@ impl Config {
                 .source(Some(env)),
         );
         let raw = b.build().map_err(|e| ConfigError::Parse(e.to_string()))?;
-        let cfg: Config = raw.try_deserialize().map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::ConfigError;
 
 fn default_listen() -> Vec<SocketAddr> {
-    vec![SocketAddr::from(([0, 0, 0, 0], 2055)), SocketAddr::from(([0, 0, 0, 0], 4739))]
+    vec![
+        SocketAddr::from(([0, 0, 0, 0], 2055)),
+        SocketAddr::from(([0, 0, 0, 0], 4739)),
+    ]
 }
 
 /// `[ingest]`: UDP listeners.
@@ -47,25 +50,43 @@ impl Default for IngestConfig {
 impl IngestConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.is_empty() {
-            return Err(ConfigError::Invalid { key: "ingest.listen", problem: "at least one address is needed".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingest.listen",
+                problem: "at least one address is needed".into(),
+            });
         }
         let mut seen = std::collections::HashSet::new();
         for a in &self.listen {
             if !seen.insert(a) {
-                return Err(ConfigError::Invalid { key: "ingest.listen", problem: format!("{a} is listed twice") });
+                return Err(ConfigError::Invalid {
+                    key: "ingest.listen",
+                    problem: format!("{a} is listed twice"),
+                });
             }
         }
         if !(1..=64).contains(&self.sockets_per_listener) {
-            return Err(ConfigError::Invalid { key: "ingest.sockets_per_listener", problem: "must be 1..=64".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingest.sockets_per_listener",
+                problem: "must be 1..=64".into(),
+            });
         }
         if self.recv_buffer_bytes < 65_536 {
-            return Err(ConfigError::Invalid { key: "ingest.recv_buffer_bytes", problem: "must be at least 65536".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingest.recv_buffer_bytes",
+                problem: "must be at least 65536".into(),
+            });
         }
         if self.queue_datagrams == 0 {
-            return Err(ConfigError::Invalid { key: "ingest.queue_datagrams", problem: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingest.queue_datagrams",
+                problem: "must be above 0".into(),
+            });
         }
         if !(1..=1024).contains(&self.batch_datagrams) {
-            return Err(ConfigError::Invalid { key: "ingest.batch_datagrams", problem: "must be 1..=1024".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingest.batch_datagrams",
+                problem: "must be 1..=1024".into(),
+            });
         }
         Ok(())
     }
@@ -116,14 +137,37 @@ impl DecodeConfig {
         let checks: [(&'static str, usize, usize, usize); 6] = [
             ("decode.shards", self.shards, 0, 256),
             ("decode.max_exporters", self.max_exporters, 1, 1_000_000),
-            ("decode.max_templates_per_exporter", self.max_templates_per_exporter, 1, 65_535),
-            ("decode.max_fields_per_template", self.max_fields_per_template, 1, 10_000),
-            ("decode.pending_max_templates", self.pending_max_templates, 1, 65_535),
-            ("decode.pending_max_sets_per_template", self.pending_max_sets_per_template, 1, 65_535),
+            (
+                "decode.max_templates_per_exporter",
+                self.max_templates_per_exporter,
+                1,
+                65_535,
+            ),
+            (
+                "decode.max_fields_per_template",
+                self.max_fields_per_template,
+                1,
+                10_000,
+            ),
+            (
+                "decode.pending_max_templates",
+                self.pending_max_templates,
+                1,
+                65_535,
+            ),
+            (
+                "decode.pending_max_sets_per_template",
+                self.pending_max_sets_per_template,
+                1,
+                65_535,
+            ),
         ];
         for (key, v, lo, hi) in checks {
             if v < lo || v > hi {
-                return Err(ConfigError::Invalid { key, problem: format!("{v} is outside {lo}..={hi}") });
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("{v} is outside {lo}..={hi}"),
+                });
             }
         }
         Ok(())
@@ -134,7 +178,9 @@ impl DecodeConfig {
         if self.shards > 0 {
             self.shards
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         }
     }
 
@@ -190,21 +236,32 @@ impl Default for OutputConfig {
 impl OutputConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.path.as_os_str().is_empty() {
-            return Err(ConfigError::Invalid { key: "output.path", problem: "empty; use - for standard output".into() });
+            return Err(ConfigError::Invalid {
+                key: "output.path",
+                problem: "empty; use - for standard output".into(),
+            });
         }
         if self.queue_records == 0 {
-            return Err(ConfigError::Invalid { key: "output.queue_records", problem: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "output.queue_records",
+                problem: "must be above 0".into(),
+            });
         }
         for e in &self.events {
             if crate::flow::EventKind::from_name(e).is_none() {
                 return Err(ConfigError::Invalid {
                     key: "output.events",
-                    problem: format!("unknown event `{e}`; use protocolDetected, statusChanged, periodicUpdate or flowEnd"),
+                    problem: format!(
+                        "unknown event `{e}`; use protocolDetected, statusChanged, periodicUpdate or flowEnd"
+                    ),
                 });
             }
         }
         if self.flush_interval.is_zero() || self.flush_interval > Duration::from_secs(60) {
-            return Err(ConfigError::Invalid { key: "output.flush_interval", problem: "must be above 0 and at most 60s".into() });
+            return Err(ConfigError::Invalid {
+                key: "output.flush_interval",
+                problem: "must be above 0 and at most 60s".into(),
+            });
         }
         Ok(())
     }
@@ -250,21 +307,45 @@ impl FlowConfig {
             ("flow.shards", self.shards as u64, 0, 256),
             ("flow.max_flows", self.max_flows as u64, 1, 100_000_000),
             ("flow.idle_timeout_secs", self.idle_timeout_secs, 1, 86_400),
-            ("flow.periodic_update_secs", self.periodic_update_secs, 1, 86_400),
+            (
+                "flow.periodic_update_secs",
+                self.periodic_update_secs,
+                1,
+                86_400,
+            ),
             ("flow.end_grace_secs", self.end_grace_secs, 0, 3_600),
-            ("flow.queue_batches", self.queue_batches as u64, 1, 1_000_000),
-            ("flow.shutdown_timeout_secs", self.shutdown_timeout_secs, 1, 3_600),
+            (
+                "flow.queue_batches",
+                self.queue_batches as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "flow.shutdown_timeout_secs",
+                self.shutdown_timeout_secs,
+                1,
+                3_600,
+            ),
         ];
         for (key, v, lo, hi) in checks {
             if v < lo || v > hi {
-                return Err(ConfigError::Invalid { key, problem: format!("{v} is outside {lo}..={hi}") });
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("{v} is outside {lo}..={hi}"),
+                });
             }
         }
         Ok(())
     }
 
     pub fn effective_shards(&self) -> usize {
-        if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
     }
 
     /// The table settings of one of `shards` shards.
@@ -288,7 +369,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9754)) }
+        MetricsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9754)),
+        }
     }
 }
 
@@ -345,25 +428,46 @@ impl Default for ScriptsConfig {
 impl ScriptsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.workers > 256 {
-            return Err(ConfigError::Invalid { key: "scripts.workers", problem: "at most 256".into() });
+            return Err(ConfigError::Invalid {
+                key: "scripts.workers",
+                problem: "at most 256".into(),
+            });
         }
         if self.queue_events == 0 {
-            return Err(ConfigError::Invalid { key: "scripts.queue_events", problem: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "scripts.queue_events",
+                problem: "must be above 0".into(),
+            });
         }
         if self.deadline.is_zero() || self.deadline > Duration::from_secs(60) {
-            return Err(ConfigError::Invalid { key: "scripts.deadline", problem: "must be above 0 and at most 60s".into() });
+            return Err(ConfigError::Invalid {
+                key: "scripts.deadline",
+                problem: "must be above 0 and at most 60s".into(),
+            });
         }
         if self.memory_limit_mb < 4 {
-            return Err(ConfigError::Invalid { key: "scripts.memory_limit_mb", problem: "must be at least 4".into() });
+            return Err(ConfigError::Invalid {
+                key: "scripts.memory_limit_mb",
+                problem: "must be at least 4".into(),
+            });
         }
         if self.max_consecutive_timeouts == 0 {
-            return Err(ConfigError::Invalid { key: "scripts.max_consecutive_timeouts", problem: "must be above 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "scripts.max_consecutive_timeouts",
+                problem: "must be above 0".into(),
+            });
         }
         Ok(())
     }
 
     pub fn effective_workers(&self) -> usize {
-        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
     }
 }
 
@@ -389,17 +493,29 @@ pub struct GeoConfig {
 
 impl Default for GeoConfig {
     fn default() -> Self {
-        GeoConfig { city_db: None, country_db: None, asn_db: None, cache_size: 65_536, watch_interval: Duration::from_secs(30) }
+        GeoConfig {
+            city_db: None,
+            country_db: None,
+            asn_db: None,
+            cache_size: 65_536,
+            watch_interval: Duration::from_secs(30),
+        }
     }
 }
 
 impl GeoConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cache_size == 0 || self.cache_size > 100_000_000 {
-            return Err(ConfigError::Invalid { key: "geo.cache_size", problem: "must be 1..=100000000".into() });
+            return Err(ConfigError::Invalid {
+                key: "geo.cache_size",
+                problem: "must be 1..=100000000".into(),
+            });
         }
         if self.watch_interval < Duration::from_millis(100) {
-            return Err(ConfigError::Invalid { key: "geo.watch_interval", problem: "must be at least 100ms".into() });
+            return Err(ConfigError::Invalid {
+                key: "geo.watch_interval",
+                problem: "must be at least 100ms".into(),
+            });
         }
         Ok(())
     }
@@ -415,6 +531,8 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+        }
     }
 }

@@ -3,7 +3,10 @@ use std::io::Write;
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn toml_file(text: &str) -> tempfile::NamedTempFile {
@@ -34,15 +37,27 @@ fn env_overrides_lists_and_numbers() {
         ]),
     )
     .unwrap();
-    assert_eq!(c.ingest.listen, vec!["127.0.0.1:9995".parse().unwrap(), "[::1]:9995".parse().unwrap()]);
+    assert_eq!(
+        c.ingest.listen,
+        vec![
+            "127.0.0.1:9995".parse().unwrap(),
+            "[::1]:9995".parse().unwrap()
+        ]
+    );
     assert_eq!(c.ingest.recv_buffer_bytes, 1 << 20);
     assert_eq!(c.decode.pending_ttl, std::time::Duration::from_secs(5));
 }
 
 #[test]
 fn file_then_env() {
-    let f = toml_file("[ingest]\nlisten = [\"127.0.0.1:1234\"]\nallow = [\"10.0.0.0/8\"]\n[output]\nenabled = false\n");
-    let c = Config::load_with_env(Some(f.path()), env(&[("FLOWHOOK__OUTPUT__ENABLED", "true")])).unwrap();
+    let f = toml_file(
+        "[ingest]\nlisten = [\"127.0.0.1:1234\"]\nallow = [\"10.0.0.0/8\"]\n[output]\nenabled = false\n",
+    );
+    let c = Config::load_with_env(
+        Some(f.path()),
+        env(&[("FLOWHOOK__OUTPUT__ENABLED", "true")]),
+    )
+    .unwrap();
     assert_eq!(c.ingest.listen, vec!["127.0.0.1:1234".parse().unwrap()]);
     assert_eq!(c.ingest.allow.len(), 1);
     assert!(c.output.enabled);
@@ -51,47 +66,63 @@ fn file_then_env() {
 #[test]
 fn validate_rejects_unknown_key() {
     let f = toml_file("[ingest]\nlisten_on = [\"127.0.0.1:1234\"]\n");
-    let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err().to_string();
+    let e = Config::load_with_env(Some(f.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("listen_on"), "{e}");
 }
 
 #[test]
 fn validate_rejects_unknown_section_from_env() {
-    let e = Config::load_with_env(None, env(&[("FLOWHOOK__NOPE__X", "1")])).unwrap_err().to_string();
+    let e = Config::load_with_env(None, env(&[("FLOWHOOK__NOPE__X", "1")]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope"), "{e}");
 }
 
 #[test]
 fn validate_rejects_bad_address() {
-    let e = Config::load_with_env(None, env(&[("FLOWHOOK__INGEST__LISTEN", "not-an-address")])).unwrap_err().to_string();
+    let e = Config::load_with_env(None, env(&[("FLOWHOOK__INGEST__LISTEN", "not-an-address")]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("listen") || e.contains("socket address"), "{e}");
 }
 
 #[test]
 fn validate_rejects_empty_listen() {
     let f = toml_file("[ingest]\nlisten = []\n");
-    let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err().to_string();
+    let e = Config::load_with_env(Some(f.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("ingest.listen"), "{e}");
 }
 
 #[test]
 fn validate_rejects_small_buffer_and_zero_queue() {
-    let e = Config::load_with_env(None, env(&[("FLOWHOOK__INGEST__RECV_BUFFER_BYTES", "10")])).unwrap_err().to_string();
+    let e = Config::load_with_env(None, env(&[("FLOWHOOK__INGEST__RECV_BUFFER_BYTES", "10")]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("ingest.recv_buffer_bytes"), "{e}");
-    let e = Config::load_with_env(None, env(&[("FLOWHOOK__INGEST__QUEUE_DATAGRAMS", "0")])).unwrap_err().to_string();
+    let e = Config::load_with_env(None, env(&[("FLOWHOOK__INGEST__QUEUE_DATAGRAMS", "0")]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("ingest.queue_datagrams"), "{e}");
 }
 
 #[test]
 fn validate_rejects_bad_duration() {
-    let e = Config::load_with_env(None, env(&[("FLOWHOOK__DECODE__PENDING_TTL", "soon")])).unwrap_err().to_string();
+    let e = Config::load_with_env(None, env(&[("FLOWHOOK__DECODE__PENDING_TTL", "soon")]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("pending_ttl") || e.contains("soon"), "{e}");
 }
 
 #[test]
 fn validate_rejects_broken_toml_naming_file() {
     let f = toml_file("[ingest\nlisten = 1");
-    let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err().to_string();
+    let e = Config::load_with_env(Some(f.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&f.path().display().to_string()), "{e}");
 }
 
@@ -104,7 +135,11 @@ fn effective_config_renders() {
 
 #[test]
 fn every_key_is_documented() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
     let mut cfg = Config::default();
     // optional keys render only when set
     cfg.decode.template_ttl = Some(std::time::Duration::from_secs(1));

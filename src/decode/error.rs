@@ -41,12 +41,16 @@ impl From<netflow_parser::NetflowError> for DecodeError {
     fn from(e: netflow_parser::NetflowError) -> Self {
         use netflow_parser::NetflowError as E;
         match e {
-            E::Incomplete { available, context } => {
-                DecodeError::Malformed { detail: format!("incomplete {context} ({available} bytes available)") }
-            }
+            E::Incomplete { available, context } => DecodeError::Malformed {
+                detail: format!("incomplete {context} ({available} bytes available)"),
+            },
             E::UnsupportedVersion { version, .. } => DecodeError::UnsupportedVersion { version },
-            E::DecodedOutputLimitExceeded { .. } => DecodeError::Limit { detail: e.to_string() },
-            other => DecodeError::Malformed { detail: other.to_string() },
+            E::DecodedOutputLimitExceeded { .. } => DecodeError::Limit {
+                detail: e.to_string(),
+            },
+            other => DecodeError::Malformed {
+                detail: other.to_string(),
+            },
         }
     }
 }

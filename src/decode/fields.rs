@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
+use netflow_parser::variable_versions::field_value::FieldDataType;
 use netflow_parser::variable_versions::ipfix::lookup::{
     CiscoIPFixField, IANAIPFixField, IPFixField, NatIPFixField, NetscalerIPFixField,
     ReverseInformationElement, VMWareIPFixField, YafIPFixField,
 };
-use netflow_parser::variable_versions::field_value::FieldDataType;
 use netflow_parser::{EnterpriseFieldDef, V9Field};
 
 /// ntop's private enterprise number (nProbe's extended fields).
@@ -41,7 +41,11 @@ pub fn enterprise_fields() -> Vec<EnterpriseFieldDef> {
     NTOP_FIELDS
         .iter()
         .map(|(id, name, text)| {
-            let ty = if *text { FieldDataType::String } else { FieldDataType::UnsignedDataNumber };
+            let ty = if *text {
+                FieldDataType::String
+            } else {
+                FieldDataType::UnsignedDataNumber
+            };
             EnterpriseFieldDef::new(PEN_NTOP, *id, *name, ty)
         })
         .collect()
@@ -90,13 +94,25 @@ pub const V9_VENDOR_FIELDS: &[(u16, &str, VendorKind)] = &[
 
 /// ntop (nProbe) fields flowhook knows, by element id under PEN 35632.
 fn ntop_kind(ie: u16) -> Option<VendorKind> {
-    NTOP_FIELDS.iter().find(|(n, _, _)| *n == ie).map(|(_, _, text)| if *text { VendorKind::Text } else { VendorKind::Uint })
+    NTOP_FIELDS
+        .iter()
+        .find(|(n, _, _)| *n == ie)
+        .map(|(_, _, text)| {
+            if *text {
+                VendorKind::Text
+            } else {
+                VendorKind::Uint
+            }
+        })
 }
 
 /// How to render a field the crate could only give as octets, when flowhook knows better.
 pub fn vendor_kind(id: FieldId) -> Option<VendorKind> {
     match id.pen {
-        0 => V9_VENDOR_FIELDS.iter().find(|(n, _, _)| *n == id.ie).map(|(_, _, k)| *k),
+        0 => V9_VENDOR_FIELDS
+            .iter()
+            .find(|(n, _, _)| *n == id.ie)
+            .map(|(_, _, k)| *k),
         PEN_NTOP => ntop_kind(id.ie),
         _ => None,
     }
@@ -148,10 +164,23 @@ impl FieldCatalog {
         reverse_vendor!(vendor, 637, NatIPFixField, IPFixField::Nat);
         reverse_vendor!(vendor, 6871, YafIPFixField, IPFixField::Yaf);
         reverse_vendor!(vendor, 6876, VMWareIPFixField, IPFixField::VMWare);
-        reverse_vendor!(vendor, PEN_REVERSE, ReverseInformationElement, IPFixField::ReverseInformationElement);
+        reverse_vendor!(
+            vendor,
+            PEN_REVERSE,
+            ReverseInformationElement,
+            IPFixField::ReverseInformationElement
+        );
         let registered = enterprise_fields()
             .into_iter()
-            .map(|d| (FieldId { pen: d.enterprise_number, ie: d.field_number }, Arc::from(d.name.as_str())))
+            .map(|d| {
+                (
+                    FieldId {
+                        pen: d.enterprise_number,
+                        ie: d.field_number,
+                    },
+                    Arc::from(d.name.as_str()),
+                )
+            })
             .collect();
         FieldCatalog {
             iana,
@@ -191,19 +220,32 @@ impl FieldCatalog {
     pub fn ipfix_id(&self, f: &IPFixField) -> FieldId {
         match f {
             IPFixField::IANA(IANAIPFixField::Unknown(n)) => FieldId { pen: 0, ie: *n },
-            IPFixField::IANA(x) => FieldId { pen: 0, ie: self.iana.get(x).copied().unwrap_or(0) },
-            IPFixField::Enterprise { enterprise_number, field_number } => {
-                FieldId { pen: *enterprise_number, ie: *field_number }
-            }
+            IPFixField::IANA(x) => FieldId {
+                pen: 0,
+                ie: self.iana.get(x).copied().unwrap_or(0),
+            },
+            IPFixField::Enterprise {
+                enterprise_number,
+                field_number,
+            } => FieldId {
+                pen: *enterprise_number,
+                ie: *field_number,
+            },
             IPFixField::Cisco(CiscoIPFixField::Unknown(n)) => FieldId { pen: 9, ie: *n },
             IPFixField::Netscaler(NetscalerIPFixField::Unknown(n)) => FieldId { pen: 5951, ie: *n },
             IPFixField::Nat(NatIPFixField::Unknown(n)) => FieldId { pen: 637, ie: *n },
             IPFixField::Yaf(YafIPFixField::Unknown(n)) => FieldId { pen: 6871, ie: *n },
             IPFixField::VMWare(VMWareIPFixField::Unknown(n)) => FieldId { pen: 6876, ie: *n },
             IPFixField::ReverseInformationElement(ReverseInformationElement::Unknown(n)) => {
-                FieldId { pen: PEN_REVERSE, ie: *n }
+                FieldId {
+                    pen: PEN_REVERSE,
+                    ie: *n,
+                }
             }
-            other => self.vendor.get(other).copied().unwrap_or(FieldId { pen: u32::MAX, ie: 0 }),
+            other => self.vendor.get(other).copied().unwrap_or(FieldId {
+                pen: u32::MAX,
+                ie: 0,
+            }),
         }
     }
 
@@ -211,7 +253,10 @@ impl FieldCatalog {
     pub fn v9_id(f: V9Field) -> FieldId {
         let n = u16::from(f);
         if n >= NTOP_V9_BASE {
-            FieldId { pen: PEN_NTOP, ie: n - NTOP_V9_BASE }
+            FieldId {
+                pen: PEN_NTOP,
+                ie: n - NTOP_V9_BASE,
+            }
         } else {
             FieldId { pen: 0, ie: n }
         }
@@ -265,7 +310,10 @@ impl FieldCatalog {
         if let Some(n) = self.registered.get(&id) {
             return n.clone();
         }
-        if let Some((_, n, _)) = V9_VENDOR_FIELDS.iter().find(|(n, _, _)| id.pen == 0 && *n == id.ie) {
+        if let Some((_, n, _)) = V9_VENDOR_FIELDS
+            .iter()
+            .find(|(n, _, _)| id.pen == 0 && *n == id.ie)
+        {
             return Arc::from(*n);
         }
         if id.pen == 0 {
@@ -292,7 +340,8 @@ fn snake_case(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     for (i, c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_ascii_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) {
@@ -345,7 +394,10 @@ mod tests {
         assert_eq!(snake_case("Ipv4SrcAddr"), "ipv4_src_addr");
         assert_eq!(snake_case("L4SrcPort"), "l4_src_port");
         assert_eq!(iana_case("SourceIpv4address"), "sourceIPv4Address");
-        assert_eq!(iana_case("SourceIpv6prefixLength"), "sourceIPv6PrefixLength");
+        assert_eq!(
+            iana_case("SourceIpv6prefixLength"),
+            "sourceIPv6PrefixLength"
+        );
         assert_eq!(iana_case("OctetDeltaCount"), "octetDeltaCount");
         assert_eq!(iana_case("IpNextHopIpv4address"), "ipNextHopIPv4Address");
     }
@@ -358,14 +410,35 @@ mod tests {
             assert_eq!(cat.ipfix_id(&f), FieldId { pen: 0, ie: n });
         }
         let r = IPFixField::new(1, Some(PEN_REVERSE));
-        assert_eq!(cat.ipfix_id(&r), FieldId { pen: PEN_REVERSE, ie: 1 });
+        assert_eq!(
+            cat.ipfix_id(&r),
+            FieldId {
+                pen: PEN_REVERSE,
+                ie: 1
+            }
+        );
         let e = IPFixField::new(118, Some(PEN_NTOP));
-        assert_eq!(cat.ipfix_id(&e), FieldId { pen: PEN_NTOP, ie: 118 });
+        assert_eq!(
+            cat.ipfix_id(&e),
+            FieldId {
+                pen: PEN_NTOP,
+                ie: 118
+            }
+        );
     }
 
     #[test]
     fn v9_ntop_ids_map_to_pen() {
-        assert_eq!(FieldCatalog::v9_id(V9Field::from(57590)), FieldId { pen: PEN_NTOP, ie: 118 });
-        assert_eq!(FieldCatalog::v9_id(V9Field::from(1)), FieldId { pen: 0, ie: 1 });
+        assert_eq!(
+            FieldCatalog::v9_id(V9Field::from(57590)),
+            FieldId {
+                pen: PEN_NTOP,
+                ie: 118
+            }
+        );
+        assert_eq!(
+            FieldCatalog::v9_id(V9Field::from(1)),
+            FieldId { pen: 0, ie: 1 }
+        );
     }
 }

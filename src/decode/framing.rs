@@ -39,7 +39,12 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
 }
 
 /// Largest datagram accepted (the UDP maximum).
@@ -50,7 +55,10 @@ pub fn frame(data: &[u8]) -> Result<Frame<'_>, DecodeError> {
     if data.len() > MAX_DATAGRAM {
         return Err(DecodeError::Oversized { len: data.len() });
     }
-    let version = u16_at(data, 0).ok_or(DecodeError::Truncated { need: 2, have: data.len() })?;
+    let version = u16_at(data, 0).ok_or(DecodeError::Truncated {
+        need: 2,
+        have: data.len(),
+    })?;
     match version {
         5 | 7 => frame_v5_v7(data, version),
         9 => frame_v9(data),
@@ -63,15 +71,24 @@ fn frame_v5_v7(data: &[u8], version: u16) -> Result<Frame<'_>, DecodeError> {
     const HDR: usize = 24;
     let rec = if version == 5 { 48 } else { 52 };
     if data.len() < HDR {
-        return Err(DecodeError::Truncated { need: HDR, have: data.len() });
+        return Err(DecodeError::Truncated {
+            need: HDR,
+            have: data.len(),
+        });
     }
     let count = u16_at(data, 2).unwrap_or(0);
     if count == 0 || count > 30 {
-        return Err(DecodeError::BadHeader { what: "record count must be 1..=30", value: u64::from(count) });
+        return Err(DecodeError::BadHeader {
+            what: "record count must be 1..=30",
+            value: u64::from(count),
+        });
     }
     let len = HDR + rec * usize::from(count);
     if data.len() < len {
-        return Err(DecodeError::Truncated { need: len, have: data.len() });
+        return Err(DecodeError::Truncated {
+            need: len,
+            have: data.len(),
+        });
     }
     let uptime = u32_at(data, 4).unwrap_or(0);
     let secs = u32_at(data, 8).unwrap_or(0);
@@ -98,7 +115,10 @@ fn frame_v5_v7(data: &[u8], version: u16) -> Result<Frame<'_>, DecodeError> {
 fn frame_v9(data: &[u8]) -> Result<Frame<'_>, DecodeError> {
     const HDR: usize = 20;
     if data.len() < HDR {
-        return Err(DecodeError::Truncated { need: HDR, have: data.len() });
+        return Err(DecodeError::Truncated {
+            need: HDR,
+            have: data.len(),
+        });
     }
     // Walk FlowSets to find where the message really ends.
     let mut at = HDR;
@@ -110,7 +130,10 @@ fn frame_v9(data: &[u8]) -> Result<Frame<'_>, DecodeError> {
         }
         if at + len > data.len() {
             if sets == 0 {
-                return Err(DecodeError::Truncated { need: at + len, have: data.len() });
+                return Err(DecodeError::Truncated {
+                    need: at + len,
+                    have: data.len(),
+                });
             }
             break; // a cut-off FlowSet after good ones: keep the good ones
         }
@@ -118,7 +141,10 @@ fn frame_v9(data: &[u8]) -> Result<Frame<'_>, DecodeError> {
         sets += 1;
     }
     if sets == 0 {
-        return Err(DecodeError::BadHeader { what: "no FlowSet in v9 message", value: 0 });
+        return Err(DecodeError::BadHeader {
+            what: "no FlowSet in v9 message",
+            value: 0,
+        });
     }
     Ok(Frame {
         version: 9,
@@ -136,14 +162,23 @@ fn frame_v9(data: &[u8]) -> Result<Frame<'_>, DecodeError> {
 fn frame_ipfix(data: &[u8]) -> Result<Frame<'_>, DecodeError> {
     const HDR: usize = 16;
     if data.len() < HDR {
-        return Err(DecodeError::Truncated { need: HDR, have: data.len() });
+        return Err(DecodeError::Truncated {
+            need: HDR,
+            have: data.len(),
+        });
     }
     let len = usize::from(u16_at(data, 2).unwrap_or(0));
     if len < HDR + 4 {
-        return Err(DecodeError::BadHeader { what: "IPFIX message length below 20", value: len as u64 });
+        return Err(DecodeError::BadHeader {
+            what: "IPFIX message length below 20",
+            value: len as u64,
+        });
     }
     if len > data.len() {
-        return Err(DecodeError::Truncated { need: len, have: data.len() });
+        return Err(DecodeError::Truncated {
+            need: len,
+            have: data.len(),
+        });
     }
     Ok(Frame {
         version: 10,
@@ -212,6 +247,9 @@ mod tests {
     #[test]
     fn garbage_versions() {
         assert!(matches!(frame(&[0]), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(frame(&[0, 6, 0, 0]), Err(DecodeError::UnsupportedVersion { version: 6 })));
+        assert!(matches!(
+            frame(&[0, 6, 0, 0]),
+            Err(DecodeError::UnsupportedVersion { version: 6 })
+        ));
     }
 }

@@ -29,11 +29,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
-use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, ScopeDataField};
 use netflow_parser::variable_versions::enterprise_registry::EnterpriseFieldRegistry;
+use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
 use netflow_parser::variable_versions::ipfix::lookup::IPFixField;
-use netflow_parser::{FieldValue, NetflowPacket, NetflowParser, PendingFlowsConfig, RouterScopedParser, TtlConfig, V9Field};
+use netflow_parser::variable_versions::v9::{FlowSetBody as V9Body, ScopeDataField};
+use netflow_parser::{
+    FieldValue, NetflowPacket, NetflowParser, PendingFlowsConfig, RouterScopedParser, TtlConfig,
+    V9Field,
+};
 
 pub use error::DecodeError;
 use fields::FieldCatalog;
@@ -129,7 +132,8 @@ pub struct Decoder {
 }
 
 fn builder(limits: &DecoderLimits) -> netflow_parser::NetflowParserBuilder {
-    let mut pending = PendingFlowsConfig::with_ttl(limits.pending_max_templates.max(1), limits.pending_ttl);
+    let mut pending =
+        PendingFlowsConfig::with_ttl(limits.pending_max_templates.max(1), limits.pending_ttl);
     pending.max_entries_per_template = limits.pending_max_sets_per_template.max(1);
     let mut b = NetflowParser::builder()
         .with_cache_size(limits.max_templates_per_exporter.max(1))
@@ -147,7 +151,9 @@ impl Decoder {
     pub fn new(limits: &DecoderLimits) -> Result<Self, DecodeError> {
         let parser = RouterScopedParser::try_with_builder(builder(limits))
             .and_then(|p| p.with_max_sources(limits.max_exporters.max(1)))
-            .map_err(|e| DecodeError::Malformed { detail: format!("decoder configuration: {e}") })?;
+            .map_err(|e| DecodeError::Malformed {
+                detail: format!("decoder configuration: {e}"),
+            })?;
         Ok(Decoder {
             parser,
             catalog: FieldCatalog::new(),
@@ -190,24 +196,42 @@ impl Decoder {
     }
 
     /// Decodes one datagram from `exporter`, appending its records to `out`.
-    pub fn decode(&mut self, exporter: IpAddr, data: &[u8], out: &mut Vec<FlowRecord>) -> Result<Outcome, DecodeError> {
+    pub fn decode(
+        &mut self,
+        exporter: IpAddr,
+        data: &[u8],
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<Outcome, DecodeError> {
         let frame = framing::frame(data)?;
-        let key = StreamKey { exporter, version: frame.version, domain: frame.domain };
+        let key = StreamKey {
+            exporter,
+            version: frame.version,
+            domain: frame.domain,
+        };
         let (state, evicted) = self.streams.get(key);
         if evicted {
             self.stats.streams_evicted += 1;
         }
         // Templates with variable-length fields are ours to decode (see `varlen`).
-        let wire_sets = if frame.version >= 9 { varlen::sets(&frame.msg, frame.version) } else { Vec::new() };
+        let wire_sets = if frame.version >= 9 {
+            varlen::sets(&frame.msg, frame.version)
+        } else {
+            Vec::new()
+        };
         let mut learnt_var = 0;
         for (id, body) in &wire_sets {
             if *id <= 3 {
-                learnt_var += state.var.learn(frame.version, *id, body, self.max_templates);
+                learnt_var += state
+                    .var
+                    .learn(frame.version, *id, body, self.max_templates);
             }
         }
         let var = state.var.clone();
-        let ours: Vec<(u16, &[u8])> =
-            wire_sets.iter().filter(|(id, _)| *id >= 256 && var.get(*id).is_some()).copied().collect();
+        let ours: Vec<(u16, &[u8])> = wire_sets
+            .iter()
+            .filter(|(id, _)| *id >= 256 && var.get(*id).is_some())
+            .copied()
+            .collect();
         let mut ctx = Ctx {
             exporter,
             version: frame.version,
@@ -226,13 +250,26 @@ impl Decoder {
         // The crate refuses v9 templates with variable-length fields; those are ours, not an error.
         let handled = !ours.is_empty() || learnt_var > 0;
         if packet.is_none() && !handled {
-            return Err(result.error.map(DecodeError::from).unwrap_or(DecodeError::Malformed {
-                detail: "no export message decoded".into(),
-            }));
+            return Err(result
+                .error
+                .map(DecodeError::from)
+                .unwrap_or(DecodeError::Malformed {
+                    detail: "no export message decoded".into(),
+                }));
         }
-        let partial_error = result.error.map(DecodeError::from).filter(|_| !handled || packet.is_some());
+        let partial_error = result
+            .error
+            .map(DecodeError::from)
+            .filter(|_| !handled || packet.is_some());
         self.stats.trailing_bytes += frame.trailing as u64;
-        let mut em = Emitter { ctx, catalog: &mut self.catalog, out, options: 0, crate_data_sets: 0, start: 0 };
+        let mut em = Emitter {
+            ctx,
+            catalog: &mut self.catalog,
+            out,
+            options: 0,
+            crate_data_sets: 0,
+            start: 0,
+        };
         em.start = em.out.len();
         let mut cursor = 0usize;
         match &packet {
@@ -269,9 +306,18 @@ impl Decoder {
             _ => {}
         }
         em.ours_until(&wire_sets, &mut cursor, None, &var, &self.registry);
-        let Emitter { ctx, options, start, crate_data_sets, .. } = em;
+        let Emitter {
+            ctx,
+            options,
+            start,
+            crate_data_sets,
+            ..
+        } = em;
         // Data sets the crate neither decoded nor reported: held until their template comes.
-        let wire_data_sets = wire_sets.iter().filter(|(id, _)| *id >= 256 && var.get(*id).is_none()).count();
+        let wire_data_sets = wire_sets
+            .iter()
+            .filter(|(id, _)| *id >= 256 && var.get(*id).is_none())
+            .count();
         let missing = wire_data_sets.saturating_sub(crate_data_sets);
         let decoded = out.len() - start;
         // Sequence: v5/v7 count flows, v9 packets, IPFIX data records (RFC 7011 §3.1).
@@ -286,7 +332,12 @@ impl Decoder {
             state.sampling = ctx.sampling.or(state.sampling);
         }
         state.system_init_ms = ctx.system_init_ms;
-        let before_seq = (state.seq.gaps, state.seq.lost, state.seq.late, state.seq.restarts);
+        let before_seq = (
+            state.seq.gaps,
+            state.seq.lost,
+            state.seq.late,
+            state.seq.restarts,
+        );
         let sequence = state.seq.observe(frame.sequence, units, frame.uptime_ms);
         self.stats.seq_gaps += state.seq.gaps - before_seq.0;
         self.stats.seq_lost += state.seq.lost - before_seq.1;
@@ -336,7 +387,13 @@ impl Emitter<'_> {
         }
     }
 
-    fn v9_record<'v>(&mut self, kind: RecordKind, tid: u16, scope: &[ScopeDataField], rec: impl ExactSizeIterator<Item = &'v (V9Field, FieldValue)>) {
+    fn v9_record<'v>(
+        &mut self,
+        kind: RecordKind,
+        tid: u16,
+        scope: &[ScopeDataField],
+        rec: impl ExactSizeIterator<Item = &'v (V9Field, FieldValue)>,
+    ) {
         let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len() + scope.len());
         for s in scope {
             scope_field(&mut b, s);
@@ -348,7 +405,12 @@ impl Emitter<'_> {
         self.push(b);
     }
 
-    fn ipfix_record<'v>(&mut self, kind: RecordKind, tid: u16, rec: impl ExactSizeIterator<Item = &'v (IPFixField, FieldValue)>) {
+    fn ipfix_record<'v>(
+        &mut self,
+        kind: RecordKind,
+        tid: u16,
+        rec: impl ExactSizeIterator<Item = &'v (IPFixField, FieldValue)>,
+    ) {
         let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len());
         for (f, v) in rec {
             let (id, name) = self.catalog.ipfix(f);
@@ -369,7 +431,12 @@ impl Emitter<'_> {
             }
             V9Body::OptionsData(d) => {
                 for rec in &d.fields {
-                    self.v9_record(RecordKind::Options, tid, &rec.scope_fields, rec.options_fields.iter());
+                    self.v9_record(
+                        RecordKind::Options,
+                        tid,
+                        &rec.scope_fields,
+                        rec.options_fields.iter(),
+                    );
                 }
             }
             _ => {}
@@ -398,7 +465,12 @@ impl Emitter<'_> {
             }
             IpfixBody::V9OptionsData(d) => {
                 for rec in &d.fields {
-                    self.v9_record(RecordKind::Options, tid, &rec.scope_fields, rec.options_fields.iter());
+                    self.v9_record(
+                        RecordKind::Options,
+                        tid,
+                        &rec.scope_fields,
+                        rec.options_fields.iter(),
+                    );
                 }
             }
             _ => {}
@@ -406,7 +478,14 @@ impl Emitter<'_> {
     }
 
     /// Emits the variable-length sets from `cursor` up to the next wire set with id `stop`.
-    fn ours_until(&mut self, wire: &[(u16, &[u8])], cursor: &mut usize, stop: Option<u16>, var: &varlen::VarTemplates, registry: &EnterpriseFieldRegistry) {
+    fn ours_until(
+        &mut self,
+        wire: &[(u16, &[u8])],
+        cursor: &mut usize,
+        stop: Option<u16>,
+        var: &varlen::VarTemplates,
+        registry: &EnterpriseFieldRegistry,
+    ) {
         while let Some((id, body)) = wire.get(*cursor) {
             *cursor += 1;
             if Some(*id) == stop {
@@ -418,8 +497,18 @@ impl Emitter<'_> {
         }
     }
 
-    fn var_set(&mut self, tid: u16, t: &varlen::VarTemplate, body: &[u8], registry: &EnterpriseFieldRegistry) {
-        let kind = if t.options { RecordKind::Options } else { RecordKind::Flow };
+    fn var_set(
+        &mut self,
+        tid: u16,
+        t: &varlen::VarTemplate,
+        body: &[u8],
+        registry: &EnterpriseFieldRegistry,
+    ) {
+        let kind = if t.options {
+            RecordKind::Options
+        } else {
+            RecordKind::Flow
+        };
         for rec in varlen::decode_set(self.ctx.version, t, body, registry) {
             let mut b = Builder::new(kind, &self.ctx, Some(tid), rec.len());
             for (f, v) in &rec {

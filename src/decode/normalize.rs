@@ -94,7 +94,10 @@ impl Builder {
         rec.template_id = template_id;
         rec.export_time_ms = ctx.export_ms;
         rec.fields.reserve(capacity);
-        Builder { rec, p: Parts::default() }
+        Builder {
+            rec,
+            p: Parts::default(),
+        }
     }
 
     pub fn kind(&self) -> RecordKind {
@@ -174,7 +177,14 @@ impl Builder {
             _ => {}
         }
         let value = match (id.pen, id.ie) {
-            (0, 150..=153) | (0, 160) => match as_time_ms(v, if id.ie == 150 || id.ie == 151 { 1000 } else { 1 }) {
+            (0, 150..=153) | (0, 160) => match as_time_ms(
+                v,
+                if id.ie == 150 || id.ie == 151 {
+                    1000
+                } else {
+                    1
+                },
+            ) {
                 Some(ms) => Value::TimeMs(ms),
                 None => to_value(v),
             },
@@ -202,7 +212,10 @@ impl Builder {
             (Some(i), Some(s)) if i > 0 => u32::try_from((i + s) / i).ok(),
             _ => None,
         });
-        let learnt = Learnt { sampling: own_sampling, system_init_ms: p.system_init_ms };
+        let learnt = Learnt {
+            sampling: own_sampling,
+            system_init_ms: p.system_init_ms,
+        };
         if rec.kind == RecordKind::Flow {
             rec.sampling_interval = own_sampling.or(ctx.sampling);
         } else {
@@ -244,11 +257,17 @@ impl Builder {
         };
         rec.first_ms = p
             .start_abs
-            .or_else(|| p.start_delta_us.map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d)))
+            .or_else(|| {
+                p.start_delta_us
+                    .map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d))
+            })
             .or_else(|| p.start_up.and_then(from_up));
         rec.last_ms = p
             .end_abs
-            .or_else(|| p.end_delta_us.map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d)))
+            .or_else(|| {
+                p.end_delta_us
+                    .map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d))
+            })
             .or_else(|| p.end_up.and_then(from_up));
         (rec, learnt)
     }
@@ -259,11 +278,20 @@ fn vendor_value(kind: super::fields::VendorKind, b: &[u8]) -> Value {
     match kind {
         VendorKind::Text => {
             let t = b.iter().position(|c| *c == 0).map_or(b, |n| &b[..n]);
-            Value::Str(String::from_utf8_lossy(t).chars().filter(|c| !c.is_control()).collect())
+            Value::Str(
+                String::from_utf8_lossy(t)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .collect(),
+            )
         }
-        VendorKind::Uint => super::value::be_uint(b).map(Value::U64).unwrap_or_else(|| Value::Bytes(b.to_vec())),
+        VendorKind::Uint => super::value::be_uint(b)
+            .map(Value::U64)
+            .unwrap_or_else(|| Value::Bytes(b.to_vec())),
         VendorKind::Ip => match b.len() {
-            4 | 16 => as_ip(&FieldValue::Vec(b.to_vec())).map(Value::Ip).unwrap_or_else(|| Value::Bytes(b.to_vec())),
+            4 | 16 => as_ip(&FieldValue::Vec(b.to_vec()))
+                .map(Value::Ip)
+                .unwrap_or_else(|| Value::Bytes(b.to_vec())),
             _ => Value::Bytes(b.to_vec()),
         },
     }

@@ -62,7 +62,9 @@ impl SeqState {
                     let ahead = seq.wrapping_sub(expected);
                     let behind = expected.wrapping_sub(seq);
                     if ahead < RESTART_WINDOW {
-                        SeqEvent::Gap { lost: u64::from(ahead) }
+                        SeqEvent::Gap {
+                            lost: u64::from(ahead),
+                        }
                     } else if behind < RESTART_WINDOW {
                         SeqEvent::Late
                     } else {

@@ -40,7 +40,11 @@ pub struct Streams {
 
 impl Streams {
     pub fn new(cap: usize) -> Self {
-        Streams { map: HashMap::new(), cap: cap.max(1), tick: 0 }
+        Streams {
+            map: HashMap::new(),
+            cap: cap.max(1),
+            tick: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -52,7 +56,8 @@ impl Streams {
         self.tick += 1;
         let mut evicted = false;
         if !self.map.contains_key(&key) && self.map.len() >= self.cap {
-            let mut ages: Vec<(u64, StreamKey)> = self.map.iter().map(|(k, v)| (v.last_used, *k)).collect();
+            let mut ages: Vec<(u64, StreamKey)> =
+                self.map.iter().map(|(k, v)| (v.last_used, *k)).collect();
             ages.sort_unstable_by_key(|(t, _)| *t);
             let n = (self.cap / 8).max(1);
             for (_, k) in ages.into_iter().take(n) {
@@ -71,7 +76,11 @@ mod tests {
     use super::*;
 
     fn key(i: u8) -> StreamKey {
-        StreamKey { exporter: IpAddr::from([10, 0, 0, i]), version: 9, domain: 0 }
+        StreamKey {
+            exporter: IpAddr::from([10, 0, 0, i]),
+            version: 9,
+            domain: 0,
+        }
     }
 
     #[test]

@@ -13,7 +13,10 @@ struct V9 {
 
 impl V9 {
     fn new() -> Self {
-        V9 { sets: Vec::new(), count: 0 }
+        V9 {
+            sets: Vec::new(),
+            count: 0,
+        }
     }
 
     fn set(mut self, id: u16, body: &[u8], records: u16) -> Self {
@@ -22,7 +25,8 @@ impl V9 {
             b.push(0);
         }
         self.sets.extend_from_slice(&id.to_be_bytes());
-        self.sets.extend_from_slice(&((b.len() + 4) as u16).to_be_bytes());
+        self.sets
+            .extend_from_slice(&((b.len() + 4) as u16).to_be_bytes());
         self.sets.extend_from_slice(&b);
         self.count += records;
         self
@@ -76,7 +80,10 @@ fn decoder() -> Decoder {
 fn v9_times_are_uptime_relative() {
     let mut d = decoder();
     let mut out = Vec::new();
-    let m = V9::new().set(0, &template(256, FLOW), 1).set(256, &flow([10, 0, 0, 1], 500, 5), 1).build(1, 0);
+    let m = V9::new()
+        .set(0, &template(256, FLOW), 1)
+        .set(256, &flow([10, 0, 0, 1], 500, 5), 1)
+        .build(1, 0);
     let o = d.decode(ip("192.0.2.10"), &m, &mut out).unwrap();
     assert_eq!((o.flows, o.options), (1, 0));
     let r = &out[0];
@@ -94,15 +101,27 @@ fn template_ids_are_scoped_per_exporter_and_source_id() {
     let a = V9::new().set(0, &template(256, FLOW), 1).build(1, 0);
     d.decode(ip("192.0.2.1"), &a, &mut out).unwrap();
     // Router B reuses id 256 with another layout.
-    let b = V9::new().set(0, &template(256, &[(8, 4), (1, 8)]), 1).build(1, 0);
+    let b = V9::new()
+        .set(0, &template(256, &[(8, 4), (1, 8)]), 1)
+        .build(1, 0);
     d.decode(ip("192.0.2.2"), &b, &mut out).unwrap();
-    let data = V9::new().set(256, &flow([10, 0, 0, 9], 1234, 3), 1).build(2, 0);
+    let data = V9::new()
+        .set(256, &flow([10, 0, 0, 9], 1234, 3), 1)
+        .build(2, 0);
     let o = d.decode(ip("192.0.2.1"), &data, &mut out).unwrap();
     assert_eq!(o.flows, 1);
     assert_eq!(out.last().unwrap().bytes, Some(1234));
     // Same address, other source id: a different stream without the template.
     out.clear();
-    let o = d.decode(ip("192.0.2.1"), &V9::new().set(256, &flow([10, 0, 0, 9], 1, 1), 1).build(1, 7), &mut out).unwrap();
+    let o = d
+        .decode(
+            ip("192.0.2.1"),
+            &V9::new()
+                .set(256, &flow([10, 0, 0, 9], 1, 1), 1)
+                .build(1, 7),
+            &mut out,
+        )
+        .unwrap();
     assert_eq!((o.flows, o.missing_templates), (0, 1));
 }
 
@@ -110,7 +129,9 @@ fn template_ids_are_scoped_per_exporter_and_source_id() {
 fn data_before_template_is_replayed_when_it_comes() {
     let mut d = decoder();
     let mut out = Vec::new();
-    let data = V9::new().set(256, &flow([10, 0, 0, 2], 42, 1), 1).build(1, 0);
+    let data = V9::new()
+        .set(256, &flow([10, 0, 0, 2], 42, 1), 1)
+        .build(1, 0);
     let o = d.decode(ip("192.0.2.3"), &data, &mut out).unwrap();
     assert_eq!((o.flows, o.missing_templates), (0, 1));
     let tpl = V9::new().set(0, &template(256, FLOW), 1).build(2, 0);
@@ -138,10 +159,20 @@ fn sampling_from_options_data_is_applied() {
     assert_eq!((o.flows, o.options), (1, 1));
     let f = out.iter().find(|r| r.kind == RecordKind::Flow).unwrap();
     assert_eq!(f.sampling_interval, Some(100));
-    assert_eq!((f.raw_bytes, f.bytes, f.packets), (Some(10), Some(1000), Some(200)));
+    assert_eq!(
+        (f.raw_bytes, f.bytes, f.packets),
+        (Some(10), Some(1000), Some(200))
+    );
     // later messages keep the learnt interval
     out.clear();
-    d.decode(ip("192.0.2.4"), &V9::new().set(256, &flow([10, 0, 0, 3], 1, 1), 1).build(2, 0), &mut out).unwrap();
+    d.decode(
+        ip("192.0.2.4"),
+        &V9::new()
+            .set(256, &flow([10, 0, 0, 3], 1, 1), 1)
+            .build(2, 0),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out[0].bytes, Some(100));
 }
 
@@ -150,10 +181,15 @@ fn sequence_gaps_and_restarts() {
     let mut d = decoder();
     let mut out = Vec::new();
     let tpl = V9::new().set(0, &template(256, FLOW), 1);
-    d.decode(ip("192.0.2.5"), &tpl.build(10, 0), &mut out).unwrap();
-    let o = d.decode(ip("192.0.2.5"), &tpl.build(11, 0), &mut out).unwrap();
+    d.decode(ip("192.0.2.5"), &tpl.build(10, 0), &mut out)
+        .unwrap();
+    let o = d
+        .decode(ip("192.0.2.5"), &tpl.build(11, 0), &mut out)
+        .unwrap();
     assert_eq!(o.sequence, SeqEvent::InOrder);
-    let o = d.decode(ip("192.0.2.5"), &tpl.build(15, 0), &mut out).unwrap();
+    let o = d
+        .decode(ip("192.0.2.5"), &tpl.build(15, 0), &mut out)
+        .unwrap();
     assert_eq!(o.sequence, SeqEvent::Gap { lost: 3 });
     assert_eq!((d.stats.seq_gaps, d.stats.seq_lost), (1, 3));
 }

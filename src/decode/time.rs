@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn uptime_wrap_start_before_wrap() {
         // uptime wrapped to 3381 ms; flow started at 0xFFFF_FFFF (1 ms before the wrap)
-        assert_eq!(uptime_to_unix_ms(1_000_000, 3381, u32::MAX), 1_000_000 - 3382);
+        assert_eq!(
+            uptime_to_unix_ms(1_000_000, 3381, u32::MAX),
+            1_000_000 - 3382
+        );
     }
 
     #[test]
@@ -54,14 +57,23 @@ mod tests {
     #[test]
     fn uptime_near_wrap_boundary() {
         // export just before the wrap, flow from long ago
-        assert_eq!(uptime_to_unix_ms(5_000_000, u32::MAX - 10, u32::MAX - 1_000_010), 4_000_000);
+        assert_eq!(
+            uptime_to_unix_ms(5_000_000, u32::MAX - 10, u32::MAX - 1_000_010),
+            4_000_000
+        );
     }
 
     #[test]
     fn ipfix_variants() {
-        assert_eq!(init_relative_to_unix_ms(1_431_516_013_506, 12_726), 1_431_516_026_232);
+        assert_eq!(
+            init_relative_to_unix_ms(1_431_516_013_506, 12_726),
+            1_431_516_026_232
+        );
         assert_eq!(delta_us_to_unix_ms(1_000_000, 2_500_000), 997_500);
-        assert_eq!(header_unix_ms(1_430_591_888, 280_328_000), 1_430_591_888_280);
+        assert_eq!(
+            header_unix_ms(1_430_591_888, 280_328_000),
+            1_430_591_888_280
+        );
         assert_eq!(header_unix_ms(1, 2_000_000_000), 1_999);
     }
 }

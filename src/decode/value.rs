@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-use netflow_parser::variable_versions::field_value::{DataNumber, DurationValue};
 use netflow_parser::FieldValue;
+use netflow_parser::variable_versions::field_value::{DataNumber, DurationValue};
 
 use crate::record::Value;
 
@@ -42,9 +42,15 @@ fn number(d: &DataNumber) -> Value {
         DataNumber::I16(x) => Value::I64(i64::from(*x)),
         DataNumber::I24(x) | DataNumber::I32(x) => Value::I64(i64::from(*x)),
         DataNumber::I64(x) => Value::I64(*x),
-        DataNumber::I128(x) => i64::try_from(*x).map(Value::I64).unwrap_or_else(|_| Value::Str(x.to_string())),
-        DataNumber::U128(x) => u64::try_from(*x).map(Value::U64).unwrap_or_else(|_| Value::Str(x.to_string())),
-        DataNumber::Vec(b) => be_uint(b).map(Value::U64).unwrap_or_else(|| Value::Bytes(b.clone())),
+        DataNumber::I128(x) => i64::try_from(*x)
+            .map(Value::I64)
+            .unwrap_or_else(|_| Value::Str(x.to_string())),
+        DataNumber::U128(x) => u64::try_from(*x)
+            .map(Value::U64)
+            .unwrap_or_else(|_| Value::Str(x.to_string())),
+        DataNumber::Vec(b) => be_uint(b)
+            .map(Value::U64)
+            .unwrap_or_else(|| Value::Bytes(b.clone())),
         other => other.as_u64().map(Value::U64).unwrap_or(Value::U64(0)),
     }
 }
@@ -65,7 +71,9 @@ pub fn to_value(v: &FieldValue) -> Value {
         FieldValue::Ip6Addr(a) => Value::Ip(IpAddr::V6(*a)),
         FieldValue::MacAddr(m) => Value::Mac(*m),
         FieldValue::Vec(b) => Value::Bytes(b.clone()),
-        FieldValue::ApplicationId(_) => Value::Str(application_id(&wire_bytes(v)).unwrap_or_default()),
+        FieldValue::ApplicationId(_) => {
+            Value::Str(application_id(&wire_bytes(v)).unwrap_or_default())
+        }
         other => {
             let b = wire_bytes(other);
             be_uint(&b).map(Value::U64).unwrap_or(Value::Bytes(b))
@@ -114,7 +122,10 @@ pub fn as_text(v: &FieldValue) -> Option<String> {
                 Some(n) => &b[..n],
                 None => b,
             };
-            std::str::from_utf8(t).ok().filter(|s| s.chars().all(|c| !c.is_control())).map(str::to_owned)
+            std::str::from_utf8(t)
+                .ok()
+                .filter(|s| s.chars().all(|c| !c.is_control()))
+                .map(str::to_owned)
         }
         _ => None,
     }
@@ -132,7 +143,9 @@ pub fn as_time_ms(v: &FieldValue, unit_ms: i64) -> Option<i64> {
             let f = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
             Some(ntp_to_unix_ms(s, f))
         }
-        other => as_u64(other).and_then(|x| i64::try_from(x).ok()).map(|x| x.saturating_mul(unit_ms.max(1))),
+        other => as_u64(other)
+            .and_then(|x| i64::try_from(x).ok())
+            .map(|x| x.saturating_mul(unit_ms.max(1))),
     }
 }
 
@@ -170,8 +183,14 @@ mod tests {
     #[test]
     fn application_ids_render_like_rfc6759() {
         assert_eq!(application_id(&[5, 0, 0, 0, 38]).as_deref(), Some("5..38"));
-        assert_eq!(application_id(&[20, 0, 0, 0x30, 0x44, 0, 0, 0x8f, 0x34]).as_deref(), Some("20..12356..36660"));
-        assert_eq!(application_id(&[13, 0, 0, 1, 0xaf]).as_deref(), Some("13..431"));
+        assert_eq!(
+            application_id(&[20, 0, 0, 0x30, 0x44, 0, 0, 0x8f, 0x34]).as_deref(),
+            Some("20..12356..36660")
+        );
+        assert_eq!(
+            application_id(&[13, 0, 0, 1, 0xaf]).as_deref(),
+            Some("13..431")
+        );
     }
 
     #[test]

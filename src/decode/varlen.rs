@@ -53,7 +53,12 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
 }
 
 /// The sets of a v9 or IPFIX message: `(set id, body)`.
@@ -108,7 +113,9 @@ impl VarTemplates {
             return 0;
         }
         while at + 4 <= body.len() {
-            let (Some(tid), Some(second)) = (u16_at(body, at), u16_at(body, at + 2)) else { return learnt };
+            let (Some(tid), Some(second)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+                return learnt;
+            };
             if tid < 256 {
                 return learnt; // padding
             }
@@ -116,7 +123,9 @@ impl VarTemplates {
             let mut fields = Vec::new();
             let count = if version == 9 && options {
                 // v9 options: scope length and option length in bytes (RFC 3954 §6.1)
-                let Some(opt_len) = u16_at(body, at) else { return learnt };
+                let Some(opt_len) = u16_at(body, at) else {
+                    return learnt;
+                };
                 at += 2;
                 (usize::from(second) + usize::from(opt_len)) / 4
             } else {
@@ -130,18 +139,25 @@ impl VarTemplates {
                 continue;
             }
             for _ in 0..count {
-                let (Some(mut ie), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else { return learnt };
+                let (Some(mut ie), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+                    return learnt;
+                };
                 at += 4;
                 let mut pen = None;
                 if enterprise_bit && ie & 0x8000 != 0 {
                     ie &= 0x7fff;
-                    let Some(p) = u32_at(body, at) else { return learnt };
+                    let Some(p) = u32_at(body, at) else {
+                        return learnt;
+                    };
                     pen = Some(p);
                     at += 4;
                 }
                 fields.push(WireField { ie, len, pen });
             }
-            let t = fields.iter().any(|f| f.len == 65535).then_some(VarTemplate { fields, options });
+            let t = fields
+                .iter()
+                .any(|f| f.len == 65535)
+                .then_some(VarTemplate { fields, options });
             learnt += usize::from(t.is_some());
             self.put(tid, t, cap);
         }
@@ -159,16 +175,32 @@ pub fn decode_set(
 ) -> Vec<Vec<(AnyField, FieldValue)>> {
     let mut out = Vec::new();
     let mut at = 0usize;
-    let min: usize = t.fields.iter().map(|f| if f.len == 65535 { 1 } else { usize::from(f.len) }).sum();
+    let min: usize = t
+        .fields
+        .iter()
+        .map(|f| {
+            if f.len == 65535 {
+                1
+            } else {
+                usize::from(f.len)
+            }
+        })
+        .sum();
     while min > 0 && at + min <= body.len() {
         let mut rec = Vec::with_capacity(t.fields.len());
         let mut ok = true;
         for f in &t.fields {
             let len = if f.len == 65535 {
-                let Some(&b) = body.get(at) else { ok = false; break };
+                let Some(&b) = body.get(at) else {
+                    ok = false;
+                    break;
+                };
                 at += 1;
                 if b == 255 {
-                    let Some(l) = u16_at(body, at) else { ok = false; break };
+                    let Some(l) = u16_at(body, at) else {
+                        ok = false;
+                        break;
+                    };
                     at += 2;
                     usize::from(l)
                 } else {
@@ -177,7 +209,10 @@ pub fn decode_set(
             } else {
                 usize::from(f.len)
             };
-            let Some(bytes) = body.get(at..at + len) else { ok = false; break };
+            let Some(bytes) = body.get(at..at + len) else {
+                ok = false;
+                break;
+            };
             at += len;
             let (field, ty) = if version == 9 {
                 let v = V9Field::from(f.ie);
@@ -188,9 +223,11 @@ pub fn decode_set(
             };
             let value = match FieldValue::from_field_type(bytes, ty, len as u16) {
                 Ok((_, v)) if len > 0 => v,
-                _ if matches!(ty, FieldDataType::String) => FieldValue::from_field_type(bytes, ty, len as u16)
-                    .map(|(_, v)| v)
-                    .unwrap_or_else(|_| FieldValue::Vec(bytes.to_vec())),
+                _ if matches!(ty, FieldDataType::String) => {
+                    FieldValue::from_field_type(bytes, ty, len as u16)
+                        .map(|(_, v)| v)
+                        .unwrap_or_else(|_| FieldValue::Vec(bytes.to_vec()))
+                }
                 _ => FieldValue::Vec(bytes.to_vec()),
             };
             rec.push((field, value));
@@ -230,7 +267,18 @@ mod tests {
     #[test]
     fn decodes_zero_and_long_lengths() {
         let t = VarTemplate {
-            fields: vec![WireField { ie: 8, len: 4, pen: None }, WireField { ie: 82, len: 65535, pen: None }],
+            fields: vec![
+                WireField {
+                    ie: 8,
+                    len: 4,
+                    pen: None,
+                },
+                WireField {
+                    ie: 82,
+                    len: 65535,
+                    pen: None,
+                },
+            ],
             options: false,
         };
         let mut body = vec![10, 0, 0, 1, 0]; // empty interfaceName
@@ -243,7 +291,14 @@ mod tests {
 
     #[test]
     fn hostile_lengths_stop_cleanly() {
-        let t = VarTemplate { fields: vec![WireField { ie: 82, len: 65535, pen: None }], options: false };
+        let t = VarTemplate {
+            fields: vec![WireField {
+                ie: 82,
+                len: 65535,
+                pen: None,
+            }],
+            options: false,
+        };
         let body = [255, 255, 255, 1, 2];
         assert!(decode_set(10, &t, &body, &EnterpriseFieldRegistry::new()).is_empty());
     }

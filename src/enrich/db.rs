@@ -46,7 +46,9 @@ impl Role {
         let t = database_type.to_ascii_lowercase();
         match self {
             Role::City => t.contains("city") || t.contains("enterprise"),
-            Role::Country => t.contains("country") || t.contains("city") || t.contains("enterprise"),
+            Role::Country => {
+                t.contains("country") || t.contains("city") || t.contains("enterprise")
+            }
             Role::Asn => t.contains("asn") || t.contains("isp"),
         }
     }
@@ -58,11 +60,24 @@ pub enum GeoError {
     #[error("{key} = {path}: file not found")]
     Missing { key: &'static str, path: String },
     #[error("{key} = {path}: cannot read: {detail}")]
-    Unreadable { key: &'static str, path: String, detail: String },
+    Unreadable {
+        key: &'static str,
+        path: String,
+        detail: String,
+    },
     #[error("{key} = {path}: is a {found} database, not a {wanted} database")]
-    WrongType { key: &'static str, path: String, found: String, wanted: &'static str },
+    WrongType {
+        key: &'static str,
+        path: String,
+        found: String,
+        wanted: &'static str,
+    },
     #[error("{key} = {path}: corrupt or not a MaxMind DB file: {detail}")]
-    Corrupt { key: &'static str, path: String, detail: String },
+    Corrupt {
+        key: &'static str,
+        path: String,
+        detail: String,
+    },
 }
 
 impl GeoError {
@@ -96,7 +111,11 @@ pub fn stamp(path: &Path) -> Option<FileStamp> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
-    Some(FileStamp { inode, len: m.len(), mtime_ns })
+    Some(FileStamp {
+        inode,
+        len: m.len(),
+        mtime_ns,
+    })
 }
 
 /// An open database.
@@ -216,26 +235,58 @@ impl Database {
         let key = role.key();
         let p = path.display().to_string();
         let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => GeoError::Missing { key, path: p.clone() },
-            _ => GeoError::Unreadable { key, path: p.clone(), detail: e.to_string() },
+            std::io::ErrorKind::NotFound => GeoError::Missing {
+                key,
+                path: p.clone(),
+            },
+            _ => GeoError::Unreadable {
+                key,
+                path: p.clone(),
+                detail: e.to_string(),
+            },
         })?;
         // SAFETY: the map is read-only. Databases are updated by renaming a new
         // file into place (geoipupdate does); the old mapping keeps the old
         // inode alive. docs/geolocation.md says not to overwrite files in place.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| GeoError::Unreadable { key, path: p.clone(), detail: e.to_string() })?;
-        let reader = Reader::from_source(map).map_err(|e| GeoError::Corrupt { key, path: p.clone(), detail: e.to_string() })?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| GeoError::Unreadable {
+            key,
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
+        let reader = Reader::from_source(map).map_err(|e| GeoError::Corrupt {
+            key,
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
         let database_type = reader.metadata().database_type.clone();
         if !role.accepts(&database_type) {
-            return Err(GeoError::WrongType { key, path: p, found: database_type, wanted: role.label() });
+            return Err(GeoError::WrongType {
+                key,
+                path: p,
+                found: database_type,
+                wanted: role.label(),
+            });
         }
-        reader.verify().map_err(|e| GeoError::Corrupt { key, path: p.clone(), detail: e.to_string() })?;
-        Ok(Database { role, path: path.to_path_buf(), database_type, stamp: stamp(path), reader })
+        reader.verify().map_err(|e| GeoError::Corrupt {
+            key,
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(Database {
+            role,
+            path: path.to_path_buf(),
+            database_type,
+            stamp: stamp(path),
+            reader,
+        })
     }
 
     /// What the database says about `ip`; `Ok(None)` when it has no record.
     pub fn lookup(&self, ip: IpAddr) -> Result<Option<Answer>, maxminddb::MaxMindDbError> {
         let res = self.reader.lookup(ip)?;
-        let Some(r) = res.decode::<Record>()? else { return Ok(None) };
+        let Some(r) = res.decode::<Record>()? else {
+            return Ok(None);
+        };
         let asn = r
             .autonomous_system_number
             .map(|n| n.0)
@@ -247,7 +298,11 @@ impl Database {
             .and_then(|n| u32::try_from(n).ok());
         let country = country_code(r.country).or_else(|| country_code(r.registered_country));
         Ok(Some(Answer {
-            country: if self.role == Role::Asn { None } else { country },
+            country: if self.role == Role::Asn {
+                None
+            } else {
+                country
+            },
             city: r.city.and_then(|c| c.names.en),
             latitude: r.location.as_ref().and_then(|l| l.latitude),
             longitude: r.location.as_ref().and_then(|l| l.longitude),

@@ -17,14 +17,14 @@ mod tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 
 pub use db::{Database, GeoError, Role};
-pub use networks::{non_routable, NetworkConfig, NetworkLabel, Networks};
+pub use networks::{NetworkConfig, NetworkLabel, Networks, non_routable};
 
 use crate::telemetry::GeoTelemetry;
 
@@ -57,10 +57,16 @@ pub struct Databases {
 
 impl Databases {
     /// Opens and checks every configured file; the first problem is returned.
-    pub fn open(city: Option<&PathBuf>, country: Option<&PathBuf>, asn: Option<&PathBuf>) -> Result<Databases, GeoError> {
+    pub fn open(
+        city: Option<&PathBuf>,
+        country: Option<&PathBuf>,
+        asn: Option<&PathBuf>,
+    ) -> Result<Databases, GeoError> {
         Ok(Databases {
             city: city.map(|p| Database::open(Role::City, p)).transpose()?,
-            country: country.map(|p| Database::open(Role::Country, p)).transpose()?,
+            country: country
+                .map(|p| Database::open(Role::Country, p))
+                .transpose()?,
             asn: asn.map(|p| Database::open(Role::Asn, p)).transpose()?,
         })
     }
@@ -92,10 +98,21 @@ pub enum Reload {
 
 impl GeoService {
     /// Opens the databases of `cfg`; an unusable file is an error naming it.
-    pub fn open(cfg: &crate::config::GeoConfig, networks: &[NetworkConfig]) -> Result<GeoService, GeoError> {
-        let dbs = Databases::open(cfg.city_db.as_ref(), cfg.country_db.as_ref(), cfg.asn_db.as_ref())?;
+    pub fn open(
+        cfg: &crate::config::GeoConfig,
+        networks: &[NetworkConfig],
+    ) -> Result<GeoService, GeoError> {
+        let dbs = Databases::open(
+            cfg.city_db.as_ref(),
+            cfg.country_db.as_ref(),
+            cfg.asn_db.as_ref(),
+        )?;
         Ok(GeoService {
-            paths: (cfg.city_db.clone(), cfg.country_db.clone(), cfg.asn_db.clone()),
+            paths: (
+                cfg.city_db.clone(),
+                cfg.country_db.clone(),
+                cfg.asn_db.clone(),
+            ),
             dbs: ArcSwap::from_pointee(dbs),
             networks: Networks::new(networks),
             generation: AtomicU64::new(1),
@@ -137,7 +154,11 @@ impl GeoService {
         if !force && !self.changed_on_disk() {
             return Reload::Unchanged;
         }
-        match Databases::open(self.paths.0.as_ref(), self.paths.1.as_ref(), self.paths.2.as_ref()) {
+        match Databases::open(
+            self.paths.0.as_ref(),
+            self.paths.1.as_ref(),
+            self.paths.2.as_ref(),
+        ) {
             Ok(new) => {
                 self.dbs.store(Arc::new(new));
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -161,11 +182,14 @@ impl GeoService {
             for d in dbs.all() {
                 let answer = d.lookup(ip);
                 if let Some(t) = tel.as_deref_mut() {
-                    t.lookup(d.role.label(), match &answer {
-                        Ok(Some(_)) => "found",
-                        Ok(None) => "not_found",
-                        Err(_) => "error",
-                    });
+                    t.lookup(
+                        d.role.label(),
+                        match &answer {
+                            Ok(Some(_)) => "found",
+                            Ok(None) => "not_found",
+                            Err(_) => "error",
+                        },
+                    );
                 }
                 let Ok(Some(a)) = answer else { continue };
                 if info.country.is_none() {
@@ -231,7 +255,10 @@ impl Enricher {
             old: FxHashMap::default(),
             half: (cache_size / 2).max(1),
             empty: Arc::new(GeoInfo::default()),
-            private: Arc::new(GeoInfo { private: true, ..GeoInfo::default() }),
+            private: Arc::new(GeoInfo {
+                private: true,
+                ..GeoInfo::default()
+            }),
             tel: GeoTelemetry::new(),
         }
     }

@@ -100,7 +100,10 @@ impl Networks {
 
 fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }
@@ -142,7 +145,23 @@ mod tests {
 
     #[test]
     fn non_routable_classes() {
-        for s in ["10.1.1.1", "192.168.0.1", "172.16.5.5", "127.0.0.1", "169.254.1.1", "224.0.0.1", "100.64.0.1", "192.0.2.1", "0.1.2.3", "::1", "fd00::1", "fe80::1", "ff02::1", "2001:db8::1", "::ffff:10.0.0.1"] {
+        for s in [
+            "10.1.1.1",
+            "192.168.0.1",
+            "172.16.5.5",
+            "127.0.0.1",
+            "169.254.1.1",
+            "224.0.0.1",
+            "100.64.0.1",
+            "192.0.2.1",
+            "0.1.2.3",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(non_routable(s.parse().unwrap()), "{s}");
         }
         for s in ["8.8.8.8", "81.2.69.142", "2001:218::1", "175.16.199.1"] {
@@ -163,7 +182,11 @@ mod tests {
             asn: None,
             as_name: None,
         };
-        let n = Networks::new(&[cfg("10.0.0.0/8", "corp"), cfg("10.1.0.0/16", "lab"), cfg("2001:db8::/32", "v6")]);
+        let n = Networks::new(&[
+            cfg("10.0.0.0/8", "corp"),
+            cfg("10.1.0.0/16", "lab"),
+            cfg("2001:db8::/32", "v6"),
+        ]);
         assert_eq!(&*n.find("10.1.2.3".parse().unwrap()).unwrap().name, "lab");
         assert_eq!(&*n.find("10.2.2.3".parse().unwrap()).unwrap().name, "corp");
         assert_eq!(&*n.find("2001:db8::5".parse().unwrap()).unwrap().name, "v6");

@@ -34,11 +34,21 @@ fn city_country_and_asn_over_v4_and_v6() {
     assert_eq!(g.asn, Some(20712));
     assert!(!g.private);
     let g = geo.lookup(ip("2001:218::1"), None);
-    assert_eq!((g.country.as_deref(), g.city.as_deref(), g.asn), (Some("JP"), None, Some(2914)));
+    assert_eq!(
+        (g.country.as_deref(), g.city.as_deref(), g.asn),
+        (Some("JP"), None, Some(2914))
+    );
     let g = geo.lookup(ip("1.128.0.1"), None);
-    assert_eq!((g.country.as_deref(), g.asn, g.as_name.as_deref()), (None, Some(1221), Some("Telstra Pty Ltd")));
+    assert_eq!(
+        (g.country.as_deref(), g.asn, g.as_name.as_deref()),
+        (None, Some(1221), Some("Telstra Pty Ltd"))
+    );
     let g = geo.lookup(ip("8.8.8.8"), None);
-    assert_eq!(g, GeoInfo::default(), "missing values are absent, not errors");
+    assert_eq!(
+        g,
+        GeoInfo::default(),
+        "missing values are absent, not errors"
+    );
 }
 
 #[test]
@@ -85,17 +95,25 @@ fn private_addresses_are_not_looked_up_and_networks_label_them() {
 fn broken_missing_and_wrong_type_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let f = mmdb::write_all(dir.path());
-    let with = |city: &std::path::Path| GeoConfig { city_db: Some(city.to_path_buf()), ..GeoConfig::default() };
+    let with = |city: &std::path::Path| GeoConfig {
+        city_db: Some(city.to_path_buf()),
+        ..GeoConfig::default()
+    };
     let e = GeoService::open(&with(&f.broken), &[]).err().unwrap();
     assert_eq!(e.code(), "corrupt");
     assert!(e.to_string().contains("broken.mmdb"), "{e}");
-    let e = GeoService::open(&with(&dir.path().join("nope.mmdb")), &[]).err().unwrap();
+    let e = GeoService::open(&with(&dir.path().join("nope.mmdb")), &[])
+        .err()
+        .unwrap();
     assert_eq!(e.code(), "missing");
     let e = GeoService::open(&with(&f.asn), &[]).err().unwrap();
     assert_eq!(e.code(), "wrong_type");
     assert!(e.to_string().contains("GeoLite2-ASN"), "{e}");
     // a City file serves as a country database
-    let c = GeoConfig { country_db: Some(f.city.clone()), ..GeoConfig::default() };
+    let c = GeoConfig {
+        country_db: Some(f.city.clone()),
+        ..GeoConfig::default()
+    };
     assert!(GeoService::open(&c, &[]).is_ok());
 }
 
@@ -103,7 +121,16 @@ fn broken_missing_and_wrong_type_files_are_refused() {
 fn reload_swaps_good_files_and_keeps_old_on_broken() {
     let dir = tempfile::tempdir().unwrap();
     let f = mmdb::write_all(dir.path());
-    let geo = Arc::new(GeoService::open(&GeoConfig { city_db: Some(f.city.clone()), ..GeoConfig::default() }, &[]).unwrap());
+    let geo = Arc::new(
+        GeoService::open(
+            &GeoConfig {
+                city_db: Some(f.city.clone()),
+                ..GeoConfig::default()
+            },
+            &[],
+        )
+        .unwrap(),
+    );
     let mut e = Enricher::new(geo.clone(), 100);
     assert_eq!(e.lookup(ip("81.2.69.142")).city.as_deref(), Some("London"));
     assert_eq!(geo.reload(false), Reload::Unchanged);
@@ -112,13 +139,26 @@ fn reload_swaps_good_files_and_keeps_old_on_broken() {
     mmdb::write_city(&tmp, "Londinium");
     std::fs::rename(&tmp, &f.city).unwrap();
     assert_eq!(geo.reload(false), Reload::Reloaded);
-    assert_eq!(e.lookup(ip("81.2.69.142")).city.as_deref(), Some("Londinium"), "cache cleared on reload");
+    assert_eq!(
+        e.lookup(ip("81.2.69.142")).city.as_deref(),
+        Some("Londinium"),
+        "cache cleared on reload"
+    );
     // a broken replacement: the old one stays in service
     std::fs::copy(&f.broken, &tmp).unwrap();
     std::fs::rename(&tmp, &f.city).unwrap();
-    assert!(matches!(geo.reload(false), Reload::Failed(GeoError::Corrupt { .. })));
-    assert_eq!(e.lookup(ip("81.2.69.142")).city.as_deref(), Some("Londinium"));
-    assert_eq!(geo.lookup(ip("175.16.199.1"), None).country.as_deref(), Some("CN"));
+    assert!(matches!(
+        geo.reload(false),
+        Reload::Failed(GeoError::Corrupt { .. })
+    ));
+    assert_eq!(
+        e.lookup(ip("81.2.69.142")).city.as_deref(),
+        Some("Londinium")
+    );
+    assert_eq!(
+        geo.lookup(ip("175.16.199.1"), None).country.as_deref(),
+        Some("CN")
+    );
 }
 
 #[test]
@@ -142,4 +182,3 @@ fn without_databases_only_privacy_is_known() {
     assert!(e.lookup(ip("10.0.0.1")).private);
     assert_eq!(*e.lookup(ip("81.2.69.142")), GeoInfo::default());
 }
-

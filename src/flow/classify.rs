@@ -77,7 +77,11 @@ pub fn by_port(proto: u8, server_port: u16) -> &'static str {
         89 => return "OSPF",
         _ => {}
     }
-    PORTS.iter().find(|(p, port, _)| *p == proto && *port == server_port).map(|(_, _, n)| *n).unwrap_or("Unknown")
+    PORTS
+        .iter()
+        .find(|(p, port, _)| *p == proto && *port == server_port)
+        .map(|(_, _, n)| *n)
+        .unwrap_or("Unknown")
 }
 
 /// Whether `port` is one a server listens on (in the table, or below 1024).

@@ -9,8 +9,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::classify::l4_name;
 use super::status::StatusSet;
@@ -27,8 +27,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] =
-        [EventKind::ProtocolDetected, EventKind::StatusChanged, EventKind::PeriodicUpdate, EventKind::FlowEnd];
+    pub const ALL: [EventKind; 4] = [
+        EventKind::ProtocolDetected,
+        EventKind::StatusChanged,
+        EventKind::PeriodicUpdate,
+        EventKind::FlowEnd,
+    ];
 
     /// ntopng's hook name.
     pub fn name(self) -> &'static str {

@@ -69,7 +69,11 @@ impl FlowKey {
         let dst = addr(r.dst_addr?);
         let (sp, dp) = ports(r);
         let src_is_a = (src, sp) <= (dst, dp);
-        let ((a_addr, a_port), (b_addr, b_port)) = if src_is_a { ((src, sp), (dst, dp)) } else { ((dst, dp), (src, sp)) };
+        let ((a_addr, a_port), (b_addr, b_port)) = if src_is_a {
+            ((src, sp), (dst, dp))
+        } else {
+            ((dst, dp), (src, sp))
+        };
         Some((
             FlowKey {
                 exporter: addr(r.exporter),

@@ -23,8 +23,13 @@ pub const TCP_RESET: u8 = 2;
 pub const ZERO_BYTES: u8 = 3;
 pub const UNIDIRECTIONAL: u8 = 4;
 
-const BUILTIN: [(&str, u16); 5] =
-    [("tcp_connection_refused", 10), ("tcp_no_response", 10), ("tcp_reset", 5), ("zero_bytes", 5), ("unidirectional", 2)];
+const BUILTIN: [(&str, u16); 5] = [
+    ("tcp_connection_refused", 10),
+    ("tcp_no_response", 10),
+    ("tcp_reset", 5),
+    ("zero_bytes", 5),
+    ("unidirectional", 2),
+];
 
 fn registry() -> &'static Mutex<Vec<Arc<str>>> {
     static R: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
@@ -71,7 +76,10 @@ impl StatusSet {
     /// Names of the set bits, lowest bit first.
     pub fn names(&self) -> Vec<Arc<str>> {
         let r = registry().lock().unwrap_or_else(|e| e.into_inner());
-        (0..64u8).filter(|b| self.has(*b)).filter_map(|b| r.get(b as usize).cloned()).collect()
+        (0..64u8)
+            .filter(|b| self.has(*b))
+            .filter_map(|b| r.get(b as usize).cloned())
+            .collect()
     }
 }
 
@@ -88,7 +96,13 @@ mod tests {
         assert_eq!(register("test_custom_status"), Some(b));
         s.set(b);
         let names: Vec<String> = s.names().iter().map(|n| n.to_string()).collect();
-        assert_eq!(names, vec!["tcp_connection_refused".to_string(), "test_custom_status".to_string()]);
+        assert_eq!(
+            names,
+            vec![
+                "tcp_connection_refused".to_string(),
+                "test_custom_status".to_string()
+            ]
+        );
         assert_eq!(builtin_score(TCP_CONNECTION_REFUSED), 10);
     }
 }

@@ -15,7 +15,7 @@ use hashbrown::HashTable;
 
 use super::classify;
 use super::event::{EndReason, EventKind, FlowEvent, FlowView};
-use super::key::{ip, FlowKey};
+use super::key::{FlowKey, ip};
 use super::status::{self, StatusSet};
 use crate::enrich::{Enricher, GeoInfo};
 use crate::record::FlowRecord;
@@ -34,7 +34,12 @@ pub struct TableConfig {
 
 impl Default for TableConfig {
     fn default() -> Self {
-        TableConfig { max_flows: 1_000_000, idle_timeout_ms: 60_000, periodic_ms: 60_000, end_grace_ms: 5_000 }
+        TableConfig {
+            max_flows: 1_000_000,
+            idle_timeout_ms: 60_000,
+            periodic_ms: 60_000,
+            end_grace_ms: 5_000,
+        }
     }
 }
 
@@ -186,8 +191,16 @@ impl FlowTable {
 
     fn unlink(&mut self, i: u32) {
         let (p, n) = (self.slab[i as usize].prev, self.slab[i as usize].next);
-        if p == NIL { self.lru_head = n } else { self.slab[p as usize].next = n }
-        if n == NIL { self.lru_tail = p } else { self.slab[n as usize].prev = p }
+        if p == NIL {
+            self.lru_head = n
+        } else {
+            self.slab[p as usize].next = n
+        }
+        if n == NIL {
+            self.lru_tail = p
+        } else {
+            self.slab[n as usize].prev = p
+        }
         self.slab[i as usize].prev = NIL;
         self.slab[i as usize].next = NIL;
     }
@@ -195,12 +208,18 @@ impl FlowTable {
     fn push_tail(&mut self, i: u32) {
         self.slab[i as usize].prev = self.lru_tail;
         self.slab[i as usize].next = NIL;
-        if self.lru_tail == NIL { self.lru_head = i } else { self.slab[self.lru_tail as usize].next = i }
+        if self.lru_tail == NIL {
+            self.lru_head = i
+        } else {
+            self.slab[self.lru_tail as usize].next = i
+        }
         self.lru_tail = i;
     }
 
     fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
-        self.index.find(hash, |&i| self.slab[i as usize].key == *key).copied()
+        self.index
+            .find(hash, |&i| self.slab[i as usize].key == *key)
+            .copied()
     }
 
     fn insert(&mut self, key: FlowKey, hash: u64, now: i64, out: &mut Vec<FlowEvent>) -> u32 {
@@ -250,11 +269,16 @@ impl FlowTable {
             }
         };
         let slab = &self.slab;
-        self.index.insert_unique(hash, i, |&j| slab[j as usize].hash);
+        self.index
+            .insert_unique(hash, i, |&j| slab[j as usize].hash);
         self.push_tail(i);
         self.live += 1;
         self.stats.started += 1;
-        self.periodic.push(Reverse((now + self.cfg.periodic_ms, i, self.slab[i as usize].generation)));
+        self.periodic.push(Reverse((
+            now + self.cfg.periodic_ms,
+            i,
+            self.slab[i as usize].generation,
+        )));
         i
     }
 
@@ -301,7 +325,8 @@ impl FlowTable {
             }
             if self.slab[i as usize].ending.is_some() {
                 let due = now + self.cfg.end_grace_ms;
-                self.ending.push(Reverse((due, i, self.slab[i as usize].generation)));
+                self.ending
+                    .push(Reverse((due, i, self.slab[i as usize].generation)));
             }
         }
         self.touched = touched;
@@ -310,14 +335,21 @@ impl FlowTable {
     fn apply(&mut self, i: u32, r: &FlowRecord, src_is_a: bool, now: i64) {
         let side = if src_is_a { 0 } else { 1 };
         let other = 1 - side;
-        let l7_from_exporter = r.application_name.as_deref().filter(|n| !n.is_empty()).map(|n| self.intern(n));
+        let l7_from_exporter = r
+            .application_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(|n| self.intern(n));
         if r.flow_end_reason == Some(2) {
             if let (Some(a), Some(b)) = (r.first_ms, r.last_ms) {
                 self.active_timeout_ms = self.active_timeout_ms.max((b - a).clamp(0, 3_600_000));
             }
         }
         let f = &mut self.slab[i as usize];
-        let fresh = f.first_ms == i64::MAX && f.last_ms == i64::MIN && f.packets == [0, 0] && f.bytes == [0, 0];
+        let fresh = f.first_ms == i64::MAX
+            && f.last_ms == i64::MIN
+            && f.packets == [0, 0]
+            && f.bytes == [0, 0];
         let prev_first = f.first_ms;
         f.updated_ms = now;
         // Counters: deltas add up; running totals count their growth.
@@ -355,25 +387,29 @@ impl FlowTable {
         }
 
         // Client/server choice, strongest evidence first (docs/lifecycle.md).
-        let (evidence, src_is_client) = if let Some(d) = r.biflow_direction.filter(|d| *d == 1 || *d == 2) {
-            (Decision::Exporter, d == 1)
-        } else if r.rev_bytes.is_some() || r.rev_packets.is_some() {
-            (Decision::Exporter, true)
-        } else if f.key.proto == 6 && flags & 0x02 != 0 && flags & 0x10 == 0 {
-            (Decision::Syn, true)
-        } else if let Some(t) = icmp_type(r).filter(|_| matches!(f.key.proto, 1 | 58)) {
-            (Decision::Syn, super::key::icmp_request(f.key.proto, t))
-        } else {
-            let (sp, dp) = (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0));
-            let (s_svc, d_svc) = (classify::is_service_port(f.key.proto, sp), classify::is_service_port(f.key.proto, dp));
-            if s_svc != d_svc {
-                (Decision::Port, d_svc)
-            } else if sp != dp && sp != 0 && dp != 0 {
-                (Decision::Port, dp < sp)
+        let (evidence, src_is_client) =
+            if let Some(d) = r.biflow_direction.filter(|d| *d == 1 || *d == 2) {
+                (Decision::Exporter, d == 1)
+            } else if r.rev_bytes.is_some() || r.rev_packets.is_some() {
+                (Decision::Exporter, true)
+            } else if f.key.proto == 6 && flags & 0x02 != 0 && flags & 0x10 == 0 {
+                (Decision::Syn, true)
+            } else if let Some(t) = icmp_type(r).filter(|_| matches!(f.key.proto, 1 | 58)) {
+                (Decision::Syn, super::key::icmp_request(f.key.proto, t))
             } else {
-                (Decision::FirstSeen, true)
-            }
-        };
+                let (sp, dp) = (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0));
+                let (s_svc, d_svc) = (
+                    classify::is_service_port(f.key.proto, sp),
+                    classify::is_service_port(f.key.proto, dp),
+                );
+                if s_svc != d_svc {
+                    (Decision::Port, d_svc)
+                } else if sp != dp && sp != 0 && dp != 0 {
+                    (Decision::Port, dp < sp)
+                } else {
+                    (Decision::FirstSeen, true)
+                }
+            };
         let client_is_a = src_is_client == (side == 0);
         if fresh || evidence > f.decision {
             f.decision = evidence;
@@ -484,28 +520,42 @@ impl FlowTable {
         let idle = self.cfg.idle_timeout_ms + self.active_timeout_ms;
         loop {
             let end_due = self.ending.peek().map(|Reverse((d, _, _))| *d);
-            let idle_due = (self.lru_head != NIL).then(|| self.slab[self.lru_head as usize].updated_ms + idle);
+            let idle_due =
+                (self.lru_head != NIL).then(|| self.slab[self.lru_head as usize].updated_ms + idle);
             let periodic_due = self.periodic.peek().map(|Reverse((d, _, _))| *d);
-            let Some(due) = [end_due, idle_due, periodic_due].into_iter().flatten().min().filter(|d| *d <= now) else {
+            let Some(due) = [end_due, idle_due, periodic_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|d| *d <= now)
+            else {
                 break;
             };
             self.now_ms = self.now_ms.max(due);
             if end_due == Some(due) {
-                let Some(Reverse((_, i, generation))) = self.ending.pop() else { break };
+                let Some(Reverse((_, i, generation))) = self.ending.pop() else {
+                    break;
+                };
                 if !self.alive(i, generation) {
                     continue;
                 }
                 let f = &self.slab[i as usize];
                 match f.ending {
                     Some(r) if f.updated_ms + self.cfg.end_grace_ms <= due => self.end(i, r, out),
-                    Some(_) => self.ending.push(Reverse((f.updated_ms + self.cfg.end_grace_ms, i, generation))),
+                    Some(_) => self.ending.push(Reverse((
+                        f.updated_ms + self.cfg.end_grace_ms,
+                        i,
+                        generation,
+                    ))),
                     None => {}
                 }
             } else if idle_due == Some(due) {
                 let i = self.lru_head;
                 self.end(i, EndReason::Idle, out);
             } else {
-                let Some(Reverse((_, i, generation))) = self.periodic.pop() else { break };
+                let Some(Reverse((_, i, generation))) = self.periodic.pop() else {
+                    break;
+                };
                 if !self.alive(i, generation) {
                     continue;
                 }
@@ -531,7 +581,11 @@ impl FlowTable {
     }
 
     fn event(&self, i: u32, kind: EventKind) -> FlowEvent {
-        FlowEvent { kind, time_ms: self.now_ms, flow: self.view(i) }
+        FlowEvent {
+            kind,
+            time_ms: self.now_ms,
+            flow: self.view(i),
+        }
     }
 
     fn view(&self, i: u32) -> FlowView {
@@ -547,10 +601,21 @@ impl FlowTable {
         } else {
             Arc::from(classify::by_port(f.key.proto, srv_port))
         };
-        let score: u32 = (0..5u8).filter(|b| f.status.has(*b)).map(|b| u32::from(status::builtin_score(b))).sum::<u32>()
+        let score: u32 = (0..5u8)
+            .filter(|b| f.status.has(*b))
+            .map(|b| u32::from(status::builtin_score(b)))
+            .sum::<u32>()
             + u32::from(f.script_score);
-        let first = if f.first_ms == i64::MAX { f.updated_ms } else { f.first_ms };
-        let last = if f.last_ms == i64::MIN { f.updated_ms } else { f.last_ms };
+        let first = if f.first_ms == i64::MAX {
+            f.updated_ms
+        } else {
+            f.first_ms
+        };
+        let last = if f.last_ms == i64::MIN {
+            f.updated_ms
+        } else {
+            f.last_ms
+        };
         FlowView {
             key: f.hash,
             exporter: ip(&f.key.exporter),
@@ -590,13 +655,18 @@ fn icmp_type(r: &FlowRecord) -> Option<u8> {
                 return u8::try_from(*t).ok();
             }
         }
-        if matches!(&**name, "icmpTypeCodeIPv4" | "icmpTypeCodeIPv6" | "icmp_type_code") {
+        if matches!(
+            &**name,
+            "icmpTypeCodeIPv4" | "icmpTypeCodeIPv6" | "icmp_type_code"
+        ) {
             if let crate::record::Value::U64(t) = v {
                 return Some((*t >> 8) as u8);
             }
         }
     }
-    r.dst_port.map(|p| (p >> 8) as u8).filter(|_| r.src_port.unwrap_or(0) == 0)
+    r.dst_port
+        .map(|p| (p >> 8) as u8)
+        .filter(|_| r.src_port.unwrap_or(0) == 0)
 }
 
 /// Identity of a record's counted interval (0: nothing to compare).
@@ -606,7 +676,17 @@ fn fingerprint(r: &FlowRecord) -> u32 {
         return 0;
     }
     let mut h = rustc_hash::FxHasher::default();
-    (r.first_ms, r.last_ms, r.bytes, r.packets, r.total_bytes, r.rev_bytes, r.src_port, r.dst_port).hash(&mut h);
+    (
+        r.first_ms,
+        r.last_ms,
+        r.bytes,
+        r.packets,
+        r.total_bytes,
+        r.rev_bytes,
+        r.src_port,
+        r.dst_port,
+    )
+        .hash(&mut h);
     (h.finish() as u32) | 1
 }
 

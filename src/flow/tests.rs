@@ -27,7 +27,12 @@ fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u16, bytes: u64, packets: 
 }
 
 fn table() -> FlowTable {
-    FlowTable::new(TableConfig { max_flows: 100, idle_timeout_ms: 60_000, periodic_ms: 60_000, end_grace_ms: 5_000 })
+    FlowTable::new(TableConfig {
+        max_flows: 100,
+        idle_timeout_ms: 60_000,
+        periodic_ms: 60_000,
+        end_grace_ms: 5_000,
+    })
 }
 
 fn kinds(ev: &[FlowEvent]) -> Vec<&'static str> {
@@ -40,15 +45,32 @@ fn two_directions_make_one_flow_with_client_and_server() {
     let mut ev = Vec::new();
     // softflowd-style: both directions in one datagram, server's record first, same times
     t.ingest(
-        &[tcp("10.0.0.2", 443, "10.0.0.1", 40000, 0x1b, 3000, 4), tcp("10.0.0.1", 40000, "10.0.0.2", 443, 0x1b, 500, 5)],
+        &[
+            tcp("10.0.0.2", 443, "10.0.0.1", 40000, 0x1b, 3000, 4),
+            tcp("10.0.0.1", 40000, "10.0.0.2", 443, 0x1b, 500, 5),
+        ],
         T0,
         &mut ev,
     );
     assert_eq!(kinds(&ev), vec!["protocolDetected"]);
     let f = &ev[0].flow;
-    assert_eq!((f.cli_ip.to_string().as_str(), f.cli_port), ("10.0.0.1", 40000));
-    assert_eq!((f.srv_ip.to_string().as_str(), f.srv_port), ("10.0.0.2", 443));
-    assert_eq!((f.cli2srv_bytes, f.srv2cli_bytes, f.cli2srv_packets, f.srv2cli_packets), (500, 3000, 5, 4));
+    assert_eq!(
+        (f.cli_ip.to_string().as_str(), f.cli_port),
+        ("10.0.0.1", 40000)
+    );
+    assert_eq!(
+        (f.srv_ip.to_string().as_str(), f.srv_port),
+        ("10.0.0.2", 443)
+    );
+    assert_eq!(
+        (
+            f.cli2srv_bytes,
+            f.srv2cli_bytes,
+            f.cli2srv_packets,
+            f.srv2cli_packets
+        ),
+        (500, 3000, 5, 4)
+    );
     assert_eq!(&*f.l7, "TLS");
     assert_eq!(t.len(), 1);
 }
@@ -57,7 +79,11 @@ fn two_directions_make_one_flow_with_client_and_server() {
 fn syn_without_ack_marks_the_client_even_on_high_ports() {
     let mut t = table();
     let mut ev = Vec::new();
-    t.ingest(&[tcp("10.0.0.9", 50000, "10.0.0.1", 40000, 0x02, 60, 1)], T0, &mut ev);
+    t.ingest(
+        &[tcp("10.0.0.9", 50000, "10.0.0.1", 40000, 0x02, 60, 1)],
+        T0,
+        &mut ev,
+    );
     assert_eq!(ev[0].flow.cli_port, 50000);
 }
 
@@ -70,7 +96,10 @@ fn earlier_start_beats_ports() {
     let mut early = rec("10.0.0.2", 53, "10.0.0.1", 5000, 17, 100, 1);
     early.first_ms = Some(T0);
     t.ingest(&[late, early], T0, &mut ev);
-    assert_eq!(ev[0].flow.cli_port, 53, "the side that started first is the client");
+    assert_eq!(
+        ev[0].flow.cli_port, 53,
+        "the side that started first is the client"
+    );
 }
 
 #[test]
@@ -92,12 +121,18 @@ fn refused_connection_status_and_end_after_grace() {
     let mut t = table();
     let mut ev = Vec::new();
     t.ingest(
-        &[tcp("10.0.0.1", 40001, "10.0.0.2", 25, 0x02, 60, 1), tcp("10.0.0.2", 25, "10.0.0.1", 40001, 0x14, 40, 1)],
+        &[
+            tcp("10.0.0.1", 40001, "10.0.0.2", 25, 0x02, 60, 1),
+            tcp("10.0.0.2", 25, "10.0.0.1", 40001, 0x14, 40, 1),
+        ],
         T0,
         &mut ev,
     );
     assert_eq!(kinds(&ev), vec!["protocolDetected", "statusChanged"]);
-    assert_eq!(ev[1].flow.status.names()[0].as_ref(), "tcp_connection_refused");
+    assert_eq!(
+        ev[1].flow.status.names()[0].as_ref(),
+        "tcp_connection_refused"
+    );
     ev.clear();
     t.advance(T0 + 4_999, &mut ev);
     assert!(ev.is_empty(), "waits for the grace time");
@@ -112,31 +147,69 @@ fn refused_connection_status_and_end_after_grace() {
 fn fin_both_ways_ends_flow_and_new_records_make_a_new_one() {
     let mut t = table();
     let mut ev = Vec::new();
-    t.ingest(&[tcp("10.0.0.1", 40002, "10.0.0.2", 80, 0x1b, 100, 3), tcp("10.0.0.2", 80, "10.0.0.1", 40002, 0x1b, 200, 3)], T0, &mut ev);
+    t.ingest(
+        &[
+            tcp("10.0.0.1", 40002, "10.0.0.2", 80, 0x1b, 100, 3),
+            tcp("10.0.0.2", 80, "10.0.0.1", 40002, 0x1b, 200, 3),
+        ],
+        T0,
+        &mut ev,
+    );
     t.advance(T0 + 10_000, &mut ev);
     assert_eq!(kinds(&ev), vec!["protocolDetected", "flowEnd"]);
     assert_eq!(ev[1].flow.end_reason, Some(EndReason::TcpFin));
     ev.clear();
-    t.ingest(&[tcp("10.0.0.1", 40002, "10.0.0.2", 80, 0x02, 60, 1)], T0 + 20_000, &mut ev);
+    t.ingest(
+        &[tcp("10.0.0.1", 40002, "10.0.0.2", 80, 0x02, 60, 1)],
+        T0 + 20_000,
+        &mut ev,
+    );
     assert_eq!(kinds(&ev), vec!["protocolDetected"]);
 }
 
 #[test]
 fn idle_timeout_and_periodic_updates() {
-    let mut t = FlowTable::new(TableConfig { max_flows: 10, idle_timeout_ms: 120_000, periodic_ms: 30_000, end_grace_ms: 5_000 });
+    let mut t = FlowTable::new(TableConfig {
+        max_flows: 10,
+        idle_timeout_ms: 120_000,
+        periodic_ms: 30_000,
+        end_grace_ms: 5_000,
+    });
     let mut ev = Vec::new();
-    t.ingest(&[rec("10.0.0.1", 5000, "10.0.0.2", 53, 17, 80, 1)], T0, &mut ev);
+    t.ingest(
+        &[rec("10.0.0.1", 5000, "10.0.0.2", 53, 17, 80, 1)],
+        T0,
+        &mut ev,
+    );
     t.advance(T0 + 30_000, &mut ev);
-    t.ingest(&[rec("10.0.0.1", 5000, "10.0.0.2", 53, 17, 80, 1)], T0 + 59_000, &mut ev);
+    t.ingest(
+        &[rec("10.0.0.1", 5000, "10.0.0.2", 53, 17, 80, 1)],
+        T0 + 59_000,
+        &mut ev,
+    );
     t.advance(T0 + 60_000, &mut ev);
-    assert_eq!(kinds(&ev), vec!["protocolDetected", "periodicUpdate", "periodicUpdate"]);
+    assert_eq!(
+        kinds(&ev),
+        vec!["protocolDetected", "periodicUpdate", "periodicUpdate"]
+    );
     ev.clear();
     t.advance(T0 + 59_000 + 119_999, &mut ev);
-    assert_eq!(kinds(&ev), vec!["periodicUpdate", "periodicUpdate", "periodicUpdate"]);
-    assert_eq!(ev[2].time_ms, T0 + 150_000, "each event at the time it was due");
+    assert_eq!(
+        kinds(&ev),
+        vec!["periodicUpdate", "periodicUpdate", "periodicUpdate"]
+    );
+    assert_eq!(
+        ev[2].time_ms,
+        T0 + 150_000,
+        "each event at the time it was due"
+    );
     ev.clear();
     t.advance(T0 + 59_000 + 120_000, &mut ev);
-    assert_eq!(kinds(&ev), vec!["statusChanged", "flowEnd"], "unidirectional at the end");
+    assert_eq!(
+        kinds(&ev),
+        vec!["statusChanged", "flowEnd"],
+        "unidirectional at the end"
+    );
     assert_eq!(ev[1].flow.end_reason, Some(EndReason::Idle));
 }
 
@@ -148,7 +221,10 @@ fn exporter_end_reason_ends_the_flow() {
     r.flow_end_reason = Some(3);
     t.ingest(&[r], T0, &mut ev);
     t.advance(T0 + 5_000, &mut ev);
-    assert_eq!(ev.last().unwrap().flow.end_reason, Some(EndReason::EndOfFlow));
+    assert_eq!(
+        ev.last().unwrap().flow.end_reason,
+        Some(EndReason::EndOfFlow)
+    );
     assert_eq!(&*ev[0].flow.l7, "NTP");
 }
 
@@ -168,7 +244,10 @@ fn active_timeout_records_are_summed_and_repeats_not_double_counted() {
     ev.clear();
     t.end_all(&mut ev);
     let end = ev.iter().find(|e| e.kind == EventKind::FlowEnd).unwrap();
-    assert_eq!((end.flow.cli2srv_bytes, end.flow.cli2srv_packets), (3000, 30));
+    assert_eq!(
+        (end.flow.cli2srv_bytes, end.flow.cli2srv_packets),
+        (3000, 30)
+    );
     assert_eq!(end.flow.first_ms, T0);
     assert_eq!(end.flow.last_ms, T0 + 180_000);
     assert_eq!(end.flow.end_reason, Some(EndReason::Shutdown));
@@ -189,20 +268,38 @@ fn total_counters_count_growth() {
     }
     t.end_all(&mut ev);
     let end = ev.iter().find(|e| e.kind == EventKind::FlowEnd).unwrap();
-    assert_eq!((end.flow.cli2srv_bytes, end.flow.cli2srv_packets), (400, 40));
+    assert_eq!(
+        (end.flow.cli2srv_bytes, end.flow.cli2srv_packets),
+        (400, 40)
+    );
 }
 
 #[test]
 fn full_table_evicts_least_recently_updated() {
-    let mut t = FlowTable::new(TableConfig { max_flows: 3, ..TableConfig::default() });
+    let mut t = FlowTable::new(TableConfig {
+        max_flows: 3,
+        ..TableConfig::default()
+    });
     let mut ev = Vec::new();
     for p in 0..3u16 {
-        t.ingest(&[rec("10.0.0.1", 1000 + p, "10.0.0.2", 53, 17, 1, 1)], T0 + i64::from(p), &mut ev);
+        t.ingest(
+            &[rec("10.0.0.1", 1000 + p, "10.0.0.2", 53, 17, 1, 1)],
+            T0 + i64::from(p),
+            &mut ev,
+        );
     }
     // refresh the first one
-    t.ingest(&[rec("10.0.0.1", 1000, "10.0.0.2", 53, 17, 1, 1)], T0 + 10, &mut ev);
+    t.ingest(
+        &[rec("10.0.0.1", 1000, "10.0.0.2", 53, 17, 1, 1)],
+        T0 + 10,
+        &mut ev,
+    );
     ev.clear();
-    t.ingest(&[rec("10.0.0.1", 2000, "10.0.0.2", 53, 17, 1, 1)], T0 + 11, &mut ev);
+    t.ingest(
+        &[rec("10.0.0.1", 2000, "10.0.0.2", 53, 17, 1, 1)],
+        T0 + 11,
+        &mut ev,
+    );
     let end = ev.iter().find(|e| e.kind == EventKind::FlowEnd).unwrap();
     assert_eq!(end.flow.end_reason, Some(EndReason::Evicted));
     assert_eq!(end.flow.cli_port, 1001);
@@ -215,10 +312,21 @@ fn shutdown_ends_every_flow_once_with_pending_reasons_kept() {
     let mut t = table();
     let mut ev = Vec::new();
     t.ingest(&[rec("10.0.0.1", 1, "10.0.0.2", 2, 17, 1, 1)], T0, &mut ev);
-    t.ingest(&[tcp("10.0.0.1", 3, "10.0.0.2", 80, 0x02, 1, 1), tcp("10.0.0.2", 80, "10.0.0.1", 3, 0x14, 1, 1)], T0, &mut ev);
+    t.ingest(
+        &[
+            tcp("10.0.0.1", 3, "10.0.0.2", 80, 0x02, 1, 1),
+            tcp("10.0.0.2", 80, "10.0.0.1", 3, 0x14, 1, 1),
+        ],
+        T0,
+        &mut ev,
+    );
     ev.clear();
     t.end_all(&mut ev);
-    let ends: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::FlowEnd).map(|e| e.flow.end_reason.unwrap()).collect();
+    let ends: Vec<_> = ev
+        .iter()
+        .filter(|e| e.kind == EventKind::FlowEnd)
+        .map(|e| e.flow.end_reason.unwrap())
+        .collect();
     assert_eq!(ends, vec![EndReason::Shutdown, EndReason::TcpRst]);
     assert!(t.is_empty());
 }
@@ -227,7 +335,11 @@ fn shutdown_ends_every_flow_once_with_pending_reasons_kept() {
 fn unanswered_syn_is_no_response() {
     let mut t = table();
     let mut ev = Vec::new();
-    t.ingest(&[tcp("10.0.0.1", 40005, "10.0.0.3", 22, 0x02, 120, 2)], T0, &mut ev);
+    t.ingest(
+        &[tcp("10.0.0.1", 40005, "10.0.0.3", 22, 0x02, 120, 2)],
+        T0,
+        &mut ev,
+    );
     t.end_all(&mut ev);
     let end = ev.iter().find(|e| e.kind == EventKind::FlowEnd).unwrap();
     assert!(end.flow.status.has(status::TCP_NO_RESPONSE));
@@ -244,13 +356,36 @@ fn flow_entry_stays_small() {
 fn event_json_uses_the_flat_vocabulary() {
     let mut t = table();
     let mut ev = Vec::new();
-    t.ingest(&[rec("10.0.0.1", 5000, "10.0.0.2", 53, 17, 80, 1)], T0, &mut ev);
+    t.ingest(
+        &[rec("10.0.0.1", 5000, "10.0.0.2", 53, 17, 80, 1)],
+        T0,
+        &mut ev,
+    );
     let v: serde_json::Value = serde_json::to_value(&ev[0]).unwrap();
     assert_eq!(v["event"], "protocolDetected");
     assert_eq!(v["time"], "2023-11-14T22:13:20.000Z");
-    for k in ["cli.ip", "srv.ip", "cli.port", "srv.port", "proto.l4", "proto.l7", "cli2srv.bytes", "srv2cli.bytes",
-        "cli2srv.packets", "srv2cli.packets", "first_seen", "last_seen", "duration", "exporter", "observation_domain",
-        "in_if", "out_if", "status", "score", "key"] {
+    for k in [
+        "cli.ip",
+        "srv.ip",
+        "cli.port",
+        "srv.port",
+        "proto.l4",
+        "proto.l7",
+        "cli2srv.bytes",
+        "srv2cli.bytes",
+        "cli2srv.packets",
+        "srv2cli.packets",
+        "first_seen",
+        "last_seen",
+        "duration",
+        "exporter",
+        "observation_domain",
+        "in_if",
+        "out_if",
+        "status",
+        "score",
+        "key",
+    ] {
         assert!(v["flow"].get(k).is_some(), "missing {k}");
     }
     assert_eq!(v["flow"]["proto.l4"], "UDP");

@@ -12,8 +12,8 @@ mod socket;
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -38,7 +38,10 @@ pub struct Datagram {
 #[derive(Debug, Error)]
 pub enum IngestError {
     #[error("cannot bind UDP {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl IngestError {
@@ -60,7 +63,10 @@ impl AllowList {
 
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
         self.0.is_empty() || self.0.iter().any(|n| n.contains(&ip))
@@ -70,7 +76,9 @@ impl AllowList {
 /// The shard an exporter is pinned to.
 pub fn shard_of(ip: IpAddr, shards: usize) -> usize {
     // fixed keys: the same exporter maps to the same shard in every run
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
     match ip {
         IpAddr::V4(a) => h.write(&a.octets()),
         IpAddr::V6(a) => h.write(&a.octets()),
@@ -79,7 +87,10 @@ pub fn shard_of(ip: IpAddr, shards: usize) -> usize {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Receives on `sock` until `cancel`, handing datagrams to `shards`.
@@ -131,7 +142,11 @@ fn drain(
             tel.dropped(DropReason::NotAllowed, 1);
             continue;
         }
-        let d = Datagram { exporter: from, received_ms: now_ms(), payload: buf[..n].to_vec() };
+        let d = Datagram {
+            exporter: from,
+            received_ms: now_ms(),
+            payload: buf[..n].to_vec(),
+        };
         match shards[shard_of(from.ip(), shards.len())].try_send(d) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => tel.dropped(DropReason::QueueFull, 1),
@@ -147,7 +162,10 @@ mod tests {
 
     #[test]
     fn allow_list() {
-        let a = AllowList::new(vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()]);
+        let a = AllowList::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]);
         assert!(a.allows("10.1.2.3".parse().unwrap()));
         assert!(a.allows("::ffff:10.1.2.3".parse().unwrap()));
         assert!(a.allows("2001:db8::1".parse().unwrap()));

@@ -36,9 +36,14 @@ fn set_recv_buffer(sock: &Socket, bytes: usize) -> usize {
 
 /// Binds one UDP socket on `addr` with SO_REUSEPORT and the receive buffer
 /// requested; returns it with the buffer size the kernel granted.
-pub fn bind(addr: SocketAddr, recv_buffer: usize, reuse_port: bool) -> Result<(std::net::UdpSocket, usize), IngestError> {
+pub fn bind(
+    addr: SocketAddr,
+    recv_buffer: usize,
+    reuse_port: bool,
+) -> Result<(std::net::UdpSocket, usize), IngestError> {
     let err = |source| IngestError::Bind { addr, source };
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true).map_err(err)?;
     }

@@ -94,7 +94,10 @@ fn open_append(path: &Path) -> Result<File, SinkError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| SinkError::Io { path: path.display().to_string(), source })
+        .map_err(|source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 impl JsonLines {
@@ -105,11 +108,18 @@ impl JsonLines {
         } else {
             (Some(path.to_path_buf()), Box::new(open_append(path)?))
         };
-        Ok(JsonLines { path, out: BufWriter::with_capacity(256 * 1024, w) })
+        Ok(JsonLines {
+            path,
+            out: BufWriter::with_capacity(256 * 1024, w),
+        })
     }
 
     fn io_err(&self, source: io::Error) -> SinkError {
-        let path = self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "stdout".into());
+        let path = self
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "stdout".into());
         SinkError::Io { path, source }
     }
 }
@@ -138,41 +148,51 @@ impl Sink for JsonLines {
 }
 
 /// Runs `sink` on its own thread until every sender of `rx` is gone, then flushes.
-pub fn spawn(mut sink: Box<dyn Sink>, rx: Receiver<OutputMsg>, flush_every: Duration) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("flowhook-output".into()).spawn(move || {
-        let mut tel = SinkTelemetry::new(sink.name());
-        let mut last_flush = Instant::now();
-        let mut dirty = false;
-        loop {
-            let wait = flush_every.saturating_sub(last_flush.elapsed());
-            match rx.recv_timeout(if dirty { wait } else { Duration::from_secs(3600) }) {
-                Ok(OutputMsg::Lines(batch)) => {
-                    match sink.write(&batch.buf, batch.count) {
-                        Ok(()) => tel.written.increment(batch.count as u64),
-                        Err(e) => tel.write_failed(&e),
+pub fn spawn(
+    mut sink: Box<dyn Sink>,
+    rx: Receiver<OutputMsg>,
+    flush_every: Duration,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("flowhook-output".into())
+        .spawn(move || {
+            let mut tel = SinkTelemetry::new(sink.name());
+            let mut last_flush = Instant::now();
+            let mut dirty = false;
+            loop {
+                let wait = flush_every.saturating_sub(last_flush.elapsed());
+                match rx.recv_timeout(if dirty {
+                    wait
+                } else {
+                    Duration::from_secs(3600)
+                }) {
+                    Ok(OutputMsg::Lines(batch)) => {
+                        match sink.write(&batch.buf, batch.count) {
+                            Ok(()) => tel.written.increment(batch.count as u64),
+                            Err(e) => tel.write_failed(&e),
+                        }
+                        dirty = true;
                     }
-                    dirty = true;
+                    Ok(OutputMsg::Reopen) => {
+                        if let Err(e) = sink.reopen() {
+                            tel.write_failed(&e);
+                        } else {
+                            tracing::info!("output reopened");
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Ok(OutputMsg::Reopen) => {
-                    if let Err(e) = sink.reopen() {
+                if dirty && last_flush.elapsed() >= flush_every {
+                    if let Err(e) = sink.flush() {
                         tel.write_failed(&e);
-                    } else {
-                        tracing::info!("output reopened");
                     }
+                    dirty = false;
+                    last_flush = Instant::now();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
             }
-            if dirty && last_flush.elapsed() >= flush_every {
-                if let Err(e) = sink.flush() {
-                    tel.write_failed(&e);
-                }
-                dirty = false;
-                last_flush = Instant::now();
+            if let Err(e) = sink.flush() {
+                tel.write_failed(&e);
             }
-        }
-        if let Err(e) = sink.flush() {
-            tel.write_failed(&e);
-        }
-    })
+        })
 }

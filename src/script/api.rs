@@ -12,17 +12,37 @@ use std::rc::Rc;
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 
 use crate::enrich::GeoInfo;
-use crate::flow::status::{self, StatusSet};
 use crate::flow::FlowView;
+use crate::flow::status::{self, StatusSet};
 
 /// Syslog-like severities (`triggerStatus`, alerts).
-pub const SEVERITIES: [&str; 7] = ["info", "notice", "warning", "error", "critical", "alert", "emergency"];
+pub const SEVERITIES: [&str; 7] = [
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 /// Something a script asked for during a call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Status { bit: u8, name: String, score: u16, severity: &'static str, message: String, info: serde_json::Value },
-    Alert { score: u16, severity: &'static str, message: String, info: serde_json::Value },
+    Status {
+        bit: u8,
+        name: String,
+        score: u16,
+        severity: &'static str,
+        message: String,
+        info: serde_json::Value,
+    },
+    Alert {
+        score: u16,
+        severity: &'static str,
+        message: String,
+        info: serde_json::Value,
+    },
 }
 
 /// What scripts have added to one flow.
@@ -54,7 +74,12 @@ fn severity(s: Option<String>) -> mlua::Result<&'static str> {
         .iter()
         .find(|x| x.eq_ignore_ascii_case(&s))
         .copied()
-        .ok_or_else(|| mlua::Error::runtime(format!("unknown severity '{s}' (use {})", SEVERITIES.join(", "))))
+        .ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "unknown severity '{s}' (use {})",
+                SEVERITIES.join(", ")
+            ))
+        })
 }
 
 fn score(v: Option<i64>) -> u16 {
@@ -86,20 +111,27 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                 $name,
                 lua.create_function(move |$lua, ()| {
                     let cur = slot.borrow();
-                    let Some($v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                    let Some($v) = cur.view.as_ref() else {
+                        return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                    };
                     $body
                 })?,
             )?;
         }};
     }
-    for (fname, cli) in [("getClientGeolocation", true), ("getServerGeolocation", false)] {
+    for (fname, cli) in [
+        ("getClientGeolocation", true),
+        ("getServerGeolocation", false),
+    ] {
         let keys = geo_keys(if cli { "cli" } else { "srv" })?;
         let slot = slot.clone();
         flow.set(
             fname,
             lua.create_function(move |lua, ()| {
                 let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
                 let g = if cli { &v.cli_geo } else { &v.srv_geo };
                 let t = lua.create_table_with_capacity(0, 6)?;
                 if let Some(c) = &g.country {
@@ -122,13 +154,23 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             })?,
         )?;
     }
-    getter!("getClientCountry", |v, _lua| Ok(v.cli_geo.country.as_deref().map(str::to_owned)));
-    getter!("getServerCountry", |v, _lua| Ok(v.srv_geo.country.as_deref().map(str::to_owned)));
+    getter!("getClientCountry", |v, _lua| Ok(v
+        .cli_geo
+        .country
+        .as_deref()
+        .map(str::to_owned)));
+    getter!("getServerCountry", |v, _lua| Ok(v
+        .srv_geo
+        .country
+        .as_deref()
+        .map(str::to_owned)));
     getter!("getKey", |v, _lua| Ok(format!("{:016x}", v.key)));
     getter!("getFirstSeen", |v, _lua| Ok(v.first_ms as f64 / 1000.0));
     getter!("getLastSeen", |v, _lua| Ok(v.last_ms as f64 / 1000.0));
     getter!("getDuration", |v, _lua| Ok(v.duration_ms() as f64 / 1000.0));
-    getter!("getPackets", |v, _lua| Ok(v.cli2srv_packets + v.srv2cli_packets));
+    getter!("getPackets", |v, _lua| Ok(
+        v.cli2srv_packets + v.srv2cli_packets
+    ));
     getter!("getPacketsSent", |v, _lua| Ok(v.cli2srv_packets));
     getter!("getPacketsRcvd", |v, _lua| Ok(v.srv2cli_packets));
     getter!("getBytes", |v, _lua| Ok(v.cli2srv_bytes + v.srv2cli_bytes));
@@ -136,9 +178,13 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     getter!("getBytesRcvd", |v, _lua| Ok(v.srv2cli_bytes));
     getter!("getnDPIProtocolName", |v, _lua| Ok(v.l7.to_string()));
     getter!("getL4ProtocolName", |v, _lua| {
-        Ok(crate::flow::classify::l4_name(v.proto).map(str::to_owned).unwrap_or_else(|| v.proto.to_string()))
+        Ok(crate::flow::classify::l4_name(v.proto)
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.proto.to_string()))
     });
-    getter!("isBidirectional", |v, _lua| Ok(v.cli2srv_packets > 0 && v.srv2cli_packets > 0));
+    getter!("isBidirectional", |v, _lua| Ok(
+        v.cli2srv_packets > 0 && v.srv2cli_packets > 0
+    ));
     getter!("getInfo", |v, lua| lua.to_value(v));
     getter!("getExporterInfo", |v, lua| {
         let t = lua.create_table()?;
@@ -155,7 +201,9 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             "getFullInfo",
             lua.create_function(move |lua, ()| {
                 let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
                 let t: Table = match lua.to_value(v)? {
                     Value::Table(t) => t,
                     _ => lua.create_table()?,
@@ -163,21 +211,37 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                 t.set("cli.latitude", v.cli_geo.latitude)?;
                 t.set("srv.latitude", v.srv_geo.latitude)?;
                 t.set("custom_info", cur.state.custom_info.clone())?;
-                let names: Vec<String> = cur.state.status.names().iter().map(|n| n.to_string()).collect();
+                let names: Vec<String> = cur
+                    .state
+                    .status
+                    .names()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
                 t.set("script_status", names)?;
                 t.set("script_score", cur.state.score)?;
                 Ok(t)
             })?,
         )?;
     }
-    for (fname, want) in [("isLocal", 0u8), ("isLocalToRemote", 1), ("isRemoteToLocal", 2), ("isRemoteToRemote", 3)] {
+    for (fname, want) in [
+        ("isLocal", 0u8),
+        ("isLocalToRemote", 1),
+        ("isRemoteToLocal", 2),
+        ("isRemoteToRemote", 3),
+    ] {
         let slot = slot.clone();
         flow.set(
             fname,
             lua.create_function(move |_, ()| {
                 let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
-                let (c, s) = (is_local(&v.cli_geo, cur.have_local_networks), is_local(&v.srv_geo, cur.have_local_networks));
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
+                let (c, s) = (
+                    is_local(&v.cli_geo, cur.have_local_networks),
+                    is_local(&v.srv_geo, cur.have_local_networks),
+                );
                 Ok(match want {
                     0 => c || s,
                     1 => c && !s,
@@ -193,9 +257,15 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             "getStatus",
             lua.create_function(move |_, ()| {
                 let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
                 let all = StatusSet(v.status.0 | cur.state.status.0);
-                Ok(all.names().iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                Ok(all
+                    .names()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>())
             })?,
         )?;
     }
@@ -205,7 +275,9 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             "isStatusSet",
             lua.create_function(move |_, key: String| {
                 let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
                 let all = StatusSet(v.status.0 | cur.state.status.0);
                 Ok(all.names().iter().any(|n| **n == *key))
             })?,
@@ -217,7 +289,9 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             "getScore",
             lua.create_function(move |_, ()| {
                 let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else { return Err(mlua::Error::runtime("flow is only available inside a hook")) };
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
                 // the view already includes what scripts added
                 Ok(v.score)
             })?,
@@ -239,12 +313,26 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         flow.set(
             "triggerStatus",
             lua.create_function(
-                move |lua, (key, sc, sev, message, info): (String, Option<i64>, Option<String>, Option<String>, Option<Value>)| {
+                move |lua,
+                      (key, sc, sev, message, info): (
+                    String,
+                    Option<i64>,
+                    Option<String>,
+                    Option<String>,
+                    Option<Value>,
+                )| {
                     if key.is_empty() || key.len() > 64 {
-                        return Err(mlua::Error::runtime("triggerStatus: the status key must be 1..64 characters"));
+                        return Err(mlua::Error::runtime(
+                            "triggerStatus: the status key must be 1..64 characters",
+                        ));
                     }
-                    let bit = status::register(&key).ok_or_else(|| mlua::Error::runtime("triggerStatus: too many distinct statuses (64)"))?;
-                    let info = info.map(|v| lua.from_value::<serde_json::Value>(v)).transpose()?.unwrap_or(serde_json::Value::Null);
+                    let bit = status::register(&key).ok_or_else(|| {
+                        mlua::Error::runtime("triggerStatus: too many distinct statuses (64)")
+                    })?;
+                    let info = info
+                        .map(|v| lua.from_value::<serde_json::Value>(v))
+                        .transpose()?
+                        .unwrap_or(serde_json::Value::Null);
                     slot.borrow_mut().actions.push(Action::Status {
                         bit,
                         name: key,
@@ -262,11 +350,21 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         let slot = slot.clone();
         flow.set(
             "triggerAlert",
-            lua.create_function(move |lua, (sc, message, info): (Option<i64>, Option<String>, Option<Value>)| {
-                let info = info.map(|v| lua.from_value::<serde_json::Value>(v)).transpose()?.unwrap_or(serde_json::Value::Null);
-                slot.borrow_mut().actions.push(Action::Alert { score: score(sc), severity: "warning", message: message.unwrap_or_default(), info });
-                Ok(())
-            })?,
+            lua.create_function(
+                move |lua, (sc, message, info): (Option<i64>, Option<String>, Option<Value>)| {
+                    let info = info
+                        .map(|v| lua.from_value::<serde_json::Value>(v))
+                        .transpose()?
+                        .unwrap_or(serde_json::Value::Null);
+                    slot.borrow_mut().actions.push(Action::Alert {
+                        score: score(sc),
+                        severity: "warning",
+                        message: message.unwrap_or_default(),
+                        info,
+                    });
+                    Ok(())
+                },
+            )?,
         )?;
     }
     lua.globals().set("flow", flow)?;

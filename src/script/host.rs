@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use mlua::chunk::ChunkMode;
 use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
-use super::api::{self, Action, FlowScriptState, Slot};
-use super::sandbox::{self, Deadline, DEADLINE_MARKER};
 use super::ScriptError;
+use super::api::{self, Action, FlowScriptState, Slot};
+use super::sandbox::{self, DEADLINE_MARKER, Deadline};
 use crate::flow::status::{self, StatusSet};
 use crate::flow::{EventKind, FlowEvent, FlowView};
 use crate::output::Lines;
@@ -81,7 +81,12 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ScriptSource>, ScriptError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ScriptError::Dir { path: dir.display().to_string(), detail: e.to_string() }),
+        Err(e) => {
+            return Err(ScriptError::Dir {
+                path: dir.display().to_string(),
+                detail: e.to_string(),
+            });
+        }
     };
     let mut out = Vec::new();
     for e in entries.flatten() {
@@ -89,8 +94,13 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ScriptSource>, ScriptError> {
         if path.extension().is_none_or(|x| x != "lua") || !path.is_file() {
             continue;
         }
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
-        let source = std::fs::read(&path).map_err(|e| ScriptError::Load { script: name.clone(), detail: format!("{}: {e}", path.display()) })?;
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let source = std::fs::read(&path).map_err(|e| ScriptError::Load {
+            script: name.clone(),
+            detail: format!("{}: {e}", path.display()),
+        })?;
         out.push(ScriptSource { name, path, source });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -105,7 +115,12 @@ fn strings(v: Value) -> Vec<String> {
     }
 }
 
-const HOOK_NAMES: [&str; 4] = ["protocolDetected", "statusChanged", "periodicUpdate", "flowEnd"];
+const HOOK_NAMES: [&str; 4] = [
+    "protocolDetected",
+    "statusChanged",
+    "periodicUpdate",
+    "flowEnd",
+];
 
 fn hook_index(kind: EventKind) -> usize {
     EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
@@ -124,7 +139,10 @@ pub struct ScriptHost {
 
 /// Compiles `src` in a scratch state: the way `check` and reload find errors with file and line.
 pub fn check_source(cfg: &HostConfig, src: &ScriptSource) -> Result<(), ScriptError> {
-    let mut h = ScriptHost::empty(cfg).map_err(|e| ScriptError::Load { script: src.name.clone(), detail: e.to_string() })?;
+    let mut h = ScriptHost::empty(cfg).map_err(|e| ScriptError::Load {
+        script: src.name.clone(),
+        detail: e.to_string(),
+    })?;
     h.load(src)
 }
 
@@ -134,12 +152,26 @@ impl ScriptHost {
         let slot: Slot = Default::default();
         slot.borrow_mut().have_local_networks = cfg.have_local_networks;
         api::install(&lua, slot.clone())?;
-        Ok(ScriptHost { lua, deadline, slot, scripts: Vec::new(), flows: HashMap::new(), cfg: cfg.clone(), tel: ScriptTelemetry::default() })
+        Ok(ScriptHost {
+            lua,
+            deadline,
+            slot,
+            scripts: Vec::new(),
+            flows: HashMap::new(),
+            cfg: cfg.clone(),
+            tel: ScriptTelemetry::default(),
+        })
     }
 
     /// A host with `sources` loaded; a script that fails to load is reported in the returned list and left out.
-    pub fn new(cfg: &HostConfig, sources: &[ScriptSource]) -> Result<(Self, Vec<ScriptError>), ScriptError> {
-        let mut h = Self::empty(cfg).map_err(|e| ScriptError::Load { script: "(state)".into(), detail: e.to_string() })?;
+    pub fn new(
+        cfg: &HostConfig,
+        sources: &[ScriptSource],
+    ) -> Result<(Self, Vec<ScriptError>), ScriptError> {
+        let mut h = Self::empty(cfg).map_err(|e| ScriptError::Load {
+            script: "(state)".into(),
+            detail: e.to_string(),
+        })?;
         let mut errors = Vec::new();
         for s in sources {
             if let Err(e) = h.load(s) {
@@ -151,28 +183,52 @@ impl ScriptHost {
 
     /// Names of the scripts that run.
     pub fn enabled(&self) -> Vec<String> {
-        self.scripts.iter().filter(|s| s.enabled).map(|s| s.name.to_string()).collect()
+        self.scripts
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| s.name.to_string())
+            .collect()
     }
 
     fn load(&mut self, src: &ScriptSource) -> Result<(), ScriptError> {
-        let err = |detail: String| ScriptError::Load { script: src.name.clone(), detail };
+        let err = |detail: String| ScriptError::Load {
+            script: src.name.clone(),
+            detail,
+        };
         let chunk = self
             .lua
             .load(&src.source[..])
             .set_name(format!("@{}", src.path.display()))
             .set_mode(ChunkMode::Text);
-        self.deadline.arm(Instant::now() + self.cfg.deadline.max(Duration::from_millis(100)) * 10);
+        self.deadline
+            .arm(Instant::now() + self.cfg.deadline.max(Duration::from_millis(100)) * 10);
         let r = chunk.eval::<Value>();
         self.deadline.disarm();
         let t = match r.map_err(|e| err(e.to_string()))? {
             Value::Table(t) => t,
-            other => return Err(err(format!("{}: must return a table (got {})", src.path.display(), other.type_name()))),
+            other => {
+                return Err(err(format!(
+                    "{}: must return a table (got {})",
+                    src.path.display(),
+                    other.type_name()
+                )));
+            }
         };
-        let hooks_t: Table = t.get("hooks").map_err(|_| err(format!("{}: the returned table has no `hooks` table", src.path.display())))?;
+        let hooks_t: Table = t.get("hooks").map_err(|_| {
+            err(format!(
+                "{}: the returned table has no `hooks` table",
+                src.path.display()
+            ))
+        })?;
         let mut hooks: [Option<Function>; 4] = Default::default();
         for pair in hooks_t.pairs::<String, Value>() {
             let (k, v) = pair.map_err(|e| err(e.to_string()))?;
-            let Value::Function(f) = v else { return Err(err(format!("{}: hooks.{k} is not a function", src.path.display()))) };
+            let Value::Function(f) = v else {
+                return Err(err(format!(
+                    "{}: hooks.{k} is not a function",
+                    src.path.display()
+                )));
+            };
             if k == "all" {
                 for h in hooks.iter_mut() {
                     h.get_or_insert(f.clone());
@@ -180,21 +236,37 @@ impl ScriptHost {
                 continue;
             }
             let Some(i) = HOOK_NAMES.iter().position(|n| *n == k) else {
-                return Err(err(format!("{}: unknown hook `{k}` (use {} or all)", src.path.display(), HOOK_NAMES.join(", "))));
+                return Err(err(format!(
+                    "{}: unknown hook `{k}` (use {} or all)",
+                    src.path.display(),
+                    HOOK_NAMES.join(", ")
+                )));
             };
             hooks[i] = Some(f);
         }
-        let default_enabled = t.get::<Option<bool>>("default_enabled").map_err(|e| err(e.to_string()))?.unwrap_or(true);
+        let default_enabled = t
+            .get::<Option<bool>>("default_enabled")
+            .map_err(|e| err(e.to_string()))?
+            .unwrap_or(true);
         let name = src.name.as_str();
-        let enabled = (default_enabled || self.cfg.enable.iter().any(|n| n == name)) && !self.cfg.disable.iter().any(|n| n == name);
+        let enabled = (default_enabled || self.cfg.enable.iter().any(|n| n == name))
+            && !self.cfg.disable.iter().any(|n| n == name);
         let conf: Value = match self.cfg.conf.get(name) {
-            Some(v) => self.lua.to_value(v).map_err(|e| err(format!("scripts.conf.{name}: {e}")))?,
+            Some(v) => self
+                .lua
+                .to_value(v)
+                .map_err(|e| err(format!("scripts.conf.{name}: {e}")))?,
             None => t.get("default_value").map_err(|e| err(e.to_string()))?,
         };
-        let periodic_secs = t.get::<Option<i64>>("periodic_update_seconds").map_err(|e| err(e.to_string()))?;
+        let periodic_secs = t
+            .get::<Option<i64>>("periodic_update_seconds")
+            .map_err(|e| err(e.to_string()))?;
         let mut enabled = enabled;
         if enabled {
-            if let Some(setup) = t.get::<Option<Function>>("setup").map_err(|e| err(e.to_string()))? {
+            if let Some(setup) = t
+                .get::<Option<Function>>("setup")
+                .map_err(|e| err(e.to_string()))?
+            {
                 self.deadline.arm(Instant::now() + self.cfg.deadline * 10);
                 let r = setup.call::<Value>(conf.clone());
                 self.deadline.disarm();
@@ -248,20 +320,39 @@ impl ScriptHost {
     }
 
     /// Runs the hooks for `ev`; lines for the sinks go to `out` when `write_event`/alerts apply.
-    pub fn handle(&mut self, ev: &FlowEvent, write_event: impl Fn(EventKind) -> bool, out: &mut Lines) {
+    pub fn handle(
+        &mut self,
+        ev: &FlowEvent,
+        write_event: impl Fn(EventKind) -> bool,
+        out: &mut Lines,
+    ) {
         let key = ev.flow.key;
         let mut state = self.flows.remove(&key).unwrap_or_default();
         let mut view = merged(&ev.flow, &state);
         let changed = self.run_hooks(ev.kind, ev.time_ms, &mut view, &mut state, out);
         if write_event(ev.kind) {
-            let _ = out.push(&FlowEvent { kind: ev.kind, time_ms: ev.time_ms, flow: view.clone() });
+            let _ = out.push(&FlowEvent {
+                kind: ev.kind,
+                time_ms: ev.time_ms,
+                flow: view.clone(),
+            });
         }
         // statuses set by scripts fire statusChanged once, never recursively
         if changed && ev.kind != EventKind::StatusChanged {
             view = merged(&ev.flow, &state);
-            self.run_hooks(EventKind::StatusChanged, ev.time_ms, &mut view, &mut state, out);
+            self.run_hooks(
+                EventKind::StatusChanged,
+                ev.time_ms,
+                &mut view,
+                &mut state,
+                out,
+            );
             if write_event(EventKind::StatusChanged) {
-                let _ = out.push(&FlowEvent { kind: EventKind::StatusChanged, time_ms: ev.time_ms, flow: view });
+                let _ = out.push(&FlowEvent {
+                    kind: EventKind::StatusChanged,
+                    time_ms: ev.time_ms,
+                    flow: view,
+                });
             }
         }
         if ev.kind != EventKind::FlowEnd {
@@ -270,14 +361,25 @@ impl ScriptHost {
     }
 
     /// Calls the hooks of `kind`; returns whether scripts changed the status set.
-    fn run_hooks(&mut self, kind: EventKind, time_ms: i64, view: &mut FlowView, state: &mut FlowScriptState, out: &mut Lines) -> bool {
+    fn run_hooks(
+        &mut self,
+        kind: EventKind,
+        time_ms: i64,
+        view: &mut FlowView,
+        state: &mut FlowScriptState,
+        out: &mut Lines,
+    ) -> bool {
         let hi = hook_index(kind);
         let before = state.status;
         let now = time_ms as f64 / 1000.0;
         for si in 0..self.scripts.len() {
             let s = &self.scripts[si];
-            let Some(f) = s.hooks[hi].clone().filter(|_| s.enabled) else { continue };
-            let l4 = crate::flow::classify::l4_name(view.proto).map(str::to_owned).unwrap_or_else(|| view.proto.to_string());
+            let Some(f) = s.hooks[hi].clone().filter(|_| s.enabled) else {
+                continue;
+            };
+            let l4 = crate::flow::classify::l4_name(view.proto)
+                .map(str::to_owned)
+                .unwrap_or_else(|| view.proto.to_string());
             if !s.l4.is_empty() && !s.l4.iter().any(|p| p.eq_ignore_ascii_case(&l4)) {
                 continue;
             }
@@ -286,7 +388,11 @@ impl ScriptHost {
             }
             if let (EventKind::PeriodicUpdate, Some(every)) = (kind, s.periodic_secs) {
                 let idx = si as u16;
-                let last = state.last_periodic.iter().find(|(i, _)| *i == idx).map(|(_, t)| *t);
+                let last = state
+                    .last_periodic
+                    .iter()
+                    .find(|(i, _)| *i == idx)
+                    .map(|(_, t)| *t);
                 if last.is_some_and(|t| time_ms / 1000 - t < every) {
                     continue;
                 }
@@ -309,7 +415,10 @@ impl ScriptHost {
             let (actions, new_state) = {
                 let mut cur = self.slot.borrow_mut();
                 cur.view = None;
-                (std::mem::take(&mut cur.actions), std::mem::take(&mut cur.state))
+                (
+                    std::mem::take(&mut cur.actions),
+                    std::mem::take(&mut cur.state),
+                )
             };
             *state = new_state;
             self.scripts[si].timers[hi].record(took);
@@ -337,12 +446,28 @@ impl ScriptHost {
         state.status != before
     }
 
-    fn apply(&mut self, si: usize, a: Action, time_ms: i64, view: &FlowView, state: &mut FlowScriptState, out: &mut Lines) {
+    fn apply(
+        &mut self,
+        si: usize,
+        a: Action,
+        time_ms: i64,
+        view: &FlowView,
+        state: &mut FlowScriptState,
+        out: &mut Lines,
+    ) {
         let (status_name, score, severity, message, info) = match a {
-            Action::Status { bit, name, score, severity, message, info } => {
+            Action::Status {
+                bit,
+                name,
+                score,
+                severity,
+                message,
+                info,
+            } => {
                 let newly = state.status.set(bit);
                 if newly {
-                    state.score = (u32::from(state.score) + u32::from(score)).min(u32::from(status::MAX_SCORE)) as u16;
+                    state.score = (u32::from(state.score) + u32::from(score))
+                        .min(u32::from(status::MAX_SCORE)) as u16;
                 }
                 // the same (flow, status) alerts once
                 if !state.alerted.set(bit) {
@@ -350,8 +475,14 @@ impl ScriptHost {
                 }
                 (Some(name), score, severity, message, info)
             }
-            Action::Alert { score, severity, message, info } => {
-                state.score = (u32::from(state.score) + u32::from(score)).min(u32::from(status::MAX_SCORE)) as u16;
+            Action::Alert {
+                score,
+                severity,
+                message,
+                info,
+            } => {
+                state.score = (u32::from(state.score) + u32::from(score))
+                    .min(u32::from(status::MAX_SCORE)) as u16;
                 (None, score, severity, message, info)
             }
         };
@@ -365,7 +496,8 @@ impl ScriptHost {
             return;
         }
         s.alert_window.1 += 1;
-        self.tel.alert(&s.name, status_name.as_deref().unwrap_or(""), severity);
+        self.tel
+            .alert(&s.name, status_name.as_deref().unwrap_or(""), severity);
         let alert = Alert {
             time_ms,
             script: &s.name,
@@ -418,7 +550,10 @@ fn merged_from(v: &FlowView, st: &FlowScriptState) -> FlowView {
     let mut m = v.clone();
     let base_bits = StatusSet(v.status.0 & 0x1f);
     m.status = StatusSet(v.status.0 | st.status.0);
-    let base: u32 = (0..5u8).filter(|b| base_bits.has(*b)).map(|b| u32::from(status::builtin_score(b))).sum();
+    let base: u32 = (0..5u8)
+        .filter(|b| base_bits.has(*b))
+        .map(|b| u32::from(status::builtin_score(b)))
+        .sum();
     m.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
     m
 }

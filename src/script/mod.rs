@@ -20,13 +20,13 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use thiserror::Error;
 
-pub use host::{check_source, read_dir, HostConfig, ScriptHost, ScriptSource};
+pub use host::{HostConfig, ScriptHost, ScriptSource, check_source, read_dir};
 
 use crate::flow::{EventKind, FlowEvent};
 use crate::output::{Lines, OutputMsg};
@@ -54,7 +54,11 @@ impl ScriptError {
 pub fn check_all(cfg: &HostConfig) -> Result<Vec<String>, Vec<ScriptError>> {
     let sources = read_dir(&cfg.dir).map_err(|e| vec![e])?;
     let (host, errors) = ScriptHost::new(cfg, &sources).map_err(|e| vec![e])?;
-    if errors.is_empty() { Ok(host.enabled()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(host.enabled())
+    } else {
+        Err(errors)
+    }
 }
 
 enum WorkerMsg {
@@ -113,15 +117,35 @@ impl ScriptRunner {
         for w in 0..workers.max(1) {
             let (tx, rx) = sync_channel(queue.max(1));
             let depth = Arc::new(AtomicUsize::new(0));
-            queues.push(Queue { tx, depth: depth.clone() });
-            let (c, src, o, we) = (cfg.clone(), sources.clone(), out.clone(), write_event.clone());
+            queues.push(Queue {
+                tx,
+                depth: depth.clone(),
+            });
+            let (c, src, o, we) = (
+                cfg.clone(),
+                sources.clone(),
+                out.clone(),
+                write_event.clone(),
+            );
             let t = std::thread::Builder::new()
                 .name(format!("flowhook-script-{w}"))
                 .spawn(move || worker(c, src, rx, depth, o, we))
-                .map_err(|e| ScriptError::Dir { path: cfg.dir.display().to_string(), detail: format!("cannot start worker: {e}") })?;
+                .map_err(|e| ScriptError::Dir {
+                    path: cfg.dir.display().to_string(),
+                    detail: format!("cannot start worker: {e}"),
+                })?;
             threads.push(t);
         }
-        Ok((ScriptRunner { queues, cap: queue.max(1), threads: Mutex::new(threads), cfg, sources: Mutex::new(sources) }, errors))
+        Ok((
+            ScriptRunner {
+                queues,
+                cap: queue.max(1),
+                threads: Mutex::new(threads),
+                cfg,
+                sources: Mutex::new(sources),
+            },
+            errors,
+        ))
     }
 
     /// Hands `ev` to its worker without waiting. `Err(ev)` when the queue is
@@ -130,7 +154,11 @@ impl ScriptRunner {
     /// events are the last to go.
     pub fn submit(&self, ev: FlowEvent) -> Result<(), FlowEvent> {
         let q = &self.queues[(ev.flow.key % self.queues.len() as u64) as usize];
-        let limit = if ev.kind == EventKind::FlowEnd { self.cap } else { self.cap * 3 / 4 };
+        let limit = if ev.kind == EventKind::FlowEnd {
+            self.cap
+        } else {
+            self.cap * 3 / 4
+        };
         if q.depth.load(Ordering::Relaxed) >= limit {
             ScriptTelemetry::dropped(hook_name(ev.kind));
             return Err(ev);
@@ -138,7 +166,8 @@ impl ScriptRunner {
         q.depth.fetch_add(1, Ordering::Relaxed);
         match q.tx.try_send(WorkerMsg::Event(ev)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(WorkerMsg::Event(ev))) | Err(TrySendError::Disconnected(WorkerMsg::Event(ev))) => {
+            Err(TrySendError::Full(WorkerMsg::Event(ev)))
+            | Err(TrySendError::Disconnected(WorkerMsg::Event(ev))) => {
                 q.depth.fetch_sub(1, Ordering::Relaxed);
                 ScriptTelemetry::dropped(hook_name(ev.kind));
                 Err(ev)
@@ -196,7 +225,11 @@ impl ScriptRunner {
             .filter(|e| e.path().extension().is_some_and(|x| x == "lua"))
             .map(|e| {
                 let m = e.metadata().ok();
-                (e.path(), m.as_ref().map(|m| m.len()).unwrap_or(0), m.and_then(|m| m.modified().ok()))
+                (
+                    e.path(),
+                    m.as_ref().map(|m| m.len()).unwrap_or(0),
+                    m.and_then(|m| m.modified().ok()),
+                )
             })
             .collect();
         v.sort();
@@ -205,7 +238,9 @@ impl ScriptRunner {
 
     /// Stops the workers after their queues drain (teardown runs in each).
     pub fn shutdown(self) {
-        let ScriptRunner { queues, threads, .. } = self;
+        let ScriptRunner {
+            queues, threads, ..
+        } = self;
         drop(queues);
         if let Ok(mut t) = threads.lock() {
             for h in t.drain(..) {
@@ -249,7 +284,9 @@ fn worker(
                     host = fresh;
                     tracing::info!(scripts = ?host.enabled(), "scripts reloaded");
                 }
-                Err(e) => tracing::error!("script reload failed, previous scripts keep running: {e}"),
+                Err(e) => {
+                    tracing::error!("script reload failed, previous scripts keep running: {e}")
+                }
             },
         }
     }

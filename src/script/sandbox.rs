@@ -79,7 +79,9 @@ pub fn describe(v: &Value, depth: usize, out: &mut String) {
 }
 
 fn valid_module_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The built-in `user_scripts` module ntopng scripts `require`.
@@ -96,7 +98,12 @@ fn user_scripts(lua: &Lua) -> mlua::Result<Table> {
 
 /// A new sandboxed state for scripts in `dir`.
 pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline)> {
-    let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS;
+    let libs = StdLib::TABLE
+        | StdLib::STRING
+        | StdLib::MATH
+        | StdLib::UTF8
+        | StdLib::COROUTINE
+        | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::new())?;
     let g = lua.globals();
     // base library without file access or bytecode
@@ -106,10 +113,18 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
     let raw_load: mlua::Function = g.get("load")?;
     g.set(
         "load",
-        lua.create_function(move |_, (chunk, name, _mode, env): (Value, Option<String>, Option<String>, Option<Value>)| {
-            // text only: a "b" or "bt" mode is forced to "t"
-            raw_load.call::<MultiValue>((chunk, name, "t", env))
-        })?,
+        lua.create_function(
+            move |_,
+                  (chunk, name, _mode, env): (
+                Value,
+                Option<String>,
+                Option<String>,
+                Option<Value>,
+            )| {
+                // text only: a "b" or "bt" mode is forced to "t"
+                raw_load.call::<MultiValue>((chunk, name, "t", env))
+            },
+        )?,
     )?;
     let string: Table = g.get("string")?;
     string.set("dump", Value::Nil)?;
@@ -133,15 +148,26 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
                 Value::Table(user_scripts(lua)?)
             } else {
                 if !valid_module_name(&name) {
-                    return Err(mlua::Error::runtime(format!("require '{name}': only modules in the scripts directory")));
+                    return Err(mlua::Error::runtime(format!(
+                        "require '{name}': only modules in the scripts directory"
+                    )));
                 }
                 let path = dir.join(format!("{name}.lua"));
                 let src = std::fs::read(&path).map_err(|_| {
-                    mlua::Error::runtime(format!("require '{name}': no module {name}.lua in the scripts directory"))
+                    mlua::Error::runtime(format!(
+                        "require '{name}': no module {name}.lua in the scripts directory"
+                    ))
                 })?;
-                lua.load(src).set_name(format!("@{}", path.display())).set_mode(ChunkMode::Text).eval::<Value>()?
+                lua.load(src)
+                    .set_name(format!("@{}", path.display()))
+                    .set_mode(ChunkMode::Text)
+                    .eval::<Value>()?
             };
-            let module = if module.is_nil() { Value::Boolean(true) } else { module };
+            let module = if module.is_nil() {
+                Value::Boolean(true)
+            } else {
+                module
+            };
             loaded.set(name.as_str(), module.clone())?;
             Ok(module)
         })?,
@@ -175,9 +201,12 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
     lua.set_memory_limit(memory_limit)?;
     let deadline = Deadline::default();
     let d = deadline.clone();
-    lua.set_hook(HookTriggers::new().every_nth_instruction(CHECK_EVERY), move |_, _| match d.0.get() {
-        Some(until) if Instant::now() >= until => Err(mlua::Error::runtime(DEADLINE_MARKER)),
-        _ => Ok(VmState::Continue),
-    })?;
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(CHECK_EVERY),
+        move |_, _| match d.0.get() {
+            Some(until) if Instant::now() >= until => Err(mlua::Error::runtime(DEADLINE_MARKER)),
+            _ => Ok(VmState::Continue),
+        },
+    )?;
     Ok((lua, deadline))
 }

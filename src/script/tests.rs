@@ -1,8 +1,8 @@
 //! Script runner tests: reload keeps a broken script's previous version,
 //! a full queue drops (counted) without blocking, and conversion checks.
 
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
 use super::*;
@@ -44,7 +44,12 @@ fn events(port: u16) -> Vec<FlowEvent> {
 fn lines_of(rx: &std::sync::mpsc::Receiver<OutputMsg>) -> Vec<serde_json::Value> {
     let mut v = Vec::new();
     while let Ok(OutputMsg::Lines(l)) = rx.recv_timeout(Duration::from_secs(5)) {
-        v.extend(String::from_utf8(l.buf).unwrap().lines().map(|x| serde_json::from_str::<serde_json::Value>(x).unwrap()));
+        v.extend(
+            String::from_utf8(l.buf)
+                .unwrap()
+                .lines()
+                .map(|x| serde_json::from_str::<serde_json::Value>(x).unwrap()),
+        );
     }
     v
 }
@@ -53,36 +58,65 @@ fn lines_of(rx: &std::sync::mpsc::Receiver<OutputMsg>) -> Vec<serde_json::Value>
 fn reload_keeps_previous_version_of_a_broken_script() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tag.lua");
-    std::fs::write(&path, r#"return { hooks = { flowEnd = function() flow.triggerAlert(0, "v1") end } }"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"return { hooks = { flowEnd = function() flow.triggerAlert(0, "v1") end } }"#,
+    )
+    .unwrap();
     let (tx, rx) = sync_channel(1024);
-    let (runner, errors) = ScriptRunner::start(cfg(dir.path()), 1, 64, Some(tx), Arc::new(|_| false)).unwrap();
+    let (runner, errors) =
+        ScriptRunner::start(cfg(dir.path()), 1, 64, Some(tx), Arc::new(|_| false)).unwrap();
     assert!(errors.is_empty());
     for e in events(1000) {
         runner.submit(e).unwrap();
     }
-    std::fs::write(&path, "return { hooks = { flowEnd = function( oops end } }\n").unwrap();
+    std::fs::write(
+        &path,
+        "return { hooks = { flowEnd = function( oops end } }\n",
+    )
+    .unwrap();
     let report = runner.reload();
     assert_eq!(report.failed.len(), 1);
-    assert!(report.failed[0].to_string().contains("tag.lua:1:"), "{}", report.failed[0]);
+    assert!(
+        report.failed[0].to_string().contains("tag.lua:1:"),
+        "{}",
+        report.failed[0]
+    );
     for e in events(1001) {
         runner.submit(e).unwrap();
     }
-    std::fs::write(&path, r#"return { hooks = { flowEnd = function() flow.triggerAlert(0, "v2") end } }"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"return { hooks = { flowEnd = function() flow.triggerAlert(0, "v2") end } }"#,
+    )
+    .unwrap();
     assert!(runner.reload().failed.is_empty());
     for e in events(1002) {
         runner.submit(e).unwrap();
     }
     runner.shutdown();
-    let msgs: Vec<String> = lines_of(&rx).iter().filter_map(|l| l["message"].as_str().map(str::to_owned)).collect();
-    assert_eq!(msgs, vec!["v1", "v1", "v2"], "old version kept, no event lost");
+    let msgs: Vec<String> = lines_of(&rx)
+        .iter()
+        .filter_map(|l| l["message"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        msgs,
+        vec!["v1", "v1", "v2"],
+        "old version kept, no event lost"
+    );
 }
 
 #[test]
 fn full_queue_drops_and_counts_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     // every call spins until its deadline: the worker is slow
-    std::fs::write(dir.path().join("slow.lua"), "return { hooks = { all = function() while true do end end } }").unwrap();
-    let (runner, _) = ScriptRunner::start(cfg(dir.path()), 1, 8, None, Arc::new(|_| false)).unwrap();
+    std::fs::write(
+        dir.path().join("slow.lua"),
+        "return { hooks = { all = function() while true do end end } }",
+    )
+    .unwrap();
+    let (runner, _) =
+        ScriptRunner::start(cfg(dir.path()), 1, 8, None, Arc::new(|_| false)).unwrap();
     let (mut taken, mut dropped, mut ends_dropped) = (0, 0, 0);
     for p in 0..200u16 {
         for e in events(2000 + p) {
@@ -99,14 +133,23 @@ fn full_queue_drops_and_counts_without_blocking() {
     runner.shutdown();
     // a waiting submit would have taken every event; refusals show it did not wait
     assert!(dropped > 300, "taken {taken}, dropped {dropped}");
-    assert!(ends_dropped < dropped, "protocolDetected goes before flowEnd");
+    assert!(
+        ends_dropped < dropped,
+        "protocolDetected goes before flowEnd"
+    );
 }
 
 #[test]
 fn describe_renders_lua_values() {
     let lua = mlua::Lua::new();
-    let v: mlua::Value = lua.load(r#"return { a = 1, b = "x", c = { true } }"#).eval().unwrap();
+    let v: mlua::Value = lua
+        .load(r#"return { a = 1, b = "x", c = { true } }"#)
+        .eval()
+        .unwrap();
     let mut s = String::new();
     sandbox::describe(&v, 0, &mut s);
-    assert!(s.contains("a = 1") && s.contains("b = \"x\"") && s.contains("[1] = true"), "{s}");
+    assert!(
+        s.contains("a = 1") && s.contains("b = \"x\"") && s.contains("[1] = true"),
+        "{s}"
+    );
 }

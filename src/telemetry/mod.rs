@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 /// Allows one log line per key per interval; counts what it held back.
 #[derive(Debug)]
@@ -21,7 +21,10 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(every: Duration) -> Self {
-        RateLimit { every, last: HashMap::new() }
+        RateLimit {
+            every,
+            last: HashMap::new(),
+        }
     }
 
     /// `Some(suppressed_since_last)` when a line for `key` may be logged now.
@@ -82,7 +85,11 @@ impl IngestTelemetry {
         IngestTelemetry {
             received: counter!("flowhook_ingest_datagrams_total", "listener" => l.clone()),
             bytes: counter!("flowhook_ingest_bytes_total", "listener" => l.clone()),
-            dropped: [drop(DropReason::QueueFull), drop(DropReason::NotAllowed), drop(DropReason::Oversized)],
+            dropped: [
+                drop(DropReason::QueueFull),
+                drop(DropReason::NotAllowed),
+                drop(DropReason::Oversized),
+            ],
             logs: RateLimit::new(Duration::from_secs(10)),
         }
     }
@@ -96,7 +103,12 @@ impl IngestTelemetry {
         };
         self.dropped[i].increment(n);
         if let Some(held) = self.logs.allow(reason.code()) {
-            tracing::warn!(reason = reason.code(), dropped = n, suppressed = held, "datagrams dropped before decoding");
+            tracing::warn!(
+                reason = reason.code(),
+                dropped = n,
+                suppressed = held,
+                "datagrams dropped before decoding"
+            );
         }
     }
 }
@@ -151,7 +163,14 @@ impl DecodeTelemetry {
     pub fn template_stats(&mut self, t: &crate::decode::TemplateStats) {
         self.templates.set(t.templates as f64);
         self.pending_now.set(t.pending_now as f64);
-        let now = [t.inserted, t.evicted, t.expired, t.pending_held, t.pending_replayed, t.pending_dropped];
+        let now = [
+            t.inserted,
+            t.evicted,
+            t.expired,
+            t.pending_held,
+            t.pending_replayed,
+            t.pending_dropped,
+        ];
         for i in 0..now.len() {
             // totals of evicted exporters vanish; count only growth
             if now[i] > self.last_template_stats[i] {
@@ -175,7 +194,12 @@ impl DecodeTelemetry {
     }
 
     /// A datagram (or part of one) that could not be decoded.
-    pub fn error(&mut self, code: &'static str, exporter: std::net::IpAddr, detail: &dyn std::fmt::Display) {
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        exporter: std::net::IpAddr,
+        detail: &dyn std::fmt::Display,
+    ) {
         self.errors
             .entry(code)
             .or_insert_with(|| counter!("flowhook_decode_errors_total", "reason" => code))
@@ -204,7 +228,8 @@ impl FlowTelemetry {
             active: gauge!("flowhook_flows_active", "shard" => shard.to_string()),
             started: counter!("flowhook_flows_started_total"),
             evicted: counter!("flowhook_flows_evicted_total"),
-            events: EventKind::ALL.map(|k| counter!("flowhook_flow_events_total", "event" => k.name())),
+            events: EventKind::ALL
+                .map(|k| counter!("flowhook_flow_events_total", "event" => k.name())),
             ended: HashMap::new(),
             last_started: 0,
             last_evicted: 0,
@@ -214,7 +239,10 @@ impl FlowTelemetry {
     /// One lifecycle event emitted.
     pub fn event(&mut self, e: &crate::flow::FlowEvent) {
         use crate::flow::EventKind;
-        let i = EventKind::ALL.iter().position(|k| *k == e.kind).unwrap_or(0);
+        let i = EventKind::ALL
+            .iter()
+            .position(|k| *k == e.kind)
+            .unwrap_or(0);
         self.events[i].increment(1);
         if let Some(r) = e.flow.end_reason {
             self.ended
@@ -260,19 +288,27 @@ impl GeoTelemetry {
     pub fn lookup(&mut self, db: &'static str, result: &'static str) {
         self.lookups
             .entry((db, result))
-            .or_insert_with(|| counter!("flowhook_geo_lookups_total", "db" => db, "result" => result))
+            .or_insert_with(
+                || counter!("flowhook_geo_lookups_total", "db" => db, "result" => result),
+            )
             .increment(1);
     }
 
     pub fn cache(&mut self, hit: bool) {
-        if hit { self.hits.increment(1) } else { self.misses.increment(1) }
+        if hit {
+            self.hits.increment(1)
+        } else {
+            self.misses.increment(1)
+        }
     }
 
     /// A database reload attempt (`ok`, `failed`).
     pub fn reload(result: &'static str, detail: Option<&dyn std::fmt::Display>) {
         counter!("flowhook_geo_reloads_total", "result" => result).increment(1);
         match detail {
-            Some(d) => tracing::error!("geolocation reload failed, the previous databases stay in service: {d}"),
+            Some(d) => tracing::error!(
+                "geolocation reload failed, the previous databases stay in service: {d}"
+            ),
             None => tracing::info!("geolocation databases reloaded"),
         }
     }
@@ -311,31 +347,58 @@ impl ScriptTelemetry {
     }
 
     /// One hook call and how long it took (looks the handles up; hot paths keep a [`HookTimer`]).
-    pub fn call(&mut self, script: &str, hook: &'static str, took: Duration, _failed: Option<&'static str>) {
-        let (h, c) = self.calls.entry((script.to_string(), hook)).or_insert_with(|| {
-            let t = Self::hook_handles(script, hook);
-            (t.duration, t.calls)
-        });
+    pub fn call(
+        &mut self,
+        script: &str,
+        hook: &'static str,
+        took: Duration,
+        _failed: Option<&'static str>,
+    ) {
+        let (h, c) = self
+            .calls
+            .entry((script.to_string(), hook))
+            .or_insert_with(|| {
+                let t = Self::hook_handles(script, hook);
+                (t.duration, t.calls)
+            });
         h.record(took.as_secs_f64());
         c.increment(1);
     }
 
     /// A failed call: counted by kind (`runtime`, `timeout`, `memory`), logged with file and line (rate-limited).
-    pub fn failed(&mut self, script: &str, hook: &'static str, kind: &'static str, e: &dyn std::fmt::Display) {
+    pub fn failed(
+        &mut self,
+        script: &str,
+        hook: &'static str,
+        kind: &'static str,
+        e: &dyn std::fmt::Display,
+    ) {
         self.errors
             .entry((script.to_string(), hook, kind))
             .or_insert_with(|| counter!("flowhook_script_errors_total", "script" => script.to_string(), "hook" => hook, "kind" => kind))
             .increment(1);
-        let logs = self.logs.get_or_insert_with(|| RateLimit::new(Duration::from_secs(5)));
+        let logs = self
+            .logs
+            .get_or_insert_with(|| RateLimit::new(Duration::from_secs(5)));
         if let Some(held) = logs.allow(kind) {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or_default().to_string();
-            tracing::warn!(script, hook, kind, suppressed = held, "script error: {first}");
+            tracing::warn!(
+                script,
+                hook,
+                kind,
+                suppressed = held,
+                "script error: {first}"
+            );
         }
     }
 
     pub fn set_enabled(&mut self, script: &str, enabled: bool) {
-        gauge!("flowhook_script_enabled", "script" => script.to_string()).set(if enabled { 1.0 } else { 0.0 });
+        gauge!("flowhook_script_enabled", "script" => script.to_string()).set(if enabled {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     pub fn alert(&mut self, script: &str, status: &str, severity: &'static str) {
@@ -348,12 +411,14 @@ impl ScriptTelemetry {
     }
 
     pub fn suppressed(&mut self, script: &str) {
-        counter!("flowhook_script_alerts_suppressed_total", "script" => script.to_string()).increment(1);
+        counter!("flowhook_script_alerts_suppressed_total", "script" => script.to_string())
+            .increment(1);
     }
 
     /// A scripts reload attempt.
     pub fn reloaded(ok: bool) {
-        counter!("flowhook_script_reloads_total", "result" => if ok { "ok" } else { "failed" }).increment(1);
+        counter!("flowhook_script_reloads_total", "result" => if ok { "ok" } else { "failed" })
+            .increment(1);
     }
 
     /// An event that did not reach the scripts because a worker's queue was full.

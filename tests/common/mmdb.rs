@@ -19,7 +19,9 @@ pub struct Fixtures {
 
 /// A writer with the metadata MaxMind's readers check (a non-empty description).
 fn writer(db_type: &str) -> Writer {
-    Writer::builder(db_type).description(&[("en", "flowhook test fixture")]).build()
+    Writer::builder(db_type)
+        .description(&[("en", "flowhook test fixture")])
+        .build()
 }
 
 fn net(s: &str) -> IpNet {
@@ -36,18 +38,41 @@ pub fn write_city(path: &Path, london: &str) {
         }
         v
     };
-    w.insert(net("81.2.69.0/24"), &city("GB", Some(london), 51.5142, -0.0931)).unwrap();
-    w.insert(net("175.16.199.0/24"), &city("CN", Some("Changchun"), 43.88, 125.3228)).unwrap();
-    w.insert(net("89.160.20.0/24"), &city("SE", Some("Linköping"), 58.4167, 15.6167)).unwrap();
-    w.insert(net("2001:218::/32"), &city("JP", None, 35.68536, 139.75309)).unwrap();
-    w.insert(net("2a02:cf40::/32"), &city("NO", Some("Oslo"), 59.91, 10.75)).unwrap();
+    w.insert(
+        net("81.2.69.0/24"),
+        &city("GB", Some(london), 51.5142, -0.0931),
+    )
+    .unwrap();
+    w.insert(
+        net("175.16.199.0/24"),
+        &city("CN", Some("Changchun"), 43.88, 125.3228),
+    )
+    .unwrap();
+    w.insert(
+        net("89.160.20.0/24"),
+        &city("SE", Some("Linköping"), 58.4167, 15.6167),
+    )
+    .unwrap();
+    w.insert(net("2001:218::/32"), &city("JP", None, 35.68536, 139.75309))
+        .unwrap();
+    w.insert(
+        net("2a02:cf40::/32"),
+        &city("NO", Some("Oslo"), 59.91, 10.75),
+    )
+    .unwrap();
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
 }
 
 pub fn write_country(path: &Path) {
     let mut w = writer("GeoLite2-Country");
-    for (n, iso) in [("81.2.69.0/24", "GB"), ("175.16.199.0/24", "CN"), ("89.160.20.0/24", "SE"), ("2001:218::/32", "JP")] {
-        w.insert(net(n), &json!({"country": {"iso_code": iso}})).unwrap();
+    for (n, iso) in [
+        ("81.2.69.0/24", "GB"),
+        ("175.16.199.0/24", "CN"),
+        ("89.160.20.0/24", "SE"),
+        ("2001:218::/32", "JP"),
+    ] {
+        w.insert(net(n), &json!({"country": {"iso_code": iso}}))
+            .unwrap();
     }
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
 }
@@ -60,7 +85,11 @@ pub fn write_asn(path: &Path) {
         ("81.2.69.0/24", 20712, "Andrews & Arnold Ltd"),
         ("2001:218::/32", 2914, "NTT America, Inc."),
     ] {
-        w.insert(net(n), &json!({"autonomous_system_number": asn, "autonomous_system_organization": org})).unwrap();
+        w.insert(
+            net(n),
+            &json!({"autonomous_system_number": asn, "autonomous_system_organization": org}),
+        )
+        .unwrap();
     }
     std::fs::write(path, w.to_bytes().unwrap()).unwrap();
 }

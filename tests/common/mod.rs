@@ -14,14 +14,24 @@ use std::path::PathBuf;
 pub fn shared_dir(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("FLOWHOOK_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("shared")
+        });
     if dir.join("testdata").is_dir() {
         return Some(dir);
     }
     if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("{test}: {} is missing; CI must provide ../shared", dir.display());
+        panic!(
+            "{test}: {} is missing; CI must provide ../shared",
+            dir.display()
+        );
     }
-    eprintln!("SKIPPED {test}: {} not found (set FLOWHOOK_SHARED)", dir.display());
+    eprintln!(
+        "SKIPPED {test}: {} not found (set FLOWHOOK_SHARED)",
+        dir.display()
+    );
     None
 }
 
@@ -45,15 +55,27 @@ impl Pcap {
 
     /// Appends one frame captured at `ts_us` (Unix microseconds).
     pub fn frame(&mut self, ts_us: u64, frame: &[u8]) {
-        self.buf.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        self.buf.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        self.buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(frame.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(frame);
     }
 
     /// Appends a UDP datagram `src:sport → dst:dport` carrying `payload`.
-    pub fn udp(&mut self, ts_us: u64, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) {
+    pub fn udp(
+        &mut self,
+        ts_us: u64,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        payload: &[u8],
+    ) {
         let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src, dst, 64)
             .udp(sport, dport);

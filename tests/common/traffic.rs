@@ -54,8 +54,26 @@ impl Conversation {
         let icmp = matches!(self.proto, 1 | 58);
         let p = |x: u16| if icmp { 0 } else { x };
         [
-            (Dir { src: self.client.0, dst: self.server.0, sport: p(self.client.1), dport: p(self.server.1), proto: self.proto }, self.c2s),
-            (Dir { src: self.server.0, dst: self.client.0, sport: p(self.server.1), dport: p(self.client.1), proto: self.proto }, self.s2c),
+            (
+                Dir {
+                    src: self.client.0,
+                    dst: self.server.0,
+                    sport: p(self.client.1),
+                    dport: p(self.server.1),
+                    proto: self.proto,
+                },
+                self.c2s,
+            ),
+            (
+                Dir {
+                    src: self.server.0,
+                    dst: self.client.0,
+                    sport: p(self.server.1),
+                    dport: p(self.client.1),
+                    proto: self.proto,
+                },
+                self.s2c,
+            ),
         ]
     }
 }
@@ -124,13 +142,25 @@ impl Gen {
 
     fn ip(&self, src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
         match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(s.octets(), d.octets(), 64),
-            (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ethernet2(MAC_A, MAC_B).ipv6(s.octets(), d.octets(), 64),
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(s.octets(), d.octets(), 64)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                PacketBuilder::ethernet2(MAC_A, MAC_B).ipv6(s.octets(), d.octets(), 64)
+            }
             _ => unreachable!(),
         }
     }
 
-    fn tcp(&mut self, src: (IpAddr, u16), dst: (IpAddr, u16), seq: u32, ack: u32, flags: Flags, payload: &[u8]) -> u64 {
+    fn tcp(
+        &mut self,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+        seq: u32,
+        ack: u32,
+        flags: Flags,
+        payload: &[u8],
+    ) -> u64 {
         let b = self.ip(src.0, dst.0).tcp(src.1, dst.1, seq, 65535);
         let b = match flags {
             Flags::Syn => b.syn(),
@@ -156,16 +186,33 @@ impl Gen {
         let ip = self.ip(src, dst);
         let mut out = Vec::new();
         match (src.is_ipv6(), reply) {
-            (false, false) => ip.icmpv4_echo_request(7, seq).write(&mut out, payload).unwrap(),
-            (false, true) => ip.icmpv4_echo_reply(7, seq).write(&mut out, payload).unwrap(),
-            (true, false) => ip.icmpv6_echo_request(7, seq).write(&mut out, payload).unwrap(),
-            (true, true) => ip.icmpv6_echo_reply(7, seq).write(&mut out, payload).unwrap(),
+            (false, false) => ip
+                .icmpv4_echo_request(7, seq)
+                .write(&mut out, payload)
+                .unwrap(),
+            (false, true) => ip
+                .icmpv4_echo_reply(7, seq)
+                .write(&mut out, payload)
+                .unwrap(),
+            (true, false) => ip
+                .icmpv6_echo_request(7, seq)
+                .write(&mut out, payload)
+                .unwrap(),
+            (true, true) => ip
+                .icmpv6_echo_reply(7, seq)
+                .write(&mut out, payload)
+                .unwrap(),
         }
         self.frame(out)
     }
 
     /// A full TCP conversation: handshake, `rounds` request/response exchanges, FIN close.
-    fn tcp_conversation(&mut self, c: (IpAddr, u16), s: (IpAddr, u16), rounds: usize) -> ((u64, u64), (u64, u64)) {
+    fn tcp_conversation(
+        &mut self,
+        c: (IpAddr, u16),
+        s: (IpAddr, u16),
+        rounds: usize,
+    ) -> ((u64, u64), (u64, u64)) {
         let (mut c2s, mut s2c) = ((0, 0), (0, 0));
         let add = |acc: &mut (u64, u64), b: u64| {
             acc.0 += 1;
@@ -195,30 +242,73 @@ impl Gen {
 
 /// The standard capture, starting at Unix time `t0_secs`.
 pub fn generate(t0_secs: u64) -> Traffic {
-    let mut g = Gen { pcap: Pcap::new(), t_us: t0_secs * 1_000_000 };
+    let mut g = Gen {
+        pcap: Pcap::new(),
+        t_us: t0_secs * 1_000_000,
+    };
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let _ = (v4, v6);
     let mut conv = Vec::new();
 
     let (c, s) = ((ip("10.1.0.1"), 40001), (ip("81.2.69.142"), 443));
     let (c2s, s2c) = g.tcp_conversation(c, s, 3);
-    conv.push(Conversation { name: "tcp-v4-tls", client: c, server: s, proto: 6, c2s, s2c, srv_country: Some("GB"), srv_asn: Some(20712), refused: false });
+    conv.push(Conversation {
+        name: "tcp-v4-tls",
+        client: c,
+        server: s,
+        proto: 6,
+        c2s,
+        s2c,
+        srv_country: Some("GB"),
+        srv_asn: Some(20712),
+        refused: false,
+    });
 
     let (c, s) = ((ip("fd00::1"), 40002), (ip("2001:218::1"), 80));
     let (c2s, s2c) = g.tcp_conversation(c, s, 2);
-    conv.push(Conversation { name: "tcp-v6-http", client: c, server: s, proto: 6, c2s, s2c, srv_country: Some("JP"), srv_asn: Some(2914), refused: false });
+    conv.push(Conversation {
+        name: "tcp-v6-http",
+        client: c,
+        server: s,
+        proto: 6,
+        c2s,
+        s2c,
+        srv_country: Some("JP"),
+        srv_asn: Some(2914),
+        refused: false,
+    });
 
     let (c, s) = ((ip("10.1.0.1"), 40003), (ip("175.16.199.1"), 25));
     let a = g.tcp(c, s, 77, 0, Flags::Syn, &[]);
     let b = g.tcp(s, c, 0, 78, Flags::RstAck, &[]);
-    conv.push(Conversation { name: "tcp-refused", client: c, server: s, proto: 6, c2s: (1, a), s2c: (1, b), srv_country: Some("CN"), srv_asn: Some(4837), refused: true });
+    conv.push(Conversation {
+        name: "tcp-refused",
+        client: c,
+        server: s,
+        proto: 6,
+        c2s: (1, a),
+        s2c: (1, b),
+        srv_country: Some("CN"),
+        srv_asn: Some(4837),
+        refused: true,
+    });
 
     let (c, s) = ((ip("10.1.0.2"), 33333), (ip("89.160.20.112"), 53));
     let a = g.udp(c, s, &[0x12; 40]);
     let b = g.udp(s, c, &[0x34; 180]);
     let a2 = g.udp(c, s, &[0x56; 44]);
     let b2 = g.udp(s, c, &[0x78; 120]);
-    conv.push(Conversation { name: "udp-dns", client: c, server: s, proto: 17, c2s: (2, a + a2), s2c: (2, b + b2), srv_country: Some("SE"), srv_asn: None, refused: false });
+    conv.push(Conversation {
+        name: "udp-dns",
+        client: c,
+        server: s,
+        proto: 17,
+        c2s: (2, a + a2),
+        s2c: (2, b + b2),
+        srv_country: Some("SE"),
+        srv_asn: None,
+        refused: false,
+    });
 
     let (c, s) = ((ip("10.1.0.3"), 0), (ip("1.128.0.1"), 0));
     let mut c2s = (0, 0);
@@ -229,7 +319,17 @@ pub fn generate(t0_secs: u64) -> Traffic {
         s2c.0 += 1;
         s2c.1 += g.echo(s.0, c.0, true, seq, &[0xab; 56]);
     }
-    conv.push(Conversation { name: "icmp-echo", client: c, server: s, proto: 1, c2s, s2c, srv_country: None, srv_asn: Some(1221), refused: false });
+    conv.push(Conversation {
+        name: "icmp-echo",
+        client: c,
+        server: s,
+        proto: 1,
+        c2s,
+        s2c,
+        srv_country: None,
+        srv_asn: Some(1221),
+        refused: false,
+    });
 
     let (c, s) = ((ip("fd00::2"), 0), (ip("2001:218::2"), 0));
     let mut c2s = (0, 0);
@@ -240,7 +340,20 @@ pub fn generate(t0_secs: u64) -> Traffic {
         s2c.0 += 1;
         s2c.1 += g.echo(s.0, c.0, true, seq, &[0xcd; 32]);
     }
-    conv.push(Conversation { name: "icmpv6-echo", client: c, server: s, proto: 58, c2s, s2c, srv_country: Some("JP"), srv_asn: Some(2914), refused: false });
+    conv.push(Conversation {
+        name: "icmpv6-echo",
+        client: c,
+        server: s,
+        proto: 58,
+        c2s,
+        s2c,
+        srv_country: Some("JP"),
+        srv_asn: Some(2914),
+        refused: false,
+    });
 
-    Traffic { pcap: g.pcap.bytes().to_vec(), conversations: conv }
+    Traffic {
+        pcap: g.pcap.bytes().to_vec(),
+        conversations: conv,
+    }
 }

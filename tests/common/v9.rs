@@ -3,7 +3,19 @@
 #![allow(dead_code)]
 
 /// NetFlow v9 with template 256: src4, dst4, sport, dport, proto, flags, bytes, packets, first, last, end reason.
-const FIELDS: &[(u16, u16)] = &[(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (1, 4), (2, 4), (22, 4), (21, 4), (136, 1)];
+const FIELDS: &[(u16, u16)] = &[
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (1, 4),
+    (2, 4),
+    (22, 4),
+    (21, 4),
+    (136, 1),
+];
 
 pub struct Rec {
     pub src: [u8; 4],
@@ -60,4 +72,3 @@ pub fn v9(uptime: u32, unix: u32, seq: u32, recs: &[Rec], with_template: bool) -
     m.extend_from_slice(&sets);
     m
 }
-
