@@ -218,3 +218,118 @@ fn garbage_is_an_error_not_a_panic() {
     }
     assert!(out.is_empty());
 }
+
+/// An IPFIX message (RFC 7011 §3) with one template and one data record.
+fn ipfix(export_secs: u32, fields: &[(u16, u16)], record: &[u8]) -> Vec<u8> {
+    let mut t = 256u16.to_be_bytes().to_vec();
+    t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (id, len) in fields {
+        t.extend_from_slice(&id.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    let mut sets = vec![0, 2];
+    sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
+    sets.extend_from_slice(&t);
+    sets.extend_from_slice(&256u16.to_be_bytes());
+    sets.extend_from_slice(&((record.len() + 4) as u16).to_be_bytes());
+    sets.extend_from_slice(record);
+    let mut m = vec![0, 10];
+    m.extend_from_slice(&((16 + sets.len()) as u16).to_be_bytes());
+    m.extend_from_slice(&export_secs.to_be_bytes());
+    m.extend_from_slice(&0u32.to_be_bytes());
+    m.extend_from_slice(&0u32.to_be_bytes());
+    m.extend_from_slice(&sets);
+    m
+}
+
+fn ipfix_times(
+    start_ie: u16,
+    end_ie: u16,
+    len: u16,
+    start: &[u8],
+    end: &[u8],
+) -> (Option<i64>, Option<i64>) {
+    let mut d = decoder();
+    let mut out = Vec::new();
+    let mut rec = vec![10, 0, 0, 1, 10, 0, 0, 2];
+    rec.extend_from_slice(start);
+    rec.extend_from_slice(end);
+    let m = ipfix(
+        1_700_000_100,
+        &[(8, 4), (12, 4), (start_ie, len), (end_ie, len)],
+        &rec,
+    );
+    d.decode(ip("192.0.2.9"), &m, &mut out).unwrap();
+    (out[0].first_ms, out[0].last_ms)
+}
+
+const T0_MS: i64 = 1_700_000_000_000;
+
+fn ntp(unix_ms: i64) -> Vec<u8> {
+    let secs = (unix_ms / 1000 + super::value::NTP_UNIX_OFFSET_SECS) as u32;
+    let frac = ((((unix_ms % 1000) as u64) << 32) / 1000 + 1) as u32;
+    let mut b = secs.to_be_bytes().to_vec();
+    b.extend_from_slice(&frac.to_be_bytes());
+    b
+}
+
+#[test]
+fn ipfix_absolute_time_variants() {
+    let s = (T0_MS / 1000) as u32;
+    assert_eq!(
+        ipfix_times(150, 151, 4, &s.to_be_bytes(), &(s + 5).to_be_bytes()),
+        (Some(T0_MS), Some(T0_MS + 5000))
+    );
+    let ms = T0_MS as u64;
+    assert_eq!(
+        ipfix_times(
+            152,
+            153,
+            8,
+            &(ms + 7).to_be_bytes(),
+            &(ms + 1234).to_be_bytes()
+        ),
+        (Some(T0_MS + 7), Some(T0_MS + 1234))
+    );
+    assert_eq!(
+        ipfix_times(154, 155, 8, &ntp(T0_MS + 250), &ntp(T0_MS + 750)),
+        (Some(T0_MS + 250), Some(T0_MS + 750))
+    );
+    assert_eq!(
+        ipfix_times(156, 157, 8, &ntp(T0_MS + 3), &ntp(T0_MS + 999)),
+        (Some(T0_MS + 3), Some(T0_MS + 999))
+    );
+}
+
+#[test]
+fn ipfix_delta_and_sysuptime_times() {
+    // delta microseconds before the export time (1_700_000_100 s)
+    let export = 1_700_000_100_000i64;
+    assert_eq!(
+        ipfix_times(
+            158,
+            159,
+            4,
+            &5_000_000u32.to_be_bytes(),
+            &1_000_000u32.to_be_bytes()
+        ),
+        (Some(export - 5000), Some(export - 1000))
+    );
+    // sysUpTime offsets with systemInitTimeMilliseconds in the same record
+    let mut d = decoder();
+    let mut out = Vec::new();
+    let mut rec = vec![10, 0, 0, 1, 10, 0, 0, 2];
+    rec.extend_from_slice(&(T0_MS as u64).to_be_bytes());
+    rec.extend_from_slice(&1500u32.to_be_bytes());
+    rec.extend_from_slice(&4500u32.to_be_bytes());
+    let m = ipfix(
+        1_700_000_100,
+        &[(8, 4), (12, 4), (160, 8), (22, 4), (21, 4)],
+        &rec,
+    );
+    d.decode(ip("192.0.2.9"), &m, &mut out).unwrap();
+    assert_eq!(
+        (out[0].first_ms, out[0].last_ms),
+        (Some(T0_MS + 1500), Some(T0_MS + 4500))
+    );
+}
