@@ -112,6 +112,8 @@ pub struct FlowView {
     pub last_ms: i64,
     pub in_if: u32,
     pub out_if: u32,
+    /// Exporter's sampling interval (1 in N; 0: not sampled or unknown); counters are already scaled.
+    pub sampling_interval: u32,
     /// Enrichment of the client's and the server's address.
     pub cli_geo: Arc<GeoInfo>,
     pub srv_geo: Arc<GeoInfo>,
@@ -157,6 +159,7 @@ impl Serialize for FlowView {
         m.serialize_entry("vlan", &self.vlan)?;
         m.serialize_entry("in_if", &self.in_if)?;
         m.serialize_entry("out_if", &self.out_if)?;
+        m.serialize_entry("sampling_interval", &self.sampling_interval)?;
         for (side, g) in [("cli", &self.cli_geo), ("srv", &self.srv_geo)] {
             geo_entries(&mut m, side, g)?;
         }

@@ -79,6 +79,8 @@ struct Flow {
     flags: [u8; 2],
     in_if: u32,
     out_if: u32,
+    /// Sampling interval of the last record (1 in N; 0 or 1: not sampled).
+    sampling: u32,
     status: StatusSet,
     script_score: u16,
     l7: u16,
@@ -245,6 +247,7 @@ impl FlowTable {
             flags: [0; 2],
             in_if: 0,
             out_if: 0,
+            sampling: 0,
             status: StatusSet::default(),
             script_score: 0,
             l7: 0,
@@ -372,6 +375,9 @@ impl FlowTable {
             f.packets[side] = f.packets[side].saturating_add(p.unwrap_or(0));
             f.bytes[other] = f.bytes[other].saturating_add(r.rev_bytes.unwrap_or(0));
             f.packets[other] = f.packets[other].saturating_add(r.rev_packets.unwrap_or(0));
+        }
+        if let Some(si) = r.sampling_interval {
+            f.sampling = si;
         }
         let flags = r.tcp_flags.unwrap_or(0) as u8;
         f.flags[side] |= flags;
@@ -637,6 +643,7 @@ impl FlowTable {
             last_ms: last.max(first),
             in_if: f.in_if,
             out_if: f.out_if,
+            sampling_interval: f.sampling,
             cli_geo: f.geo[c].clone(),
             srv_geo: f.geo[s].clone(),
             status: f.status,

@@ -193,6 +193,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         t.set("in_if", v.in_if)?;
         t.set("out_if", v.out_if)?;
         t.set("vlan", v.vlan)?;
+        t.set("sampling_interval", v.sampling_interval)?;
         Ok(t)
     });
     {
