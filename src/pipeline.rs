@@ -486,6 +486,18 @@ pub struct DecodeSummary {
     pub events: u64,
 }
 
+/// Decodes one captured datagram into `recs`; the problem, if any (also after partial success).
+fn decode_reporting(
+    decoder: &mut Decoder,
+    d: &capture::CapturedDatagram,
+    recs: &mut Vec<FlowRecord>,
+) -> Option<DecodeError> {
+    match decoder.decode(d.exporter, &d.payload, recs) {
+        Ok(o) => o.partial_error,
+        Err(e) => Some(e),
+    }
+}
+
 /// Decodes every UDP datagram in the capture at `path`, giving each record to
 /// `emit` and each failure (frame number, error) to `fail`.
 pub fn decode_capture(
@@ -500,17 +512,9 @@ pub fn decode_capture(
     sum.capture = capture::for_each_datagram(path, |d| {
         sum.datagrams += 1;
         recs.clear();
-        match decoder.decode(d.exporter, &d.payload, &mut recs) {
-            Ok(o) => {
-                if let Some(e) = o.partial_error {
-                    sum.errors += 1;
-                    fail(d.frame, &e);
-                }
-            }
-            Err(e) => {
-                sum.errors += 1;
-                fail(d.frame, &e);
-            }
+        if let Some(e) = decode_reporting(&mut decoder, &d, &mut recs) {
+            sum.errors += 1;
+            fail(d.frame, &e);
         }
         for r in &recs {
             sum.records += 1;
@@ -577,17 +581,9 @@ pub fn replay_capture(
     sum.capture = capture::for_each_datagram(path, |d| {
         sum.datagrams += 1;
         recs.clear();
-        match decoder.decode(d.exporter, &d.payload, &mut recs) {
-            Ok(o) => {
-                if let Some(e) = o.partial_error {
-                    sum.errors += 1;
-                    fail(d.frame, &e);
-                }
-            }
-            Err(e) => {
-                sum.errors += 1;
-                fail(d.frame, &e);
-            }
+        if let Some(e) = decode_reporting(&mut decoder, &d, &mut recs) {
+            sum.errors += 1;
+            fail(d.frame, &e);
         }
         sum.records += recs.len() as u64;
         for r in recs.iter().filter(|r| filter.record(r)) {

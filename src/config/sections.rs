@@ -9,6 +9,32 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
+/// `n`, or one per available core when `n` is 0.
+fn per_core(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Each `(key, value, low, high)` must have `low <= value <= high`.
+fn check_ranges<T: PartialOrd + std::fmt::Display + Copy>(
+    checks: &[(&'static str, T, T, T)],
+) -> Result<(), ConfigError> {
+    for &(key, v, lo, hi) in checks {
+        if v < lo || v > hi {
+            return Err(ConfigError::Invalid {
+                key,
+                problem: format!("{v} is outside {lo}..={hi}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn default_listen() -> Vec<SocketAddr> {
     vec![
         SocketAddr::from(([0, 0, 0, 0], 2055)),
@@ -162,26 +188,12 @@ impl DecodeConfig {
                 65_535,
             ),
         ];
-        for (key, v, lo, hi) in checks {
-            if v < lo || v > hi {
-                return Err(ConfigError::Invalid {
-                    key,
-                    problem: format!("{v} is outside {lo}..={hi}"),
-                });
-            }
-        }
-        Ok(())
+        check_ranges(&checks)
     }
 
     /// Shards to run: the configured number, or one per available core.
     pub fn effective_shards(&self) -> usize {
-        if self.shards > 0 {
-            self.shards
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }
+        per_core(self.shards)
     }
 
     /// The decoder's limits.
@@ -327,25 +339,11 @@ impl FlowConfig {
                 3_600,
             ),
         ];
-        for (key, v, lo, hi) in checks {
-            if v < lo || v > hi {
-                return Err(ConfigError::Invalid {
-                    key,
-                    problem: format!("{v} is outside {lo}..={hi}"),
-                });
-            }
-        }
-        Ok(())
+        check_ranges(&checks)
     }
 
     pub fn effective_shards(&self) -> usize {
-        if self.shards > 0 {
-            self.shards
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }
+        per_core(self.shards)
     }
 
     /// The table settings of one of `shards` shards.
@@ -461,13 +459,7 @@ impl ScriptsConfig {
     }
 
     pub fn effective_workers(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }
+        per_core(self.workers)
     }
 }
 
