@@ -268,7 +268,23 @@ async fn serve(cfg: Config, geo: Arc<GeoService>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    // the endpoint first: /healthz answers and /readyz says "not ready" while the pipeline starts
+    let handle = flowhook::telemetry::exporter::install()
+        .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(cfg.metrics.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind metrics.listen {}: {e}", cfg.metrics.listen))?;
+    tracing::info!(local = %listener.local_addr()?, "metrics endpoint listening");
+    let ready = flowhook::telemetry::exporter::Ready::default();
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(flowhook::telemetry::exporter::serve(
+        listener,
+        handle,
+        ready.clone(),
+        stop_http.clone(),
+    ));
     let running = pipeline::start(&cfg, geo).await?;
+    ready.set();
     tracing::info!(shards = cfg.decode.effective_shards(), "flowhook serving");
     loop {
         tokio::select! {
@@ -284,6 +300,7 @@ async fn serve(cfg: Config, geo: Arc<GeoService>) -> anyhow::Result<()> {
             cfg.flow.shutdown_timeout_secs
         );
     }
+    stop_http.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -202,7 +202,7 @@ fn decode_shard(
                 recs.clear();
                 match decoder.decode(d.exporter.ip(), &d.payload, &mut recs) {
                     Ok(o) => {
-                        tel.records(o.version, o.flows, o.options);
+                        tel.records(d.exporter.ip(), o.version, o.flows, o.options);
                         if o.missing_templates > 0 {
                             tel.missing_template_sets
                                 .increment(o.missing_templates as u64);
@@ -395,6 +395,10 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             }
         });
     }
+    crate::telemetry::register_known_series(
+        &scripts.as_ref().map(|r| r.names()).unwrap_or_default(),
+        &geo.db_labels(),
+    );
     let mut threads = Vec::new();
     let nflow = cfg.flow.effective_shards();
     let mut flow_txs = Vec::with_capacity(nflow);
@@ -436,10 +440,14 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let allow = Arc::new(AllowList::new(cfg.ingest.allow.clone()));
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
+    let mut inodes: Vec<(String, u64)> = Vec::new();
     for (li, addr) in cfg.ingest.listen.iter().enumerate() {
         let mut addr = *addr;
         for _ in 0..cfg.ingest.sockets_per_listener {
             let (std_sock, granted) = ingest::bind(addr, cfg.ingest.recv_buffer_bytes, true)?;
+            if let Some(ino) = ingest::socket_inode(&std_sock) {
+                inodes.push((li.to_string(), ino));
+            }
             let sock = UdpSocket::from_std(std_sock)
                 .map_err(|source| IngestError::Bind { addr, source })?;
             let local = sock
@@ -463,6 +471,18 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         }
     }
     drop(senders);
+    if !inodes.is_empty() {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = tick.tick() => ingest::publish_kernel_drops(&inodes),
+                }
+            }
+        });
+    }
     Ok(Running {
         bound,
         cancel,

@@ -193,6 +193,7 @@ fn serve(envs: &[(&str, String)]) -> Kill {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .env("RUST_LOG", "info")
+        .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in envs {

@@ -83,6 +83,7 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
     serve
         .arg("serve")
         .env("RUST_LOG", "info")
+        .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
         .env("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}"))
         .env("FLOWHOOK__OUTPUT__PATH", &out)
         .env("FLOWHOOK__OUTPUT__RECORDS", "true")

@@ -138,6 +138,11 @@ impl GeoService {
         !self.dbs.load().is_empty()
     }
 
+    /// Roles of the configured databases (`city`, `country`, `asn`).
+    pub fn db_labels(&self) -> Vec<&'static str> {
+        self.dbs.load().all().map(|d| d.role.label()).collect()
+    }
+
     /// Bumps on every successful reload (workers clear their caches).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -73,6 +73,56 @@ impl AllowList {
     }
 }
 
+/// The inode of a socket (to find it in `/proc/net/udp`).
+pub fn socket_inode(sock: &std::net::UdpSocket) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/self/fd/{}", sock.as_raw_fd()))
+            .ok()
+            .map(|m| m.ino())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = sock;
+        None
+    }
+}
+
+/// Datagrams the kernel dropped per socket inode (the `drops` column of
+/// `/proc/net/udp` and `/proc/net/udp6`: full receive buffer).
+pub fn kernel_drops() -> std::collections::HashMap<u64, u64> {
+    let mut m = std::collections::HashMap::new();
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(ino), Some(drops)) = (cols.get(9), cols.last()) {
+                if let (Ok(i), Ok(d)) = (ino.parse::<u64>(), drops.parse::<u64>()) {
+                    m.insert(i, d);
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Publishes `flowhook_ingest_kernel_drops_total` per listener.
+pub fn publish_kernel_drops(inodes: &[(String, u64)]) {
+    let drops = kernel_drops();
+    let mut per: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (listener, ino) in inodes {
+        *per.entry(listener.as_str()).or_default() += drops.get(ino).copied().unwrap_or(0);
+    }
+    for (listener, n) in per {
+        metrics::counter!("flowhook_ingest_kernel_drops_total", "listener" => listener.to_string())
+            .absolute(n);
+    }
+}
+
 /// The shard an exporter is pinned to.
 pub fn shard_of(ip: IpAddr, shards: usize) -> usize {
     // fixed keys: the same exporter maps to the same shard in every run

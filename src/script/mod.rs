@@ -148,6 +148,14 @@ impl ScriptRunner {
         ))
     }
 
+    /// Names of the loaded scripts.
+    pub fn names(&self) -> Vec<String> {
+        self.sources
+            .lock()
+            .map(|s| s.iter().map(|x| x.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Hands `ev` to its worker without waiting. `Err(ev)` when the queue is
     /// full (counted): the caller writes the event itself. Events other than
     /// `flowEnd` are dropped once a queue is three quarters full, so `flowEnd`

@@ -7,6 +7,9 @@
 //! Labels are a small fixed set (`listener` index, `reason` codes, `version`):
 //! never addresses, ports or error text.
 
+pub mod catalog;
+pub mod exporter;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -113,10 +116,68 @@ impl IngestTelemetry {
     }
 }
 
+/// Most distinct exporter label values; past it exporters share the label `other`.
+pub const MAX_EXPORTER_LABELS: usize = 1024;
+
+/// The `exporter` label of an address: its text while fewer than
+/// [`MAX_EXPORTER_LABELS`] exporters have one, else `other`.
+pub fn exporter_label(ip: std::net::IpAddr) -> String {
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<std::collections::HashSet<std::net::IpAddr>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if seen.contains(&ip) || (seen.len() < MAX_EXPORTER_LABELS && seen.insert(ip)) {
+        ip.to_string()
+    } else {
+        "other".into()
+    }
+}
+
+/// Pre-registers the series whose label values are known in advance, so
+/// dashboards and alert rules see zeros instead of gaps.
+pub fn register_known_series(scripts: &[String], geo_dbs: &[&'static str]) {
+    use crate::flow::{EndReason, EventKind};
+    for r in [
+        EndReason::Idle,
+        EndReason::ExporterIdle,
+        EndReason::EndOfFlow,
+        EndReason::ForcedEnd,
+        EndReason::LackOfResources,
+        EndReason::TcpFin,
+        EndReason::TcpRst,
+        EndReason::Evicted,
+        EndReason::Shutdown,
+    ] {
+        counter!("flowhook_flows_ended_total", "reason" => r.name()).absolute(0);
+    }
+    for k in EventKind::ALL {
+        counter!("flowhook_script_events_dropped_total", "hook" => k.name()).absolute(0);
+    }
+    for result in ["ok", "failed"] {
+        counter!("flowhook_script_reloads_total", "result" => result).absolute(0);
+        counter!("flowhook_geo_reloads_total", "result" => result).absolute(0);
+    }
+    for s in scripts {
+        counter!("flowhook_script_alerts_suppressed_total", "script" => s.clone()).absolute(0);
+        for k in EventKind::ALL {
+            for kind in ["runtime", "timeout", "memory"] {
+                counter!("flowhook_script_errors_total", "script" => s.clone(), "hook" => k.name(), "kind" => kind).absolute(0);
+            }
+        }
+    }
+    for db in geo_dbs {
+        for result in ["found", "not_found", "error"] {
+            counter!("flowhook_geo_lookups_total", "db" => *db, "result" => result).absolute(0);
+        }
+    }
+}
+
 /// Counters of one decoder shard.
 pub struct DecodeTelemetry {
-    records: HashMap<(u16, bool), Counter>,
-    errors: HashMap<&'static str, Counter>,
+    records: HashMap<(std::net::IpAddr, u16, bool), Counter>,
+    errors: HashMap<(std::net::IpAddr, &'static str), Counter>,
     pub seq_gaps: Counter,
     pub seq_lost: Counter,
     pub seq_late: Counter,
@@ -180,16 +241,25 @@ impl DecodeTelemetry {
         }
     }
 
-    /// Records decoded in one datagram.
-    pub fn records(&mut self, version: u16, flows: usize, options: usize) {
+    /// Records decoded in one datagram from `exporter`.
+    pub fn records(
+        &mut self,
+        exporter: std::net::IpAddr,
+        version: u16,
+        flows: usize,
+        options: usize,
+    ) {
         for (is_flow, n) in [(true, flows), (false, options)] {
             if n == 0 {
                 continue;
             }
-            let c = self.records.entry((version, is_flow)).or_insert_with(|| {
-                counter!("flowhook_decode_records_total", "version" => version.to_string(), "kind" => if is_flow { "flow" } else { "options" })
+            let c = self.records.entry((exporter, version, is_flow)).or_insert_with(|| {
+                counter!("flowhook_decode_records_total", "exporter" => exporter_label(exporter), "version" => version.to_string(), "kind" => if is_flow { "flow" } else { "options" })
             });
             c.increment(n as u64);
+        }
+        if self.records.len() > 4 * MAX_EXPORTER_LABELS {
+            self.records.clear();
         }
     }
 
@@ -201,9 +271,12 @@ impl DecodeTelemetry {
         detail: &dyn std::fmt::Display,
     ) {
         self.errors
-            .entry(code)
-            .or_insert_with(|| counter!("flowhook_decode_errors_total", "reason" => code))
+            .entry((exporter, code))
+            .or_insert_with(|| counter!("flowhook_decode_errors_total", "exporter" => exporter_label(exporter), "reason" => code))
             .increment(1);
+        if self.errors.len() > 4 * MAX_EXPORTER_LABELS {
+            self.errors.clear();
+        }
         if let Some(held) = self.logs.allow(code) {
             tracing::warn!(reason = code, %exporter, suppressed = held, "decode error: {detail}");
         }
@@ -431,7 +504,6 @@ impl ScriptTelemetry {
 pub struct SinkTelemetry {
     pub written: Counter,
     pub errors: Counter,
-    pub dropped: Counter,
     logs: RateLimit,
 }
 
@@ -440,7 +512,6 @@ impl SinkTelemetry {
         SinkTelemetry {
             written: counter!("flowhook_sink_records_written_total", "sink" => sink),
             errors: counter!("flowhook_sink_write_errors_total", "sink" => sink),
-            dropped: counter!("flowhook_sink_records_dropped_total", "sink" => sink),
             logs: RateLimit::new(Duration::from_secs(10)),
         }
     }
