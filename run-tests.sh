@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Runs every flowhook test. Installs what the tests talk to (softflowd) when
-# it is missing, then runs the whole cargo test suite. Used as is by .ci/run.
+# Runs every flowhook test. Installs what the tests talk to (softflowd, and
+# prometheus with promtool) when missing, then runs the whole cargo test
+# suite. Used as is by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
 command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 if ((${#need[@]})); then
   echo "run-tests: installing ${need[*]}"
   SUDO=""
   [[ $(id -u) -eq 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # the packages' services are not ours to run
+  $SUDO pkill -x softflowd 2>/dev/null || true
+  $SUDO pkill -x prometheus 2>/dev/null || true
 fi
 
 cargo test --locked "$@"
