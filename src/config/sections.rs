@@ -357,7 +357,7 @@ impl FlowConfig {
     }
 }
 
-/// `[metrics]`: the Prometheus endpoint (served from the metrics issue on).
+/// `[metrics]`: the Prometheus endpoint.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {

@@ -1,7 +1,7 @@
 //! Lifecycle events and the flow snapshot they carry.
 //!
 //! In: built by the flow table. Out: to the sinks as JSON
-//! (`{"event": …, "time": …, "flow": {…}}`) and, from the scripts issue on,
+//! (`{"event": …, "time": …, "flow": {…}}`) and
 //! to the script runner. `FlowView` uses the flat key vocabulary of
 //! `docs/flow-record.md` ("Flow vocabulary"), the same keys scripts read from
 //! `flow.getInfo()`.

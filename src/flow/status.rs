@@ -1,7 +1,7 @@
 //! Flow statuses: named bits with a score each.
 //!
 //! Built-in statuses are set by the flow table from what the records show;
-//! scripts register their own names (from the scripts issue on). One
+//! scripts register their own names with `flow.triggerStatus`. One
 //! process-wide registry maps bits to names; a flow carries only a `u64`.
 //!
 //! | Bit | Name | Score | Set when |

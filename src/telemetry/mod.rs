@@ -2,7 +2,7 @@
 //!
 //! In: events from the stages (datagram received or dropped, records decoded,
 //! decode failures, sequence loss). Out: counters through the `metrics` facade
-//! (exposed over HTTP from the metrics issue on) and rate-limited `tracing`
+//! (served by [`exporter`], listed in [`catalog`]) and rate-limited `tracing`
 //! logs. Handles are registered once per stage instance, outside the hot loop.
 //! Labels are a small fixed set (`listener` index, `reason` codes, `version`):
 //! never addresses, ports or error text.
