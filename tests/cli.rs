@@ -301,3 +301,67 @@ fn serve_drops_exporters_outside_the_allow_list() {
         vec![Value::from("127.0.0.2"), Value::from("127.0.0.2")]
     );
 }
+
+#[test]
+fn output_file_is_reopened_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("flows.jsonl");
+    let rotated = dir.path().join("flows.jsonl.1");
+    let port = free_udp_port();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("RUST_LOG", "info")
+        .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
+        .env("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLOWHOOK__OUTPUT__PATH", &out)
+        .env("FLOWHOOK__OUTPUT__RECORDS", "true")
+        .env("FLOWHOOK__OUTPUT__FLUSH_INTERVAL", "100ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut k = Kill(child);
+    let wait_line = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) if l.contains(text) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no log line {text:?}"),
+            }
+        }
+    };
+    wait_line("flowhook serving");
+    let tx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx_sock.send_to(&v5(1, 0), ("127.0.0.1", port)).unwrap();
+    // the first record reaches the file (flushed within 100 ms)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains("\"record\"")
+    {
+        assert!(Instant::now() < deadline, "first record never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // logrotate: move the file away, then SIGHUP
+    std::fs::rename(&out, &rotated).unwrap();
+    unsafe { libc::kill(k.0.id() as i32, libc::SIGHUP) };
+    wait_line("output reopened");
+    tx_sock.send_to(&v5(2, 1), ("127.0.0.1", port)).unwrap();
+    assert!(sigterm_and_wait(&mut k).success());
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+    assert!(new.lines().any(|l| l.contains("\"record\"")), "{new}");
+    assert_eq!(
+        new.lines().filter(|l| l.contains("\"flowEnd\"")).count(),
+        2,
+        "{new}"
+    );
+}
