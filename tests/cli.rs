@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::serve::Serve;
 
 use serde_json::Value;
 
@@ -37,15 +38,6 @@ fn v5(n: u8, seq: u32) -> Vec<u8> {
         m.extend_from_slice(&r);
     }
     m
-}
-
-/// Kills the child when the test ends, however it ends.
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -188,50 +180,12 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Starts `serve` and waits until it says it is listening.
-fn serve(envs: &[(&str, String)]) -> Kill {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env("RUST_LOG", "info")
-        .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("flowhook serving") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("serve did not start");
-    Kill(child)
-}
-
-fn sigterm_and_wait(k: &mut Kill) -> std::process::ExitStatus {
-    unsafe { libc::kill(k.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = k.0.try_wait().unwrap() {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn serve_receives_over_udp_and_flushes_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
     let port = free_udp_port();
-    let mut k = serve(&[
+    let k = Serve::start(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
         ("FLOWHOOK__OUTPUT__FLUSH_INTERVAL", "10s".into()),
@@ -244,7 +198,7 @@ fn serve_receives_over_udp_and_flushes_on_sigterm() {
     tx.send_to(b"garbage", ("127.0.0.1", port)).unwrap();
     // loopback delivery is synchronous: the datagrams sit in the socket buffer now.
     // The flush interval is long, so what reaches the file comes from the shutdown drain and flush.
-    let status = sigterm_and_wait(&mut k);
+    let status = k.stop();
     assert!(status.success(), "{status:?}");
     let text = std::fs::read_to_string(&out).unwrap();
     let all: Vec<Value> = text
@@ -277,7 +231,7 @@ fn serve_drops_exporters_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
     let port = free_udp_port();
-    let mut k = serve(&[
+    let k = Serve::start(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__INGEST__ALLOW", "10.0.0.0/8,127.0.0.2/32".into()),
         ("FLOWHOOK__OUTPUT__RECORDS", "true".into()),
@@ -288,7 +242,7 @@ fn serve_drops_exporters_outside_the_allow_list() {
     tx.send_to(&v5(1, 0), ("127.0.0.1", port)).unwrap();
     let allowed = UdpSocket::bind("127.0.0.2:0").unwrap();
     allowed.send_to(&v5(2, 0), ("127.0.0.1", port)).unwrap();
-    assert!(sigterm_and_wait(&mut k).success());
+    assert!(k.stop().success());
     let text = std::fs::read_to_string(&out).unwrap();
     let exporters: Vec<Value> = text
         .lines()
@@ -308,36 +262,12 @@ fn output_file_is_reopened_on_sighup() {
     let out = dir.path().join("flows.jsonl");
     let rotated = dir.path().join("flows.jsonl.1");
     let port = free_udp_port();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env("RUST_LOG", "info")
-        .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
-        .env("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}"))
-        .env("FLOWHOOK__OUTPUT__PATH", &out)
-        .env("FLOWHOOK__OUTPUT__RECORDS", "true")
-        .env("FLOWHOOK__OUTPUT__FLUSH_INTERVAL", "100ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let mut k = Kill(child);
-    let wait_line = |text: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.contains(text) => return,
-                Ok(_) => {}
-                Err(_) => panic!("no log line {text:?}"),
-            }
-        }
-    };
-    wait_line("flowhook serving");
+    let k = Serve::start(&[
+        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
+        ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
+        ("FLOWHOOK__OUTPUT__RECORDS", "true".into()),
+        ("FLOWHOOK__OUTPUT__FLUSH_INTERVAL", "100ms".into()),
+    ]);
     let tx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     tx_sock.send_to(&v5(1, 0), ("127.0.0.1", port)).unwrap();
     // the first record reaches the file (flushed within 100 ms)
@@ -351,10 +281,10 @@ fn output_file_is_reopened_on_sighup() {
     }
     // logrotate: move the file away, then SIGHUP
     std::fs::rename(&out, &rotated).unwrap();
-    unsafe { libc::kill(k.0.id() as i32, libc::SIGHUP) };
-    wait_line("output reopened");
+    k.signal(libc::SIGHUP);
+    k.wait_for("output reopened");
     tx_sock.send_to(&v5(2, 1), ("127.0.0.1", port)).unwrap();
-    assert!(sigterm_and_wait(&mut k).success());
+    assert!(k.stop().success());
     let old = std::fs::read_to_string(&rotated).unwrap();
     let new = std::fs::read_to_string(&out).unwrap();
     assert_eq!(old.lines().count(), 1, "{old}");

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use common::serve::Serve;
 
 use serde_json::Value;
 
@@ -34,69 +33,6 @@ fn v5(dst: [u8; 4], sport: u16) -> Vec<u8> {
     r[38] = 6;
     r[37] = 0x02;
     m
-}
-
-struct Serve {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    fn start(envs: &[(&str, String)]) -> Serve {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env("RUST_LOG", "info")
-            .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let s = Serve { child, lines: rx };
-        s.wait_for("flowhook serving");
-        s
-    }
-
-    /// Waits (bounded) for a log line containing `text`.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(text) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with {text:?} within 30 s"),
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "{s:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 #[test]
@@ -136,7 +72,7 @@ fn flows_are_enriched_and_databases_reload_under_load() {
         "{line}"
     );
     send([81, 2, 69, 142], 40004);
-    serve.stop();
+    assert!(serve.stop().success());
 
     let ends: Vec<Value> = std::fs::read_to_string(&out)
         .unwrap()

@@ -8,12 +8,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::serve::Serve;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 
@@ -32,82 +33,6 @@ fn have(tool: &str, arg: &str) -> bool {
     }
     eprintln!("SKIPPED: {tool} not installed");
     false
-}
-
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn serve(envs: &[(&str, String)]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env("RUST_LOG", "info")
-            .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        Proc { child, lines: rx }
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) if l.contains(text) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with {text:?}"),
-            }
-        }
-    }
-
-    /// The metrics endpoint's address, from the start-up log.
-    fn metrics_addr(&self) -> String {
-        let l = self.wait_for("metrics endpoint listening");
-        l.split("local=")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "{s:?}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("serve did not stop");
-    }
 }
 
 /// GET `path` from `addr`: (status code, body).
@@ -236,7 +161,7 @@ fn scraped_by_promtool_and_a_real_prometheus() {
         .local_addr()
         .unwrap()
         .port();
-    let serve = Proc::serve(&[
+    let serve = Serve::spawn(&[
         ("FLOWHOOK_CONFIG", cfg.display().to_string()),
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         (
@@ -287,7 +212,7 @@ fn scraped_by_promtool_and_a_real_prometheus() {
         .unwrap()
         .send_to(b"\x00\x09garbage", ("127.0.0.1", port))
         .unwrap();
-    unsafe { libc::kill(serve.child.id() as i32, libc::SIGHUP) };
+    serve.signal(libc::SIGHUP);
     serve.wait_for("geolocation databases reloaded");
     // wait (bounded) until every flow has ended and reached the scripts
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -466,7 +391,7 @@ fn scraped_by_promtool_and_a_real_prometheus() {
         answer.contains("\"status\":\"success\"") && has_number(&answer),
         "Prometheus answered: {answer}"
     );
-    serve.stop();
+    assert!(serve.stop().success());
 }
 
 /// A v5 datagram with one record, from `seq`.
@@ -491,7 +416,7 @@ fn loss_counters_move_by_the_right_amounts() {
         .local_addr()
         .unwrap()
         .port();
-    let serve = Proc::serve(&[
+    let serve = Serve::spawn(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__INGEST__QUEUE_DATAGRAMS", "2".into()),
         ("FLOWHOOK__DECODE__SHARDS", "1".into()),
@@ -567,7 +492,7 @@ fn loss_counters_move_by_the_right_amounts() {
         queue_full + kernel,
         "what was dropped shows as sequence loss"
     );
-    serve.stop();
+    assert!(serve.stop().success());
 }
 
 #[test]
@@ -579,7 +504,7 @@ fn readyz_turns_ready_after_scripts_load() {
         "return { setup = function() local t = os.clock() while os.clock() - t < 1 do end end, hooks = {} }\n",
     )
     .unwrap();
-    let serve = Proc::serve(&[
+    let serve = Serve::spawn(&[
         ("FLOWHOOK__INGEST__LISTEN", "127.0.0.1:0".into()),
         ("FLOWHOOK__SCRIPTS__DIR", dir.path().display().to_string()),
         ("FLOWHOOK__SCRIPTS__DEADLINE", "1s".into()),
@@ -591,5 +516,5 @@ fn readyz_turns_ready_after_scripts_load() {
     serve.wait_for("flowhook serving");
     assert_eq!(get(&addr, "/readyz").0, 200);
     assert_eq!(get(&addr, "/nope").0, 404);
-    serve.stop();
+    assert!(serve.stop().success());
 }

@@ -14,16 +14,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serve::Serve;
 use common::traffic::{Dir, Traffic};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -79,36 +77,15 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
         .local_addr()
         .unwrap()
         .port();
-    let mut serve = Command::new(BIN);
-    serve
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
-        .env("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}"))
-        .env("FLOWHOOK__OUTPUT__PATH", &out)
-        .env("FLOWHOOK__OUTPUT__RECORDS", "true")
-        .env("FLOWHOOK__OUTPUT__EVENTS", "statusChanged,flowEnd")
-        .env("FLOWHOOK__GEO__CITY_DB", &geo.city)
-        .env("FLOWHOOK__GEO__ASN_DB", &geo.asn)
-        .env("FLOWHOOK__SCRIPTS__DIR", &scripts)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut serve = Kill(serve.spawn().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = serve.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.contains("flowhook serving") => break,
-            Ok(_) => {}
-            Err(_) => panic!("flowhook did not start"),
-        }
-    }
+    let serve = Serve::start(&[
+        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
+        ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
+        ("FLOWHOOK__OUTPUT__RECORDS", "true".into()),
+        ("FLOWHOOK__OUTPUT__EVENTS", "statusChanged,flowEnd".into()),
+        ("FLOWHOOK__GEO__CITY_DB", geo.city.display().to_string()),
+        ("FLOWHOOK__GEO__ASN_DB", geo.asn.display().to_string()),
+        ("FLOWHOOK__SCRIPTS__DIR", scripts.display().to_string()),
+    ]);
 
     // at most 12 characters: /tmp/sfX.ctl
     let tag = match version {
@@ -163,9 +140,7 @@ fn run(version: &str, traffic: &Traffic, dir: &Path, expect_packets: u64) -> Vec
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    unsafe { libc::kill(serve.0.id() as i32, libc::SIGTERM) };
-    let status =
-        wait_exit(&mut serve.0, Duration::from_secs(20)).expect("flowhook did not stop on SIGTERM");
+    let status = serve.stop();
     assert!(status.success(), "flowhook exit: {status:?}");
     let all = lines(&out);
     assert!(

@@ -1,0 +1,99 @@
+//! A `flowhook serve` child process for black-box tests: started with the
+//! given environment (metrics on an ephemeral port), its log lines readable,
+//! stopped with SIGTERM, killed if a test fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+pub struct Serve {
+    pub child: Child,
+    lines: Receiver<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// Starts `flowhook serve` and waits until it says it is serving.
+    pub fn start(envs: &[(&str, String)]) -> Serve {
+        let s = Self::spawn(envs);
+        s.wait_for("flowhook serving");
+        s
+    }
+
+    /// Starts `flowhook serve` without waiting.
+    pub fn spawn(envs: &[(&str, String)]) -> Serve {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowhook"));
+        cmd.arg("serve")
+            .env("RUST_LOG", "info")
+            .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Serve { child, lines: rx }
+    }
+
+    /// Waits (bounded) for a log line containing `text` and returns it.
+    pub fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) if l.contains(text) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {text:?} within 60 s"),
+            }
+        }
+    }
+
+    /// The metrics endpoint's address, from the start-up log.
+    pub fn metrics_addr(&self) -> String {
+        let l = self.wait_for("metrics endpoint listening");
+        l.split("local=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
