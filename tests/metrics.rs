@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::serve::Serve;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 
 fn have(tool: &str, arg: &str) -> bool {
     if Command::new(tool)
