@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every flowhook test. Installs what the tests talk to (softflowd, and
-# prometheus with promtool) when missing, then runs the whole cargo test
-# suite. Used as is by .ci/run.
+# prometheus with promtool) when missing, checks formatting and lints, then
+# runs the whole cargo test suite. Used as is by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,5 +18,12 @@ if ((${#need[@]})); then
   $SUDO pkill -x softflowd 2>/dev/null || true
   $SUDO pkill -x prometheus 2>/dev/null || true
 fi
+
+# hygiene first: formatting and lints are part of the suite
+for c in rustfmt clippy; do
+  cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
+done
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 
 cargo test --locked "$@"

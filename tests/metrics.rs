@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::serve::Serve;
 
-
 fn have(tool: &str, arg: &str) -> bool {
     if Command::new(tool)
         .arg(arg)
@@ -126,10 +125,10 @@ fn documented() -> BTreeSet<String> {
 
 fn family(sample: &str) -> &str {
     for suffix in ["_bucket", "_count", "_sum"] {
-        if let Some(base) = sample.strip_suffix(suffix) {
-            if base.ends_with("_seconds") {
-                return base;
-            }
+        if let Some(base) = sample.strip_suffix(suffix)
+            && base.ends_with("_seconds")
+        {
+            return base;
         }
     }
     sample

@@ -15,6 +15,8 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_flowhook");
 const T0: u32 = 1_700_000_000;
 
+// one positional argument per column of the capture tables below reads best there
+#[allow(clippy::too_many_arguments)]
 fn rec(
     src: [u8; 4],
     sport: u16,

@@ -91,16 +91,16 @@ fn run_case(dir: &Path, case: &Value) -> CaseResult {
     for f in case["files"].as_array().into_iter().flatten() {
         let path = dir.join(f.as_str().unwrap_or_default());
         let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if let Err(e) = decoder.decode(exporter, &data, &mut records) {
-            if !case["expect_invalid"].as_bool().unwrap_or(false) {
-                problems.push(format!("{}: decode error: {e}", path.display()));
-            }
+        if let Err(e) = decoder.decode(exporter, &data, &mut records)
+            && !case["expect_invalid"].as_bool().unwrap_or(false)
+        {
+            problems.push(format!("{}: decode error: {e}", path.display()));
         }
     }
-    if let Some(n) = case["expect_records"].as_u64() {
-        if records.len() as u64 != n {
-            problems.push(format!("expected {n} records, decoded {}", records.len()));
-        }
+    if let Some(n) = case["expect_records"].as_u64()
+        && records.len() as u64 != n
+    {
+        problems.push(format!("expected {n} records, decoded {}", records.len()));
     }
     let expected = case["records"].as_array().cloned().unwrap_or_default();
     for want in &expected {

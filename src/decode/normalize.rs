@@ -141,10 +141,8 @@ impl Builder {
             (0, 28) => p.dst6 = as_ip(v),
             (0, 34) | (0, 50) => p.sampling = u32_of(v),
             (0, 58) => r.vlan = u16_of(v),
-            (0, 243) => {
-                if r.vlan.is_none() {
-                    r.vlan = u16_of(v);
-                }
+            (0, 243) if r.vlan.is_none() => {
+                r.vlan = u16_of(v);
             }
             (0, 61) => r.direction = u8_of(v),
             (0, 62) => p.nh6 = as_ip(v),
@@ -158,7 +156,7 @@ impl Builder {
             (0, 136) => r.flow_end_reason = u8_of(v),
             (0, 150) | (0, 151) => set_abs(p, id.ie == 150, as_time_ms(v, 1000)),
             (0, 152) | (0, 153) => set_abs(p, id.ie == 152, as_time_ms(v, 1)),
-            (0, 154..=157) => set_abs(p, id.ie % 2 == 0, as_time_ms(v, 0)),
+            (0, 154..=157) => set_abs(p, id.ie.is_multiple_of(2), as_time_ms(v, 0)),
             (0, 158) => p.start_delta_us = as_u64(v),
             (0, 159) => p.end_delta_us = as_u64(v),
             (0, 160) => p.system_init_ms = as_u64(v).and_then(|x| i64::try_from(x).ok()),

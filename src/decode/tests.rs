@@ -21,7 +21,7 @@ impl V9 {
 
     fn set(mut self, id: u16, body: &[u8], records: u16) -> Self {
         let mut b = body.to_vec();
-        while (b.len() + 4) % 4 != 0 {
+        while !(b.len() + 4).is_multiple_of(4) {
             b.push(0);
         }
         self.sets.extend_from_slice(&id.to_be_bytes());

@@ -88,10 +88,11 @@ impl VarTemplates {
     fn put(&mut self, id: u16, t: Option<VarTemplate>, cap: usize) {
         match t {
             Some(t) => {
-                if !self.map.contains_key(&id) && self.map.len() >= cap {
-                    if let Some(k) = self.map.keys().next().copied() {
-                        self.map.remove(&k);
-                    }
+                if !self.map.contains_key(&id)
+                    && self.map.len() >= cap
+                    && let Some(k) = self.map.keys().next().copied()
+                {
+                    self.map.remove(&k);
                 }
                 self.map.insert(id, t);
             }

@@ -83,7 +83,7 @@ impl Networks {
                 })
             })
             .collect();
-        v.sort_by(|a, b| b.cidr.prefix_len().cmp(&a.cidr.prefix_len()));
+        v.sort_by_key(|n| std::cmp::Reverse(n.cidr.prefix_len()));
         Networks(v)
     }
 

@@ -343,10 +343,10 @@ impl FlowTable {
             .as_deref()
             .filter(|n| !n.is_empty())
             .map(|n| self.intern(n));
-        if r.flow_end_reason == Some(2) {
-            if let (Some(a), Some(b)) = (r.first_ms, r.last_ms) {
-                self.active_timeout_ms = self.active_timeout_ms.max((b - a).clamp(0, 3_600_000));
-            }
+        if r.flow_end_reason == Some(2)
+            && let (Some(a), Some(b)) = (r.first_ms, r.last_ms)
+        {
+            self.active_timeout_ms = self.active_timeout_ms.max((b - a).clamp(0, 3_600_000));
         }
         let f = &mut self.slab[i as usize];
         let fresh = f.first_ms == i64::MAX
@@ -357,14 +357,14 @@ impl FlowTable {
         f.updated_ms = now;
         // Counters: deltas add up; running totals count their growth.
         let (mut b, mut p) = (r.bytes, r.packets);
-        if b.is_none() {
-            if let Some(tb) = r.total_bytes {
-                let tp = r.total_packets.unwrap_or(0);
-                let (ob, op) = f.totals[side];
-                b = Some(if tb >= ob { tb - ob } else { tb });
-                p = Some(if tp >= op { tp - op } else { tp });
-                f.totals[side] = (tb, tp);
-            }
+        if b.is_none()
+            && let Some(tb) = r.total_bytes
+        {
+            let tp = r.total_packets.unwrap_or(0);
+            let (ob, op) = f.totals[side];
+            b = Some(if tb >= ob { tb - ob } else { tb });
+            p = Some(if tp >= op { tp - op } else { tp });
+            f.totals[side] = (tb, tp);
         }
         let fp = fingerprint(r);
         if fp != 0 && f.last_counted[side] == fp {
@@ -422,11 +422,11 @@ impl FlowTable {
             f.cli_is_a = client_is_a;
         } else if f.decision < Decision::Syn && f.cli_is_a != (side == 0) {
             // A record from the side that is not the client yet, which started earlier: it is the client.
-            if let Some(t) = r.first_ms {
-                if t < prev_first {
-                    f.decision = Decision::StartTime;
-                    f.cli_is_a = side == 0;
-                }
+            if let Some(t) = r.first_ms
+                && t < prev_first
+            {
+                f.decision = Decision::StartTime;
+                f.cli_is_a = side == 0;
             }
         }
         let is_cli_record = f.cli_is_a == (side == 0);
@@ -657,18 +657,17 @@ impl FlowTable {
 /// softflowd, nfdump and most v5/v9 exporters carry it), or `icmp_type`.
 fn icmp_type(r: &FlowRecord) -> Option<u8> {
     for (name, v) in &r.fields {
-        if matches!(&**name, "icmp_type" | "icmpTypeIPv4" | "icmpTypeIPv6") {
-            if let crate::record::Value::U64(t) = v {
-                return u8::try_from(*t).ok();
-            }
+        if matches!(&**name, "icmp_type" | "icmpTypeIPv4" | "icmpTypeIPv6")
+            && let crate::record::Value::U64(t) = v
+        {
+            return u8::try_from(*t).ok();
         }
         if matches!(
             &**name,
             "icmpTypeCodeIPv4" | "icmpTypeCodeIPv6" | "icmp_type_code"
-        ) {
-            if let crate::record::Value::U64(t) = v {
-                return Some((*t >> 8) as u8);
-            }
+        ) && let crate::record::Value::U64(t) = v
+        {
+            return Some((*t >> 8) as u8);
         }
     }
     r.dst_port

@@ -100,10 +100,10 @@ pub fn kernel_drops() -> std::collections::HashMap<u64, u64> {
         };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            if let (Some(ino), Some(drops)) = (cols.get(9), cols.last()) {
-                if let (Ok(i), Ok(d)) = (ino.parse::<u64>(), drops.parse::<u64>()) {
-                    m.insert(i, d);
-                }
+            if let (Some(ino), Some(drops)) = (cols.get(9), cols.last())
+                && let (Ok(i), Ok(d)) = (ino.parse::<u64>(), drops.parse::<u64>())
+            {
+                m.insert(i, d);
             }
         }
     }

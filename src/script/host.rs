@@ -262,19 +262,18 @@ impl ScriptHost {
             .get::<Option<i64>>("periodic_update_seconds")
             .map_err(|e| err(e.to_string()))?;
         let mut enabled = enabled;
-        if enabled {
-            if let Some(setup) = t
+        if enabled
+            && let Some(setup) = t
                 .get::<Option<Function>>("setup")
                 .map_err(|e| err(e.to_string()))?
-            {
-                self.deadline.arm(Instant::now() + self.cfg.deadline * 10);
-                let r = setup.call::<Value>(conf.clone());
-                self.deadline.disarm();
-                match r {
-                    Ok(Value::Boolean(false)) => enabled = false,
-                    Ok(_) => {}
-                    Err(e) => return Err(err(format!("setup(): {e}"))),
-                }
+        {
+            self.deadline.arm(Instant::now() + self.cfg.deadline * 10);
+            let r = setup.call::<Value>(conf.clone());
+            self.deadline.disarm();
+            match r {
+                Ok(Value::Boolean(false)) => enabled = false,
+                Ok(_) => {}
+                Err(e) => return Err(err(format!("setup(): {e}"))),
             }
         }
         let script = Script {

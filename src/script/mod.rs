@@ -160,7 +160,7 @@ impl ScriptRunner {
     /// full (counted): the caller writes the event itself. Events other than
     /// `flowEnd` are dropped once a queue is three quarters full, so `flowEnd`
     /// events are the last to go.
-    pub fn submit(&self, ev: FlowEvent) -> Result<(), FlowEvent> {
+    pub fn submit(&self, ev: FlowEvent) -> Result<(), Box<FlowEvent>> {
         let q = &self.queues[(ev.flow.key % self.queues.len() as u64) as usize];
         let limit = if ev.kind == EventKind::FlowEnd {
             self.cap
@@ -169,7 +169,7 @@ impl ScriptRunner {
         };
         if q.depth.load(Ordering::Relaxed) >= limit {
             ScriptTelemetry::dropped(hook_name(ev.kind));
-            return Err(ev);
+            return Err(Box::new(ev));
         }
         q.depth.fetch_add(1, Ordering::Relaxed);
         match q.tx.try_send(WorkerMsg::Event(ev)) {
@@ -178,7 +178,7 @@ impl ScriptRunner {
             | Err(TrySendError::Disconnected(WorkerMsg::Event(ev))) => {
                 q.depth.fetch_sub(1, Ordering::Relaxed);
                 ScriptTelemetry::dropped(hook_name(ev.kind));
-                Err(ev)
+                Err(Box::new(ev))
             }
             Err(_) => Ok(()),
         }
@@ -279,10 +279,10 @@ fn worker(
             WorkerMsg::Event(ev) => {
                 let mut lines = Lines::default();
                 host.handle(&ev, |k| write_event(k), &mut lines);
-                if let (Some(tx), false) = (&out, lines.is_empty()) {
-                    if tx.send(OutputMsg::Lines(lines)).is_err() {
-                        break;
-                    }
+                if let (Some(tx), false) = (&out, lines.is_empty())
+                    && tx.send(OutputMsg::Lines(lines)).is_err()
+                {
+                    break;
                 }
             }
             WorkerMsg::Reload(src) => match ScriptHost::new(&cfg, &src) {

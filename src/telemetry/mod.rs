@@ -232,12 +232,16 @@ impl DecodeTelemetry {
             t.pending_replayed,
             t.pending_dropped,
         ];
-        for i in 0..now.len() {
+        for ((n, last), counter) in now
+            .iter()
+            .zip(self.last_template_stats.iter_mut())
+            .zip(&self.template_counters)
+        {
             // totals of evicted exporters vanish; count only growth
-            if now[i] > self.last_template_stats[i] {
-                self.template_counters[i].increment(now[i] - self.last_template_stats[i]);
+            if *n > *last {
+                counter.increment(*n - *last);
             }
-            self.last_template_stats[i] = now[i];
+            *last = *n;
         }
     }
 
