@@ -11,12 +11,14 @@
 //! - [`output`]: sinks (JSON lines) behind one trait.
 //! - [`telemetry`]: the one place that emits metrics and rate-limited logs.
 //! - [`pipeline`]: wires the stages for `serve`.
+//! - [`generate`]: the load generator (`flowhook generate`): exports at a set rate or flat out, or into a pcap.
 
 pub mod capture;
 pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod flow;
+pub mod generate;
 pub mod ingest;
 pub mod output;
 pub mod pipeline;

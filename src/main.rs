@@ -28,7 +28,8 @@ const EXAMPLES: &str = "Examples:
   flowhook serve --config /etc/flowhook/flowhook.toml
   flowhook decode exports.pcap | jq .              # decode a capture offline, one line per record
   flowhook replay exports.pcap                     # lifecycle events of a capture, on its own clock
-  flowhook check --config flowhook.toml            # validate and print the effective configuration";
+  flowhook check --config flowhook.toml            # validate and print the effective configuration
+  flowhook generate --rate 20000 --duration 10s    # load: v9 exports to 127.0.0.1:2055, 30 records per datagram";
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -52,6 +53,48 @@ enum Cmd {
     },
     /// Validate the configuration and print it as TOML; exit 2 when it is not valid.
     Check,
+    /// Send NetFlow v5/v9/IPFIX exports at a set rate or flat out (load generator); print what was sent as JSON.
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Collector address to send to.
+    #[arg(long, default_value = "127.0.0.1:2055")]
+    target: std::net::SocketAddr,
+    /// Export version: 5, 9 or 10 (IPFIX).
+    #[arg(long = "export-version", default_value_t = 9)]
+    export_version: u16,
+    /// Datagrams per second in all; 0 sends flat out.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// How long to send (ignored with --datagrams).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Send exactly this many datagrams.
+    #[arg(long)]
+    datagrams: Option<u64>,
+    /// Simulated exporters, sending from 127.0.0.2, 127.0.0.3, … (IPv4 targets).
+    #[arg(long, default_value_t = 1)]
+    exporters: u16,
+    /// Observation domains (source ids) per exporter.
+    #[arg(long, default_value_t = 1)]
+    domains: u32,
+    /// Records per datagram (v5: at most 30).
+    #[arg(long, default_value_t = 30)]
+    records: usize,
+    /// Distinct flows in all; each pass over them is one more active-timeout export.
+    #[arg(long, default_value_t = 100_000)]
+    flows: u32,
+    /// Resend the templates every this many datagrams of a stream.
+    #[arg(long, default_value_t = 20)]
+    template_every: u64,
+    /// Also write the stream into this pcap (for `flowhook replay`).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Only write the pcap; send nothing (capture times follow --rate).
+    #[arg(long, requires = "pcap")]
+    no_send: bool,
 }
 
 fn init_logging(level: &str) {
@@ -119,6 +162,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Generate(a) => generate(a),
         Cmd::Decode { file, flows_only } => {
             init_logging(&cfg.log.level);
             decode(&cfg, &file, flows_only)
@@ -167,6 +211,43 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn generate(a: GenerateArgs) -> ExitCode {
+    let cfg = flowhook::generate::GenConfig {
+        target: a.target,
+        version: a.export_version,
+        rate: a.rate,
+        duration: a.duration,
+        datagrams: a.datagrams,
+        exporters: a.exporters,
+        domains: a.domains,
+        records: a.records,
+        flows: a.flows,
+        template_every: a.template_every,
+        pcap: a.pcap,
+        send: !a.no_send,
+        start_unix_ms: None,
+    };
+    let res = flowhook::generate::run(&cfg, |s| {
+        eprintln!(
+            "flowhook generate: {} datagrams, {} records sent",
+            s.datagrams, s.records
+        )
+    });
+    match res {
+        Ok(s) => {
+            match serde_json::to_string(&s) {
+                Ok(j) => println!("{j}"),
+                Err(e) => eprintln!("flowhook: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("flowhook: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -16,6 +16,9 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_parser::{PcapBlockOwned, PcapError};
 use thiserror::Error;
 
+mod write;
+pub use write::PcapWriter;
+
 /// One UDP datagram found in a capture.
 #[derive(Debug, Clone)]
 pub struct CapturedDatagram {
