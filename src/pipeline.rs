@@ -181,6 +181,8 @@ fn decode_shard(
     filter: OutputFilter,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let mut decoder = Decoder::new(&limits)?;
+    // records written as they are need every field: the crate path then
+    decoder.set_compiled(!filter.records);
     Ok(std::thread::Builder::new()
         .name(format!("flowhook-decode-{shard}"))
         .spawn(move || {
@@ -556,6 +558,7 @@ pub fn replay_capture(
 ) -> Result<DecodeSummary, PipelineError> {
     let filter = OutputFilter::from_config(cfg);
     let mut decoder = Decoder::new(&cfg.decode.limits())?;
+    decoder.set_compiled(!filter.records);
     let mut table = FlowTable::with_enricher(
         cfg.flow.table(1),
         Some(Enricher::new(geo, cfg.geo.cache_size)),

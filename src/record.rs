@@ -143,6 +143,10 @@ pub struct FlowRecord {
     /// Application name when the exporter sends one (nProbe L7_PROTO_NAME, NBAR name).
     pub application_name: Option<String>,
     pub vlan: Option<u16>,
+    /// ICMP type (from the first ICMP type field, else the destination
+    /// port's high byte when the source port is 0); read by the flow stage,
+    /// not written (the fields carry it).
+    pub icmp_type: Option<u8>,
     /// Every decoded field by name, in wire order.
     pub fields: Vec<(Arc<str>, Value)>,
 }
@@ -189,6 +193,7 @@ impl FlowRecord {
             application_id: None,
             application_name: None,
             vlan: None,
+            icmp_type: None,
             fields: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@
 //! fields), `time` (uptime and IPFIX time conversion), `sequence` (loss and
 //! restart detection), `streams` (bounded per-exporter state), `error`.
 
+pub mod compiled;
 pub mod error;
 pub mod fields;
 pub mod framing;
@@ -128,6 +129,8 @@ pub struct Decoder {
     streams: Streams,
     registry: EnterpriseFieldRegistry,
     max_templates: usize,
+    /// Decode data sets with compiled templates (records without `fields`).
+    compiled: bool,
     pub stats: DecodeStats,
 }
 
@@ -149,8 +152,10 @@ fn builder(limits: &DecoderLimits) -> netflow_parser::NetflowParserBuilder {
 impl Decoder {
     /// A decoder with `limits`; fails only on limits the decoder crate rejects (zero sizes).
     pub fn new(limits: &DecoderLimits) -> Result<Self, DecodeError> {
+        // The stream table decides evictions (and removes evicted streams from
+        // the crate), so the crate's own cap is never the one that bites.
         let parser = RouterScopedParser::try_with_builder(builder(limits))
-            .and_then(|p| p.with_max_sources(limits.max_exporters.max(1)))
+            .and_then(|p| p.with_max_sources(limits.max_exporters.max(1) + 16))
             .map_err(|e| DecodeError::Malformed {
                 detail: format!("decoder configuration: {e}"),
             })?;
@@ -166,8 +171,131 @@ impl Decoder {
                 r
             },
             max_templates: limits.max_templates_per_exporter.max(1),
+            compiled: false,
             stats: DecodeStats::default(),
         })
+    }
+
+    /// Turns on the compiled-template path: data sets whose templates are
+    /// compiled decode without the crate, into records without `fields` or
+    /// `application_id` (what the flow stage reads). Off by default: `decode`
+    /// and `output.records` need every field.
+    pub fn set_compiled(&mut self, on: bool) {
+        self.compiled = on;
+    }
+
+    /// Decodes a datagram whose every set is a data set with a compiled
+    /// template (and a template the crate still holds); `None` sends it down
+    /// the crate path.
+    fn decode_compiled(
+        &mut self,
+        key: StreamKey,
+        frame: &framing::Frame<'_>,
+        out: &mut Vec<FlowRecord>,
+    ) -> Option<Outcome> {
+        let msg: &[u8] = &frame.msg;
+        let (_, evicted) = self.streams.get(key);
+        if evicted {
+            self.stats.streams_evicted += 1;
+            self.forget_evicted();
+        }
+        let (state, _) = self.streams.get(key);
+        if state.plans.is_empty() {
+            return None;
+        }
+        let crate_parser = self.parser.get_parser(&key)?;
+        let ipfix = frame.version == 10;
+        let mut ok = true;
+        let mut last_checked = None;
+        let whole = varlen::for_each_set(msg, frame.version, |id, _| {
+            if last_checked == Some(id) {
+                return;
+            }
+            last_checked = Some(id);
+            let held = if ipfix {
+                crate_parser.has_ipfix_template(id)
+            } else {
+                crate_parser.has_v9_template(id)
+            };
+            ok &= id >= 256 && held && state.plans.get(id).is_some();
+        });
+        if !ok || !whole {
+            return None;
+        }
+        let ctx = Ctx {
+            exporter: key.exporter,
+            version: frame.version,
+            domain: frame.domain,
+            export_ms: frame.export_ms,
+            uptime_ms: frame.uptime_ms,
+            sampling: state.sampling,
+            system_init_ms: state.system_init_ms,
+        };
+        let start = out.len();
+        let mut em = Emitter {
+            ctx,
+            catalog: &mut self.catalog,
+            out,
+            options: 0,
+            crate_data_sets: 0,
+            start,
+        };
+        varlen::for_each_set(msg, frame.version, |id, body| {
+            if let Some(plan) = state.plans.get(id) {
+                em.compiled_set(id, plan, body);
+            }
+        });
+        let ctx = em.ctx;
+        let decoded = out.len() - start;
+        self.stats.trailing_bytes += frame.trailing as u64;
+        let units = if ipfix {
+            u32::try_from(decoded).ok()
+        } else {
+            Some(1)
+        };
+        state.sampling = ctx.sampling.or(state.sampling);
+        state.system_init_ms = ctx.system_init_ms;
+        let sequence = self.observe(key, frame.sequence, units, frame.uptime_ms);
+        Some(Outcome {
+            version: frame.version,
+            domain: frame.domain,
+            flows: decoded,
+            options: 0,
+            trailing: frame.trailing,
+            sequence,
+            missing_templates: 0,
+            partial_error: None,
+        })
+    }
+
+    /// Drops the crate's state of the streams the stream table evicted.
+    fn forget_evicted(&mut self) {
+        for k in self.streams.evicted.drain(..) {
+            self.parser.remove_source(&k);
+        }
+    }
+
+    /// Sequence tracking of one message, with the decoder's totals kept in step.
+    fn observe(
+        &mut self,
+        key: StreamKey,
+        seq: u32,
+        units: Option<u32>,
+        uptime: Option<u32>,
+    ) -> SeqEvent {
+        let (state, _) = self.streams.get(key);
+        let before = (
+            state.seq.gaps,
+            state.seq.lost,
+            state.seq.late,
+            state.seq.restarts,
+        );
+        let sequence = state.seq.observe(seq, units, uptime);
+        self.stats.seq_gaps += state.seq.gaps - before.0;
+        self.stats.seq_lost += state.seq.lost - before.1;
+        self.stats.seq_late += state.seq.late - before.2;
+        self.stats.restarts += state.seq.restarts - before.3;
+        sequence
     }
 
     /// Totals over every exporter's parser: templates known, template
@@ -208,10 +336,17 @@ impl Decoder {
             version: frame.version,
             domain: frame.domain,
         };
-        let (state, evicted) = self.streams.get(key);
+        if self.compiled && frame.version >= 9 {
+            if let Some(o) = self.decode_compiled(key, &frame, out) {
+                return Ok(o);
+            }
+        }
+        let (_, evicted) = self.streams.get(key);
         if evicted {
             self.stats.streams_evicted += 1;
+            self.forget_evicted();
         }
+        let (state, _) = self.streams.get(key);
         // Templates with variable-length fields are ours to decode (see `varlen`).
         let wire_sets = if frame.version >= 9 {
             varlen::sets(&frame.msg, frame.version)
@@ -332,17 +467,26 @@ impl Decoder {
             state.sampling = ctx.sampling.or(state.sampling);
         }
         state.system_init_ms = ctx.system_init_ms;
-        let before_seq = (
-            state.seq.gaps,
-            state.seq.lost,
-            state.seq.late,
-            state.seq.restarts,
-        );
-        let sequence = state.seq.observe(frame.sequence, units, frame.uptime_ms);
-        self.stats.seq_gaps += state.seq.gaps - before_seq.0;
-        self.stats.seq_lost += state.seq.lost - before_seq.1;
-        self.stats.seq_late += state.seq.late - before_seq.2;
-        self.stats.restarts += state.seq.restarts - before_seq.3;
+        if self.compiled && frame.version >= 9 {
+            // compile the data templates the crate now holds
+            let crate_parser = self.parser.get_parser(&key);
+            for (id, body) in wire_sets.iter().filter(|(id, _)| *id <= 3) {
+                state.plans.learn(
+                    frame.version,
+                    *id,
+                    body,
+                    self.max_templates,
+                    &mut self.catalog,
+                    &self.registry,
+                    |tid| match crate_parser {
+                        Some(p) if frame.version == 10 => p.has_ipfix_template(tid),
+                        Some(p) => p.has_v9_template(tid),
+                        None => false,
+                    },
+                );
+            }
+        }
+        let sequence = self.observe(key, frame.sequence, units, frame.uptime_ms);
         Ok(Outcome {
             version: frame.version,
             domain: frame.domain,
@@ -417,6 +561,15 @@ impl Emitter<'_> {
             b.field(id, name, v);
         }
         self.push(b);
+    }
+
+    /// One data set of a compiled template (records shorter than the plan are padding).
+    fn compiled_set(&mut self, tid: u16, plan: &compiled::Plan, body: &[u8]) {
+        for rec in body.chunks_exact(plan.rec_len) {
+            let mut b = Builder::new(RecordKind::Flow, &self.ctx, Some(tid), 0);
+            plan.decode(rec, &mut b);
+            self.push(b);
+        }
     }
 
     fn v9_set(&mut self, tid: u16, body: &V9Body) {
@@ -648,5 +801,6 @@ fn legacy_record(ctx: &Ctx, f: LegacyFlow) -> FlowRecord {
         r.first_ms = Some(time::uptime_to_unix_ms(ctx.export_ms, up, f.first));
         r.last_ms = Some(time::uptime_to_unix_ms(ctx.export_ms, up, f.last));
     }
+    r.icmp_type = normalize::icmp_from_ports(r.src_port, r.dst_port);
     r
 }

@@ -62,10 +62,165 @@ struct Parts {
     ntop_l7: Option<u64>,
 }
 
+/// The record field an Information Element sets (the table of
+/// `docs/flow-record.md`), shared by the crate path and compiled templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    RawBytes,
+    RawPackets,
+    Protocol,
+    Tos,
+    TcpFlags,
+    SrcPort,
+    DstPort,
+    Src4,
+    Dst4,
+    Src6,
+    Dst6,
+    Nh4,
+    Nh6,
+    SrcMask,
+    DstMask,
+    InIf,
+    OutIf,
+    SrcAs,
+    DstAs,
+    EndUp,
+    StartUp,
+    Sampling,
+    Vlan,
+    Dot1qVlan,
+    Direction,
+    TotalBytes,
+    TotalPackets,
+    AppId,
+    EndReason,
+    /// Absolute flow start/end (IE 150-157): Unix seconds (`unit` 1000),
+    /// milliseconds (1) or an NTP timestamp (0).
+    Time {
+        start: bool,
+        unit: i64,
+    },
+    StartDeltaUs,
+    EndDeltaUs,
+    SystemInit,
+    InitiatorOctets,
+    ResponderOctets,
+    InitiatorPackets,
+    ResponderPackets,
+    Biflow,
+    PktInterval,
+    PktSpace,
+    RevBytes,
+    RevPackets,
+    RevFlags,
+    NtopL7,
+    NtopL7Name,
+}
+
+/// Which record field the element `id` sets, if any.
+pub fn target(id: FieldId) -> Option<Target> {
+    use Target as T;
+    Some(match (id.pen, id.ie) {
+        (0, 1) => T::RawBytes,
+        (0, 2) => T::RawPackets,
+        (0, 4) => T::Protocol,
+        (0, 5) => T::Tos,
+        (0, 6) => T::TcpFlags,
+        (0, 7) => T::SrcPort,
+        (0, 8) => T::Src4,
+        (0, 9) | (0, 29) => T::SrcMask,
+        (0, 10) => T::InIf,
+        (0, 11) => T::DstPort,
+        (0, 12) => T::Dst4,
+        (0, 13) | (0, 30) => T::DstMask,
+        (0, 14) => T::OutIf,
+        (0, 15) => T::Nh4,
+        (0, 16) => T::SrcAs,
+        (0, 17) => T::DstAs,
+        (0, 21) => T::EndUp,
+        (0, 22) => T::StartUp,
+        (0, 27) => T::Src6,
+        (0, 28) => T::Dst6,
+        (0, 34) | (0, 50) => T::Sampling,
+        (0, 58) => T::Vlan,
+        (0, 243) => T::Dot1qVlan,
+        (0, 61) => T::Direction,
+        (0, 62) => T::Nh6,
+        (0, 85) => T::TotalBytes,
+        (0, 86) => T::TotalPackets,
+        (0, 95) => T::AppId,
+        (0, 136) => T::EndReason,
+        (0, 150..=157) => T::Time {
+            start: id.ie % 2 == 0,
+            unit: match id.ie {
+                150 | 151 => 1000,
+                152 | 153 => 1,
+                _ => 0,
+            },
+        },
+        (0, 158) => T::StartDeltaUs,
+        (0, 159) => T::EndDeltaUs,
+        (0, 160) => T::SystemInit,
+        (0, 231) => T::InitiatorOctets,
+        (0, 232) => T::ResponderOctets,
+        (0, 298) => T::InitiatorPackets,
+        (0, 299) => T::ResponderPackets,
+        (0, 239) => T::Biflow,
+        (0, 305) => T::PktInterval,
+        (0, 306) => T::PktSpace,
+        (PEN_REVERSE, 1) => T::RevBytes,
+        (PEN_REVERSE, 2) => T::RevPackets,
+        (PEN_REVERSE, 6) => T::RevFlags,
+        (PEN_NTOP, 118) => T::NtopL7,
+        (PEN_NTOP, 119) => T::NtopL7Name,
+        _ => return None,
+    })
+}
+
+/// A field's value as normalization reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar {
+    U(Option<u64>),
+    Ip(Option<IpAddr>),
+    /// Absolute time, Unix ms.
+    Ms(Option<i64>),
+}
+
+/// The scalar the crate's typed value gives for target `t`.
+fn scalar_of(t: Target, v: &FieldValue) -> Scalar {
+    match t {
+        Target::Src4 | Target::Dst4 | Target::Src6 | Target::Dst6 | Target::Nh4 | Target::Nh6 => {
+            Scalar::Ip(as_ip(v))
+        }
+        Target::Time { unit, .. } => Scalar::Ms(as_time_ms(v, unit)),
+        _ => Scalar::U(as_u64(v)),
+    }
+}
+
+/// How an ICMP field gives the ICMP type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpRule {
+    /// The value is the type.
+    Type,
+    /// The value is type × 256 + code.
+    TypeCode,
+}
+
+/// The rule of a field named `name`, when it carries the ICMP type.
+pub fn icmp_rule(name: &str) -> Option<IcmpRule> {
+    match name {
+        "icmp_type" | "icmpTypeIPv4" | "icmpTypeIPv6" => Some(IcmpRule::Type),
+        "icmpTypeCodeIPv4" | "icmpTypeCodeIPv6" | "icmp_type_code" => Some(IcmpRule::TypeCode),
+        _ => None,
+    }
+}
+
 /// Builds one record field by field.
 pub struct Builder {
     rec: FlowRecord,
     p: Parts,
+    icmp_seen: bool,
 }
 
 fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
@@ -75,16 +230,6 @@ fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
         (Some(a), _) => Some(a),
         (None, b) => b,
     }
-}
-
-fn u8_of(v: &FieldValue) -> Option<u8> {
-    as_u64(v).and_then(|x| u8::try_from(x).ok())
-}
-fn u16_of(v: &FieldValue) -> Option<u16> {
-    as_u64(v).and_then(|x| u16::try_from(x).ok())
-}
-fn u32_of(v: &FieldValue) -> Option<u32> {
-    as_u64(v).and_then(|x| u32::try_from(x).ok())
 }
 
 impl Builder {
@@ -97,6 +242,7 @@ impl Builder {
         Builder {
             rec,
             p: Parts::default(),
+            icmp_seen: false,
         }
     }
 
@@ -116,63 +262,18 @@ impl Builder {
 
     /// Adds one decoded field.
     pub fn field(&mut self, id: FieldId, name: Arc<str>, v: &FieldValue) {
-        let r = &mut self.rec;
-        let p = &mut self.p;
-        match (id.pen, id.ie) {
-            (0, 1) => r.raw_bytes = as_u64(v),
-            (0, 2) => r.raw_packets = as_u64(v),
-            (0, 4) => r.protocol = u8_of(v),
-            (0, 5) => r.tos = u8_of(v),
-            (0, 6) => r.tcp_flags = u16_of(v),
-            (0, 7) => r.src_port = u16_of(v),
-            (0, 8) => p.src4 = as_ip(v),
-            (0, 9) | (0, 29) => r.src_mask = u8_of(v),
-            (0, 10) => r.in_if = u32_of(v),
-            (0, 11) => r.dst_port = u16_of(v),
-            (0, 12) => p.dst4 = as_ip(v),
-            (0, 13) | (0, 30) => r.dst_mask = u8_of(v),
-            (0, 14) => r.out_if = u32_of(v),
-            (0, 15) => p.nh4 = as_ip(v),
-            (0, 16) => r.src_as = u32_of(v),
-            (0, 17) => r.dst_as = u32_of(v),
-            (0, 21) => p.end_up = as_u64(v),
-            (0, 22) => p.start_up = as_u64(v),
-            (0, 27) => p.src6 = as_ip(v),
-            (0, 28) => p.dst6 = as_ip(v),
-            (0, 34) | (0, 50) => p.sampling = u32_of(v),
-            (0, 58) => r.vlan = u16_of(v),
-            (0, 243) if r.vlan.is_none() => {
-                r.vlan = u16_of(v);
+        if let Some(t) = target(id) {
+            match t {
+                Target::AppId => {
+                    let mut b = Vec::new();
+                    let _ = v.write_be_bytes(&mut b);
+                    self.rec.application_id = application_id(&b);
+                }
+                Target::NtopL7Name => {
+                    self.rec.application_name = as_text(v).filter(|t| !t.is_empty())
+                }
+                _ => self.apply(t, scalar_of(t, v)),
             }
-            (0, 61) => r.direction = u8_of(v),
-            (0, 62) => p.nh6 = as_ip(v),
-            (0, 85) => r.total_bytes = as_u64(v),
-            (0, 86) => r.total_packets = as_u64(v),
-            (0, 95) => {
-                let mut b = Vec::new();
-                let _ = v.write_be_bytes(&mut b);
-                r.application_id = application_id(&b);
-            }
-            (0, 136) => r.flow_end_reason = u8_of(v),
-            (0, 150) | (0, 151) => set_abs(p, id.ie == 150, as_time_ms(v, 1000)),
-            (0, 152) | (0, 153) => set_abs(p, id.ie == 152, as_time_ms(v, 1)),
-            (0, 154..=157) => set_abs(p, id.ie.is_multiple_of(2), as_time_ms(v, 0)),
-            (0, 158) => p.start_delta_us = as_u64(v),
-            (0, 159) => p.end_delta_us = as_u64(v),
-            (0, 160) => p.system_init_ms = as_u64(v).and_then(|x| i64::try_from(x).ok()),
-            (0, 231) => p.initiator_octets = as_u64(v),
-            (0, 232) => p.responder_octets = as_u64(v),
-            (0, 298) => p.initiator_packets = as_u64(v),
-            (0, 299) => p.responder_packets = as_u64(v),
-            (0, 239) => r.biflow_direction = u8_of(v),
-            (0, 305) => p.pkt_interval = as_u64(v),
-            (0, 306) => p.pkt_space = as_u64(v),
-            (PEN_REVERSE, 1) => r.rev_bytes = as_u64(v),
-            (PEN_REVERSE, 2) => r.rev_packets = as_u64(v),
-            (PEN_REVERSE, 6) => r.rev_tcp_flags = u16_of(v),
-            (PEN_NTOP, 118) => p.ntop_l7 = as_u64(v),
-            (PEN_NTOP, 119) => r.application_name = as_text(v).filter(|t| !t.is_empty()),
-            _ => {}
         }
         let value = match (id.pen, id.ie) {
             (0, 150..=153) | (0, 160) => match as_time_ms(
@@ -194,13 +295,110 @@ impl Builder {
                 _ => to_value(v),
             },
         };
-        r.fields.push((name, value));
+        if !self.icmp_seen {
+            if let Some(rule) = icmp_rule(&name) {
+                if let Value::U64(t) = value {
+                    self.icmp(rule, t);
+                }
+            }
+        }
+        self.rec.fields.push((name, value));
+    }
+
+    /// The ICMP type from the first ICMP field of the record (see [`icmp_rule`]).
+    pub fn icmp(&mut self, rule: IcmpRule, value: u64) {
+        self.icmp_seen = true;
+        self.rec.icmp_type = match rule {
+            IcmpRule::Type => u8::try_from(value).ok(),
+            IcmpRule::TypeCode => Some((value >> 8) as u8),
+        };
+    }
+
+    /// Sets the record field `t` maps to from a scalar value.
+    #[inline]
+    pub fn apply(&mut self, t: Target, s: Scalar) {
+        let r = &mut self.rec;
+        let p = &mut self.p;
+        let u = match s {
+            Scalar::U(u) => u,
+            _ => None,
+        };
+        let ip = match s {
+            Scalar::Ip(a) => a,
+            _ => None,
+        };
+        let u8_ = || u.and_then(|x| u8::try_from(x).ok());
+        let u16_ = || u.and_then(|x| u16::try_from(x).ok());
+        let u32_ = || u.and_then(|x| u32::try_from(x).ok());
+        match t {
+            Target::RawBytes => r.raw_bytes = u,
+            Target::RawPackets => r.raw_packets = u,
+            Target::Protocol => r.protocol = u8_(),
+            Target::Tos => r.tos = u8_(),
+            Target::TcpFlags => r.tcp_flags = u16_(),
+            Target::SrcPort => r.src_port = u16_(),
+            Target::DstPort => r.dst_port = u16_(),
+            Target::Src4 => p.src4 = ip,
+            Target::Dst4 => p.dst4 = ip,
+            Target::Src6 => p.src6 = ip,
+            Target::Dst6 => p.dst6 = ip,
+            Target::Nh4 => p.nh4 = ip,
+            Target::Nh6 => p.nh6 = ip,
+            Target::SrcMask => r.src_mask = u8_(),
+            Target::DstMask => r.dst_mask = u8_(),
+            Target::InIf => r.in_if = u32_(),
+            Target::OutIf => r.out_if = u32_(),
+            Target::SrcAs => r.src_as = u32_(),
+            Target::DstAs => r.dst_as = u32_(),
+            Target::EndUp => p.end_up = u,
+            Target::StartUp => p.start_up = u,
+            Target::Sampling => p.sampling = u32_(),
+            Target::Vlan => r.vlan = u16_(),
+            Target::Dot1qVlan => {
+                if r.vlan.is_none() {
+                    r.vlan = u16_();
+                }
+            }
+            Target::Direction => r.direction = u8_(),
+            Target::TotalBytes => r.total_bytes = u,
+            Target::TotalPackets => r.total_packets = u,
+            Target::EndReason => r.flow_end_reason = u8_(),
+            Target::Time { start, .. } => {
+                let ms = match s {
+                    Scalar::Ms(ms) => ms,
+                    _ => None,
+                };
+                set_abs(p, start, ms)
+            }
+            Target::StartDeltaUs => p.start_delta_us = u,
+            Target::EndDeltaUs => p.end_delta_us = u,
+            Target::SystemInit => p.system_init_ms = u.and_then(|x| i64::try_from(x).ok()),
+            Target::InitiatorOctets => p.initiator_octets = u,
+            Target::ResponderOctets => p.responder_octets = u,
+            Target::InitiatorPackets => p.initiator_packets = u,
+            Target::ResponderPackets => p.responder_packets = u,
+            Target::Biflow => r.biflow_direction = u8_(),
+            Target::PktInterval => p.pkt_interval = u,
+            Target::PktSpace => p.pkt_space = u,
+            Target::RevBytes => r.rev_bytes = u,
+            Target::RevPackets => r.rev_packets = u,
+            Target::RevFlags => r.rev_tcp_flags = u16_(),
+            Target::NtopL7 => p.ntop_l7 = u,
+            Target::AppId | Target::NtopL7Name => {}
+        }
     }
 
     /// Completes the record: addresses, times, counters with sampling applied.
     /// Returns what an options record teaches about the exporter.
     pub fn finish(self, ctx: &Ctx) -> (FlowRecord, Learnt) {
-        let Builder { mut rec, p } = self;
+        let Builder {
+            mut rec,
+            p,
+            icmp_seen,
+        } = self;
+        if !icmp_seen {
+            rec.icmp_type = icmp_from_ports(rec.src_port, rec.dst_port);
+        }
         rec.src_addr = pick(p.src4, p.src6);
         rec.dst_addr = pick(p.dst4, p.dst6);
         rec.next_hop = pick(p.nh4, p.nh6);
@@ -269,6 +467,14 @@ impl Builder {
             .or_else(|| p.end_up.and_then(from_up));
         (rec, learnt)
     }
+}
+
+/// The ICMP type when no ICMP field says: the high byte of the destination
+/// port (how softflowd, nfdump and most v5/v9 exporters carry it), when the
+/// source port is 0.
+pub fn icmp_from_ports(src: Option<u16>, dst: Option<u16>) -> Option<u8> {
+    dst.map(|p| (p >> 8) as u8)
+        .filter(|_| src.unwrap_or(0) == 0)
 }
 
 fn vendor_value(kind: super::fields::VendorKind, b: &[u8]) -> Value {

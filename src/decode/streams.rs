@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::compiled::Plans;
 use super::sequence::SeqState;
 use super::varlen::VarTemplates;
 
@@ -28,6 +29,8 @@ pub struct StreamState {
     pub system_init_ms: Option<i64>,
     /// Templates with variable-length fields, decoded by flowhook itself.
     pub var: VarTemplates,
+    /// Compiled data templates (the hot path, see `compiled`).
+    pub plans: Plans,
     last_used: u64,
 }
 
@@ -36,6 +39,8 @@ pub struct Streams {
     map: HashMap<StreamKey, StreamState>,
     cap: usize,
     tick: u64,
+    /// Streams evicted since the owner last drained this (their parser state goes too).
+    pub evicted: Vec<StreamKey>,
 }
 
 impl Streams {
@@ -44,6 +49,7 @@ impl Streams {
             map: HashMap::new(),
             cap: cap.max(1),
             tick: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -62,6 +68,7 @@ impl Streams {
             let n = (self.cap / 8).max(1);
             for (_, k) in ages.into_iter().take(n) {
                 self.map.remove(&k);
+                self.evicted.push(k);
             }
             evicted = true;
         }

@@ -76,6 +76,23 @@ pub fn sets(msg: &[u8], version: u16) -> Vec<(u16, &[u8])> {
     out
 }
 
+/// Calls `f` with `(set id, body)` of each set of a v9 or IPFIX message, as
+/// [`sets`] lists them, without allocating. Returns whether the sets fill
+/// the message exactly (at least one set, nothing left over).
+pub fn for_each_set(msg: &[u8], version: u16, mut f: impl FnMut(u16, &[u8])) -> bool {
+    let start = if version == 9 { 20 } else { 16 };
+    let mut at = start;
+    while let (Some(id), Some(len)) = (u16_at(msg, at), u16_at(msg, at + 2)) {
+        let len = usize::from(len);
+        if len < 4 || at + len > msg.len() {
+            break;
+        }
+        f(id, &msg[at + 4..at + len]);
+        at += len;
+    }
+    at > start && at == msg.len()
+}
+
 impl VarTemplates {
     pub fn get(&self, id: u16) -> Option<&VarTemplate> {
         self.map.get(&id)
@@ -106,64 +123,73 @@ impl VarTemplates {
     /// templates with a variable-length field, forgets redefined ones.
     /// Returns how many variable-length templates the set defined.
     pub fn learn(&mut self, version: u16, set_id: u16, body: &[u8], cap: usize) -> usize {
-        let mut at = 0usize;
         let mut learnt = 0;
-        let enterprise_bit = version == 10;
-        let options = matches!((version, set_id), (9, 1) | (10, 3));
-        if !matches!((version, set_id), (9, 0) | (9, 1) | (10, 2) | (10, 3)) {
-            return 0;
-        }
-        while at + 4 <= body.len() {
-            let (Some(tid), Some(second)) = (u16_at(body, at), u16_at(body, at + 2)) else {
-                return learnt;
-            };
-            if tid < 256 {
-                return learnt; // padding
-            }
-            at += 4;
-            let mut fields = Vec::new();
-            let count = if version == 9 && options {
-                // v9 options: scope length and option length in bytes (RFC 3954 §6.1)
-                let Some(opt_len) = u16_at(body, at) else {
-                    return learnt;
-                };
-                at += 2;
-                (usize::from(second) + usize::from(opt_len)) / 4
-            } else {
-                usize::from(second)
-            };
-            if version == 10 && options {
-                at += 2; // scope field count; scope fields are ordinary fields here
-            }
-            if count == 0 {
-                self.put(tid, None, cap); // withdrawal (RFC 7011 §8.1)
-                continue;
-            }
-            for _ in 0..count {
-                let (Some(mut ie), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else {
-                    return learnt;
-                };
-                at += 4;
-                let mut pen = None;
-                if enterprise_bit && ie & 0x8000 != 0 {
-                    ie &= 0x7fff;
-                    let Some(p) = u32_at(body, at) else {
-                        return learnt;
-                    };
-                    pen = Some(p);
-                    at += 4;
-                }
-                fields.push(WireField { ie, len, pen });
-            }
-            let t = fields
-                .iter()
-                .any(|f| f.len == 65535)
-                .then_some(VarTemplate { fields, options });
+        for (tid, t) in parse_templates(version, set_id, body) {
+            let t = t.filter(|t| t.fields.iter().any(|f| f.len == 65535));
             learnt += usize::from(t.is_some());
             self.put(tid, t, cap);
         }
         learnt
     }
+}
+
+/// The templates one template set defines, in order: `(id, Some(template))`,
+/// or `(id, None)` for a withdrawal (RFC 7011 §8.1). v9 sets 0/1 and IPFIX
+/// sets 2/3 (the options ones marked `options`); parsing stops at padding
+/// or at a template that runs past the set.
+pub fn parse_templates(version: u16, set_id: u16, body: &[u8]) -> Vec<(u16, Option<VarTemplate>)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let enterprise_bit = version == 10;
+    let options = matches!((version, set_id), (9, 1) | (10, 3));
+    if !matches!((version, set_id), (9, 0) | (9, 1) | (10, 2) | (10, 3)) {
+        return out;
+    }
+    while at + 4 <= body.len() {
+        let (Some(tid), Some(second)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+            return out;
+        };
+        if tid < 256 {
+            return out; // padding
+        }
+        at += 4;
+        let mut fields = Vec::new();
+        let count = if version == 9 && options {
+            // v9 options: scope length and option length in bytes (RFC 3954 §6.1)
+            let Some(opt_len) = u16_at(body, at) else {
+                return out;
+            };
+            at += 2;
+            (usize::from(second) + usize::from(opt_len)) / 4
+        } else {
+            usize::from(second)
+        };
+        if version == 10 && options {
+            at += 2; // scope field count; scope fields are ordinary fields here
+        }
+        if count == 0 {
+            out.push((tid, None)); // withdrawal (RFC 7011 §8.1)
+            continue;
+        }
+        for _ in 0..count {
+            let (Some(mut ie), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+                return out;
+            };
+            at += 4;
+            let mut pen = None;
+            if enterprise_bit && ie & 0x8000 != 0 {
+                ie &= 0x7fff;
+                let Some(p) = u32_at(body, at) else {
+                    return out;
+                };
+                pen = Some(p);
+                at += 4;
+            }
+            fields.push(WireField { ie, len, pen });
+        }
+        out.push((tid, Some(VarTemplate { fields, options })));
+    }
+    out
 }
 
 /// Decodes a data set of `t`. Records are cut per RFC 7011 §7; a record that

@@ -653,26 +653,9 @@ impl FlowTable {
     }
 }
 
-/// ICMP type of a record: the high byte of the destination port (how
-/// softflowd, nfdump and most v5/v9 exporters carry it), or `icmp_type`.
+/// ICMP type of a record (set by decoding, see `FlowRecord::icmp_type`).
 fn icmp_type(r: &FlowRecord) -> Option<u8> {
-    for (name, v) in &r.fields {
-        if matches!(&**name, "icmp_type" | "icmpTypeIPv4" | "icmpTypeIPv6")
-            && let crate::record::Value::U64(t) = v
-        {
-            return u8::try_from(*t).ok();
-        }
-        if matches!(
-            &**name,
-            "icmpTypeCodeIPv4" | "icmpTypeCodeIPv6" | "icmp_type_code"
-        ) && let crate::record::Value::U64(t) = v
-        {
-            return Some((*t >> 8) as u8);
-        }
-    }
-    r.dst_port
-        .map(|p| (p >> 8) as u8)
-        .filter(|_| r.src_port.unwrap_or(0) == 0)
+    r.icmp_type
 }
 
 /// Identity of a record's counted interval (0: nothing to compare).

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mmdb;
+pub mod mutate;
 pub mod serve;
 pub mod traffic;
 pub mod v9;

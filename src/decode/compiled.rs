@@ -1,0 +1,328 @@
+//! Compiled templates: the hot path of NetFlow v9 and IPFIX data decoding.
+//!
+//! When a template arrives (and the decoder crate has accepted it), it is
+//! compiled once into a plan: for every field that normalization reads, its
+//! offset, its length and what it sets ([`Target`]); every other field is
+//! skipped. A data record is then a handful of big-endian loads into the
+//! record ([`Builder::apply`], the same mapping the crate path uses), with no
+//! per-field allocation. Fields nothing reads on this path (the `fields` map,
+//! `application_id`) are not decoded: the crate path, kept for `decode` and
+//! `output.records`, fills them.
+//!
+//! A template is compiled only where the crate's typing of each field read is
+//! known to equal a plain big-endian read (the `typed_as_*` checks below);
+//! anything else (variable-length fields, enterprise fields, signed or
+//! unusual lengths) stays on the crate path. `tests/differential.rs` runs the
+//! vendor corpus, the mutation corpus and generated streams through both
+//! paths and demands identical records.
+//!
+//! In: template sets (to compile) and data set bodies with their plan. Out:
+//! records appended through the caller's [`Builder`] sink.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netflow_parser::V9Field;
+use netflow_parser::variable_versions::enterprise_registry::EnterpriseFieldRegistry;
+use netflow_parser::variable_versions::field_value::FieldDataType;
+use netflow_parser::variable_versions::ipfix::lookup::IPFixField;
+
+use super::fields::FieldCatalog;
+use super::normalize::{Builder, IcmpRule, Scalar, Target, icmp_rule, target};
+use super::value::ntp_to_unix_ms;
+use super::varlen::WireField;
+
+/// What one step of a plan does with its bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    /// Unsigned big-endian integer, masked as the crate types it.
+    Uint(Target, u64),
+    /// Unsigned integer times `unit` ms (absolute seconds or milliseconds).
+    Time(Target, i64),
+    /// NTP timestamp (seconds, fraction).
+    Ntp(Target),
+    Ip4(Target),
+    Ip6(Target),
+    /// The record's ICMP type field.
+    Icmp(IcmpRule),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Step {
+    off: u16,
+    len: u16,
+    op: Op,
+}
+
+/// A template compiled for decoding its data records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    steps: Vec<Step>,
+    /// Bytes of one record.
+    pub rec_len: usize,
+}
+
+/// The crate keeps only the defined TCP flags (bits 0-8) of `tcpControlBits`.
+const TCP_FLAGS_MASK: u64 = 0x01ff;
+
+/// The mask the crate's typing applies to a big-endian read.
+fn uint_mask(t: FieldDataType) -> u64 {
+    match t {
+        FieldDataType::TcpControlBits => TCP_FLAGS_MASK,
+        _ => u64::MAX,
+    }
+}
+
+/// Typed by the crate as an unsigned integer whose value is the plain
+/// big-endian read (under [`uint_mask`]).
+fn typed_as_uint(t: FieldDataType, len: u16) -> bool {
+    match t {
+        FieldDataType::UnsignedDataNumber => (1..=8).contains(&len),
+        FieldDataType::DurationSeconds | FieldDataType::DurationMillis => {
+            matches!(len, 2 | 4 | 8)
+        }
+        FieldDataType::ProtocolType | FieldDataType::FlowEndReason => len == 1,
+        FieldDataType::TcpControlBits => matches!(len, 1 | 2),
+        _ => false,
+    }
+}
+
+/// Typed so that the crate's value is certainly not an unsigned integer (ICMP name matching skips it).
+fn typed_as_non_integer(t: FieldDataType) -> bool {
+    matches!(
+        t,
+        FieldDataType::String
+            | FieldDataType::Ip4Addr
+            | FieldDataType::Ip6Addr
+            | FieldDataType::MacAddr
+            | FieldDataType::Float64
+    )
+}
+
+fn be(b: &[u8]) -> u64 {
+    b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+}
+
+impl Plan {
+    /// Compiles the (fixed-length) template `fields` of `version`; `None` when
+    /// any field read by normalization is not certain to decode the crate's way.
+    pub fn compile(
+        version: u16,
+        fields: &[WireField],
+        catalog: &mut FieldCatalog,
+        registry: &EnterpriseFieldRegistry,
+    ) -> Option<Plan> {
+        let mut steps = Vec::new();
+        let mut off = 0usize;
+        let mut icmp = false;
+        for f in fields {
+            if f.len == 65535 || f.len == 0 {
+                return None;
+            }
+            let (id, name, ty) = if version == 9 {
+                let v = V9Field::from(f.ie);
+                let (id, name) = catalog.v9(v);
+                (id, name, FieldDataType::from(v))
+            } else {
+                let x = IPFixField::new(f.ie, f.pen);
+                let (id, name) = catalog.ipfix(&x);
+                (id, name, x.to_field_data_type(registry))
+            };
+            let step = |op| Step {
+                off: off as u16,
+                len: f.len,
+                op,
+            };
+            if let Some(t) = target(id) {
+                if id.pen != 0 {
+                    return None;
+                }
+                let ip = |t| match (ty, f.len) {
+                    (FieldDataType::Ip4Addr | FieldDataType::Ip6Addr, 4) => Some(Op::Ip4(t)),
+                    (FieldDataType::Ip4Addr | FieldDataType::Ip6Addr, 16) => Some(Op::Ip6(t)),
+                    _ => None,
+                };
+                let op = match t {
+                    // application_id is not read on this path
+                    Target::AppId => None,
+                    Target::NtopL7Name => return None,
+                    Target::Src4
+                    | Target::Dst4
+                    | Target::Src6
+                    | Target::Dst6
+                    | Target::Nh4
+                    | Target::Nh6 => Some(ip(t)?),
+                    Target::Time { unit: 0, .. } => match (ty, f.len) {
+                        (FieldDataType::DurationMicrosNTP | FieldDataType::DurationNanosNTP, 8) => {
+                            Some(Op::Ntp(t))
+                        }
+                        _ => return None,
+                    },
+                    Target::Time { unit, .. } if typed_as_uint(ty, f.len) => {
+                        Some(Op::Time(t, unit))
+                    }
+                    _ if typed_as_uint(ty, f.len) => Some(Op::Uint(t, uint_mask(ty))),
+                    _ => return None,
+                };
+                if let Some(op) = op {
+                    steps.push(step(op));
+                }
+            }
+            if !icmp {
+                if let Some(rule) = icmp_rule(&name) {
+                    if typed_as_uint(ty, f.len) && uint_mask(ty) == u64::MAX {
+                        steps.push(step(Op::Icmp(rule)));
+                        icmp = true;
+                    } else if !typed_as_non_integer(ty) {
+                        return None;
+                    }
+                }
+            }
+            off += usize::from(f.len);
+        }
+        (off > 0 && off <= u16::MAX as usize).then_some(Plan {
+            steps,
+            rec_len: off,
+        })
+    }
+
+    /// Decodes one record (`rec.len() >= rec_len`) into `b`.
+    #[inline]
+    pub fn decode(&self, rec: &[u8], b: &mut Builder) {
+        for s in &self.steps {
+            let bytes = &rec[usize::from(s.off)..usize::from(s.off) + usize::from(s.len)];
+            match s.op {
+                Op::Uint(t, mask) => b.apply(t, Scalar::U(Some(be(bytes) & mask))),
+                Op::Time(t, unit) => b.apply(
+                    t,
+                    Scalar::Ms(
+                        i64::try_from(be(bytes))
+                            .ok()
+                            .map(|x| x.saturating_mul(unit)),
+                    ),
+                ),
+                Op::Ntp(t) => {
+                    let v = be(bytes);
+                    b.apply(
+                        t,
+                        Scalar::Ms(Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))),
+                    )
+                }
+                Op::Ip4(t) => {
+                    let a = Ipv4Addr::from(be(bytes) as u32);
+                    b.apply(t, Scalar::Ip(Some(IpAddr::V4(a))))
+                }
+                Op::Ip6(t) => {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(bytes);
+                    b.apply(t, Scalar::Ip(Some(IpAddr::V6(Ipv6Addr::from(o)))))
+                }
+                Op::Icmp(rule) => b.icmp(rule, be(bytes)),
+            }
+        }
+    }
+}
+
+/// Compiled templates of one stream, bounded like the crate's cache.
+#[derive(Debug, Clone, Default)]
+pub struct Plans {
+    map: HashMap<u16, Plan>,
+}
+
+impl Plans {
+    pub fn get(&self, id: u16) -> Option<&Plan> {
+        self.map.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Learns from one template set: every template it (re)defines or
+    /// withdraws forgets its old plan; a data template the crate accepted
+    /// (`accepted`) and that compiles gets a new one.
+    #[allow(clippy::too_many_arguments)] // the decoder's parts, borrowed separately
+    pub fn learn(
+        &mut self,
+        version: u16,
+        set_id: u16,
+        body: &[u8],
+        cap: usize,
+        catalog: &mut FieldCatalog,
+        registry: &EnterpriseFieldRegistry,
+        accepted: impl Fn(u16) -> bool,
+    ) {
+        for (tid, t) in super::varlen::parse_templates(version, set_id, body) {
+            self.map.remove(&tid);
+            let Some(t) = t.filter(|t| !t.options) else {
+                continue;
+            };
+            if !accepted(tid) {
+                continue;
+            }
+            if let Some(plan) = Plan::compile(version, &t.fields, catalog, registry) {
+                if self.map.len() >= cap {
+                    if let Some(k) = self.map.keys().next().copied() {
+                        self.map.remove(&k);
+                    }
+                }
+                self.map.insert(tid, plan);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netflow_parser::FieldValue;
+
+    /// The crate's value, read the way normalization reads integers, equals the plain read.
+    #[test]
+    fn whitelisted_types_read_like_the_crate() {
+        use super::super::value::as_u64;
+        let types = [
+            FieldDataType::UnsignedDataNumber,
+            FieldDataType::DurationSeconds,
+            FieldDataType::DurationMillis,
+            FieldDataType::ProtocolType,
+            FieldDataType::FlowEndReason,
+            FieldDataType::TcpControlBits,
+        ];
+        let mut probes: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for x in [
+            0u64,
+            1,
+            0x1234,
+            0xffff,
+            0x00ab_cdef,
+            0xdead_beef,
+            u64::MAX,
+            0x0102_0304_0506_0708,
+        ] {
+            for len in 1..=8usize {
+                probes.push(x.to_be_bytes()[8 - len..].to_vec());
+            }
+        }
+        for w in 0..=0x0fffu16 {
+            probes.push(w.to_be_bytes().to_vec());
+        }
+        let mut checked = 0;
+        for ty in types {
+            for p in &probes {
+                let len = p.len() as u16;
+                if !typed_as_uint(ty, len) {
+                    continue;
+                }
+                let (_, v) = FieldValue::from_field_type(p, ty, len).unwrap();
+                assert_eq!(as_u64(&v), Some(be(p) & uint_mask(ty)), "{ty:?} {p:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 5000);
+    }
+}
