@@ -168,14 +168,12 @@ impl Plan {
                     steps.push(step(op));
                 }
             }
-            if !icmp {
-                if let Some(rule) = icmp_rule(&name) {
-                    if typed_as_uint(ty, f.len) && uint_mask(ty) == u64::MAX {
-                        steps.push(step(Op::Icmp(rule)));
-                        icmp = true;
-                    } else if !typed_as_non_integer(ty) {
-                        return None;
-                    }
+            if !icmp && let Some(rule) = icmp_rule(&name) {
+                if typed_as_uint(ty, f.len) && uint_mask(ty) == u64::MAX {
+                    steps.push(step(Op::Icmp(rule)));
+                    icmp = true;
+                } else if !typed_as_non_integer(ty) {
+                    return None;
                 }
             }
             off += usize::from(f.len);
@@ -265,10 +263,10 @@ impl Plans {
                 continue;
             }
             if let Some(plan) = Plan::compile(version, &t.fields, catalog, registry) {
-                if self.map.len() >= cap {
-                    if let Some(k) = self.map.keys().next().copied() {
-                        self.map.remove(&k);
-                    }
+                if self.map.len() >= cap
+                    && let Some(k) = self.map.keys().next().copied()
+                {
+                    self.map.remove(&k);
                 }
                 self.map.insert(tid, plan);
             }

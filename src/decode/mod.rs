@@ -336,10 +336,11 @@ impl Decoder {
             version: frame.version,
             domain: frame.domain,
         };
-        if self.compiled && frame.version >= 9 {
-            if let Some(o) = self.decode_compiled(key, &frame, out) {
-                return Ok(o);
-            }
+        if self.compiled
+            && frame.version >= 9
+            && let Some(o) = self.decode_compiled(key, &frame, out)
+        {
+            return Ok(o);
         }
         let (_, evicted) = self.streams.get(key);
         if evicted {

@@ -152,7 +152,7 @@ pub fn target(id: FieldId) -> Option<Target> {
         (0, 95) => T::AppId,
         (0, 136) => T::EndReason,
         (0, 150..=157) => T::Time {
-            start: id.ie % 2 == 0,
+            start: id.ie.is_multiple_of(2),
             unit: match id.ie {
                 150 | 151 => 1000,
                 152 | 153 => 1,
@@ -295,12 +295,11 @@ impl Builder {
                 _ => to_value(v),
             },
         };
-        if !self.icmp_seen {
-            if let Some(rule) = icmp_rule(&name) {
-                if let Value::U64(t) = value {
-                    self.icmp(rule, t);
-                }
-            }
+        if !self.icmp_seen
+            && let Some(rule) = icmp_rule(&name)
+            && let Value::U64(t) = value
+        {
+            self.icmp(rule, t);
         }
         self.rec.fields.push((name, value));
     }
