@@ -10,6 +10,7 @@
 //! - [`capture`]: pcap/pcapng reading for `decode` and `replay`.
 //! - [`output`]: sinks (JSON lines) behind one trait.
 //! - [`telemetry`]: the one place that emits metrics and rate-limited logs.
+//! - [`shard`]: the hot path of `serve`: one thread per shard runs decode and the flow table for its exporters.
 //! - [`pipeline`]: wires the stages for `serve`.
 //! - [`generate`]: the load generator (`flowhook generate`): exports at a set rate or flat out, or into a pcap.
 
@@ -24,4 +25,5 @@ pub mod output;
 pub mod pipeline;
 pub mod record;
 pub mod script;
+pub mod shard;
 pub mod telemetry;

@@ -12,9 +12,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -24,12 +24,13 @@ use crate::capture::{self, CaptureError, CaptureStats};
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoder, DecoderLimits};
 use crate::enrich::{Enricher, GeoService, Reload};
-use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
-use crate::ingest::{self, AllowList, Datagram, IngestError};
+use crate::flow::{EventKind, FlowEvent, FlowTable};
+use crate::ingest::{self, AllowList, IngestError, Pool, ShardTx};
 use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
 use crate::script::{HostConfig, ScriptError, ScriptHost, ScriptRunner};
-use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
+use crate::shard::Shard;
+use crate::telemetry::FlowTelemetry;
 
 /// Why the pipeline could not run.
 #[derive(Debug, Error)]
@@ -48,7 +49,8 @@ pub enum PipelineError {
     Scripts(Vec<ScriptError>),
 }
 
-fn wall_ms() -> i64 {
+/// Wall clock, Unix ms.
+pub fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -76,8 +78,14 @@ impl OutputFilter {
         }
     }
 
-    fn event(&self, e: &FlowEvent) -> bool {
+    /// Whether `e` is written.
+    pub fn event(&self, e: &FlowEvent) -> bool {
         self.kind(e.kind)
+    }
+
+    /// Whether decoded records are written at all (they then need every field).
+    pub fn records(&self) -> bool {
+        self.records
     }
 
     /// Whether events of `k` are written.
@@ -85,7 +93,8 @@ impl OutputFilter {
         self.events[EventKind::ALL.iter().position(|x| *x == k).unwrap_or(0)]
     }
 
-    fn record(&self, r: &FlowRecord) -> bool {
+    /// Whether record `r` is written.
+    pub fn record(&self, r: &FlowRecord) -> bool {
         self.records && (r.kind == RecordKind::Flow || self.options_records)
     }
 }
@@ -172,86 +181,6 @@ impl Running {
     }
 }
 
-fn decode_shard(
-    shard: usize,
-    limits: DecoderLimits,
-    rx: Receiver<Datagram>,
-    flows: Arc<Vec<SyncSender<Vec<FlowRecord>>>>,
-    out: Option<SyncSender<OutputMsg>>,
-    filter: OutputFilter,
-) -> Result<JoinHandle<()>, PipelineError> {
-    let mut decoder = Decoder::new(&limits)?;
-    // records written as they are need every field: the crate path then
-    decoder.set_compiled(!filter.records);
-    Ok(std::thread::Builder::new()
-        .name(format!("flowhook-decode-{shard}"))
-        .spawn(move || {
-            let mut tel = DecodeTelemetry::new(shard);
-            let mut stats = decoder.stats.clone();
-            let mut last_poll = Instant::now();
-            let mut recs = Vec::new();
-            let mut per_shard: Vec<Vec<FlowRecord>> = vec![Vec::new(); flows.len()];
-            loop {
-                if last_poll.elapsed() >= Duration::from_secs(1) {
-                    tel.template_stats(&decoder.template_stats());
-                    last_poll = Instant::now();
-                }
-                let d = match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(d) => d,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                };
-                recs.clear();
-                match decoder.decode(d.exporter.ip(), &d.payload, &mut recs) {
-                    Ok(o) => {
-                        tel.records(d.exporter.ip(), o.version, o.flows, o.options);
-                        if o.missing_templates > 0 {
-                            tel.missing_template_sets
-                                .increment(o.missing_templates as u64);
-                        }
-                        if let Some(e) = &o.partial_error {
-                            tel.error(e.code(), d.exporter.ip(), e);
-                        }
-                    }
-                    Err(e) => tel.error(e.code(), d.exporter.ip(), &e),
-                }
-                let s = &decoder.stats;
-                tel.seq_gaps.increment(s.seq_gaps - stats.seq_gaps);
-                tel.seq_lost.increment(s.seq_lost - stats.seq_lost);
-                tel.seq_late.increment(s.seq_late - stats.seq_late);
-                tel.restarts.increment(s.restarts - stats.restarts);
-                tel.trailing_bytes
-                    .increment(s.trailing_bytes - stats.trailing_bytes);
-                stats = s.clone();
-                tel.streams.set(decoder.streams() as f64);
-                if let Some(tx) = &out {
-                    let mut lines = Lines::default();
-                    for r in recs.iter().filter(|r| filter.record(r)) {
-                        let _ = lines.push(r);
-                    }
-                    if !lines.is_empty() && tx.send(OutputMsg::Lines(lines)).is_err() {
-                        break;
-                    }
-                }
-                for r in recs.drain(..) {
-                    if r.kind != RecordKind::Flow {
-                        continue;
-                    }
-                    let shard = match crate::flow::key::FlowKey::of(&r) {
-                        Some((k, _)) => (k.stable_hash() % flows.len() as u64) as usize,
-                        None => 0,
-                    };
-                    per_shard[shard].push(r);
-                }
-                for (i, batch) in per_shard.iter_mut().enumerate() {
-                    if !batch.is_empty() && flows[i].send(std::mem::take(batch)).is_err() {
-                        return;
-                    }
-                }
-            }
-        })?)
-}
-
 /// Logs what a scripts reload did.
 pub fn log_reload(r: &ScriptRunner) {
     let report = r.reload();
@@ -259,63 +188,6 @@ pub fn log_reload(r: &ScriptRunner) {
         tracing::error!("script reload: {e}; its previous version keeps running");
     }
     crate::telemetry::ScriptTelemetry::reloaded(report.failed.is_empty());
-}
-
-fn flow_shard(
-    shard: usize,
-    cfg: TableConfig,
-    enricher: Enricher,
-    rx: Receiver<Vec<FlowRecord>>,
-    out: Option<SyncSender<OutputMsg>>,
-    filter: OutputFilter,
-    scripts: Option<Arc<ScriptRunner>>,
-) -> Result<JoinHandle<()>, PipelineError> {
-    Ok(std::thread::Builder::new()
-        .name(format!("flowhook-flow-{shard}"))
-        .spawn(move || {
-            let mut table = FlowTable::with_enricher(cfg, Some(enricher));
-            let mut tel = FlowTelemetry::new(shard);
-            let mut events = Vec::new();
-            let send = |events: &mut Vec<FlowEvent>, tel: &mut FlowTelemetry| -> bool {
-                let mut lines = Lines::default();
-                if let Some(r) = &scripts {
-                    // the script workers write the events they take; this shard writes what they could not take
-                    let mut missed = Vec::new();
-                    for e in events.drain(..) {
-                        tel.event(&e);
-                        if let Err(e) = r.submit(e) {
-                            missed.push(e);
-                        }
-                    }
-                    for e in &missed {
-                        if filter.event(e) {
-                            let _ = lines.push(e);
-                        }
-                    }
-                }
-                encode_events(events, &filter, &mut lines, tel);
-                events.clear();
-                match &out {
-                    Some(tx) if !lines.is_empty() => tx.send(OutputMsg::Lines(lines)).is_ok(),
-                    _ => true,
-                }
-            };
-            loop {
-                match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(batch) => table.ingest(&batch, wall_ms(), &mut events),
-                    Err(RecvTimeoutError::Timeout) => table.advance(wall_ms(), &mut events),
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                tel.table(&table);
-                if !send(&mut events, &mut tel) {
-                    return;
-                }
-            }
-            table.advance(wall_ms(), &mut events);
-            table.end_all(&mut events);
-            tel.table(&table);
-            send(&mut events, &mut tel);
-        })?)
 }
 
 /// Starts `serve` on the current tokio runtime.
@@ -402,42 +274,34 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         &geo.db_labels(),
     );
     let mut threads = Vec::new();
-    let nflow = cfg.flow.effective_shards();
-    let mut flow_txs = Vec::with_capacity(nflow);
-    for i in 0..nflow {
-        let (tx, rx) = sync_channel(cfg.flow.queue_batches);
-        flow_txs.push(tx);
-        let enricher = Enricher::new(geo.clone(), cfg.geo.cache_size);
-        threads.push(flow_shard(
-            i,
-            cfg.flow.table(nflow),
-            enricher,
-            rx,
-            output_tx.clone(),
-            filter,
-            scripts.clone(),
-        )?);
-    }
-    let flow_txs = Arc::new(flow_txs);
     let n = cfg.decode.effective_shards();
     let mut senders = Vec::with_capacity(n);
+    let queue = (cfg.ingest.queue_datagrams / cfg.ingest.batch_datagrams).max(4);
     for i in 0..n {
-        let (tx, rx) = sync_channel(cfg.ingest.queue_datagrams);
-        senders.push(tx);
-        // decoders come first in the join order so the flow shards see their queues close
-        threads.insert(
-            i,
-            decode_shard(
-                i,
-                cfg.decode.limits(),
-                rx,
-                flow_txs.clone(),
-                output_tx.clone(),
-                filter,
-            )?,
+        let (tx, rx) = sync_channel(queue);
+        let pool = Pool::default();
+        senders.push(ShardTx {
+            tx,
+            pool: pool.clone(),
+        });
+        let shard = Shard {
+            id: i,
+            decoder: Decoder::new(&cfg.decode.limits())?,
+            table: FlowTable::with_enricher(
+                cfg.flow.table(n),
+                Some(Enricher::new(geo.clone(), cfg.geo.cache_size)),
+            ),
+            out: output_tx.clone(),
+            filter,
+            scripts: scripts.clone(),
+            pool,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("flowhook-shard-{i}"))
+                .spawn(move || shard.run(rx))?,
         );
     }
-    drop(flow_txs);
     let senders = Arc::new(senders);
     let allow = Arc::new(AllowList::new(cfg.ingest.allow.clone()));
     let mut listeners = Vec::new();

@@ -51,7 +51,7 @@ fn flows_are_enriched_and_databases_reload_under_load() {
         ("FLOWHOOK__GEO__CITY_DB", f.city.display().to_string()),
         ("FLOWHOOK__GEO__ASN_DB", f.asn.display().to_string()),
         ("FLOWHOOK__GEO__WATCH_INTERVAL", "200ms".into()),
-        ("FLOWHOOK__FLOW__SHARDS", "1".into()),
+        ("FLOWHOOK__DECODE__SHARDS", "1".into()),
     ]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |dst: [u8; 4], sport: u16| tx.send_to(&v5(dst, sport), ("127.0.0.1", port)).unwrap();

@@ -52,9 +52,9 @@ pub struct IngestConfig {
     pub sockets_per_listener: usize,
     /// Requested socket receive buffer in bytes (SO_RCVBUFFORCE when permitted, else SO_RCVBUF).
     pub recv_buffer_bytes: usize,
-    /// Datagrams one decoder shard's queue holds; a datagram that finds it full is dropped and counted.
+    /// Datagrams one shard's queue holds (in batches of up to `batch_datagrams`); a batch that finds it full is dropped and its datagrams counted.
     pub queue_datagrams: usize,
-    /// Datagrams read from a socket before they are handed on as one batch.
+    /// Datagrams read from a socket in one `recvmmsg` round (the largest batch handed to a shard).
     pub batch_datagrams: usize,
     /// Exporter allow-list (CIDRs). Empty: every exporter is accepted.
     pub allow: Vec<IpNet>,
@@ -122,7 +122,7 @@ impl IngestConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecodeConfig {
-    /// Decoder shards (threads); exporters are pinned to one by address. 0: one per core.
+    /// Shards (threads): each decodes its exporters' datagrams and keeps their flows; exporters are pinned to one by address. 0: one per core.
     pub shards: usize,
     /// Exporter streams (address, version, domain) tracked per shard; LRU beyond.
     pub max_exporters: usize,
@@ -283,8 +283,6 @@ impl OutputConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowConfig {
-    /// Flow table shards (threads); flows are routed by a hash of their key. 0: one per core.
-    pub shards: usize,
     /// Flows tracked in all (split evenly over the shards); when full the least recently updated ends as `evicted`.
     pub max_flows: usize,
     /// A flow with no record for this many seconds (plus the exporter's observed active timeout) ends as `idle`.
@@ -293,8 +291,6 @@ pub struct FlowConfig {
     pub periodic_update_secs: u64,
     /// After an end signal (FIN both ways, RST, the exporter's end reason), seconds to wait for the other direction's last records.
     pub end_grace_secs: u64,
-    /// Batches of records queued per flow shard.
-    pub queue_batches: usize,
     /// On SIGINT/SIGTERM, the longest the drain, `flowEnd` of every flow and the final flush may take.
     pub shutdown_timeout_secs: u64,
 }
@@ -302,12 +298,10 @@ pub struct FlowConfig {
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            shards: 0,
             max_flows: 1_000_000,
             idle_timeout_secs: 60,
             periodic_update_secs: 60,
             end_grace_secs: 5,
-            queue_batches: 4096,
             shutdown_timeout_secs: 10,
         }
     }
@@ -315,8 +309,7 @@ impl Default for FlowConfig {
 
 impl FlowConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, u64, u64, u64); 7] = [
-            ("flow.shards", self.shards as u64, 0, 256),
+        let checks: [(&'static str, u64, u64, u64); 5] = [
             ("flow.max_flows", self.max_flows as u64, 1, 100_000_000),
             ("flow.idle_timeout_secs", self.idle_timeout_secs, 1, 86_400),
             (
@@ -327,12 +320,6 @@ impl FlowConfig {
             ),
             ("flow.end_grace_secs", self.end_grace_secs, 0, 3_600),
             (
-                "flow.queue_batches",
-                self.queue_batches as u64,
-                1,
-                1_000_000,
-            ),
-            (
                 "flow.shutdown_timeout_secs",
                 self.shutdown_timeout_secs,
                 1,
@@ -340,10 +327,6 @@ impl FlowConfig {
             ),
         ];
         check_ranges(&checks)
-    }
-
-    pub fn effective_shards(&self) -> usize {
-        per_core(self.shards)
     }
 
     /// The table settings of one of `shards` shards.

@@ -1,16 +1,19 @@
 //! Ingest stage: UDP sockets → per-shard bounded datagram queues.
 //!
-//! In: `ingest` configuration. Out: [`Datagram`]s on the decoder shards'
+//! In: `ingest` configuration. Out: [`Batch`]es of datagrams on the shards'
 //! queues, each exporter always on the same shard (hash of its address), so
-//! one exporter's template state lives in one place. The receive loop never
-//! waits on later stages: it drains the socket in batches and `try_send`s;
-//! a datagram that finds its queue full is dropped and counted
-//! (`queue_full`), as is one from an exporter outside `ingest.allow`
-//! (`not_allowed`).
+//! one exporter's template state and flows live in one place. The receive
+//! loop never waits on later stages: it reads with `recvmmsg` (`recv`),
+//! packs each round's datagrams into one batch per shard (`batch`, buffers
+//! recycled through a per-shard pool) and `try_send`s; a batch that finds its
+//! queue full is dropped and its datagrams counted (`queue_full`), as is a
+//! datagram from an exporter outside `ingest.allow` (`not_allowed`).
 
+mod batch;
+mod recv;
 mod socket;
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -21,18 +24,11 @@ use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+pub use batch::{Batch, Pool};
+pub use recv::RecvBuf;
 pub use socket::bind;
 
 use crate::telemetry::{DropReason, IngestTelemetry};
-
-/// One received export datagram.
-#[derive(Debug, Clone)]
-pub struct Datagram {
-    pub exporter: SocketAddr,
-    /// Receive time, Unix milliseconds.
-    pub received_ms: i64,
-    pub payload: Vec<u8>,
-}
 
 /// Why ingest could not start.
 #[derive(Debug, Error)]
@@ -123,15 +119,13 @@ pub fn publish_kernel_drops(inodes: &[(String, u64)]) {
     }
 }
 
-/// The shard an exporter is pinned to.
+/// The shard an exporter is pinned to (a fixed hash of its address: the
+/// same exporter maps to the same shard in every run).
 pub fn shard_of(ip: IpAddr, shards: usize) -> usize {
-    // fixed keys: the same exporter maps to the same shard in every run
-    let mut h =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
+    let mut h = rustc_hash::FxHasher::default();
     match ip {
-        IpAddr::V4(a) => h.write(&a.octets()),
-        IpAddr::V6(a) => h.write(&a.octets()),
+        IpAddr::V4(a) => h.write_u32(u32::from(a)),
+        IpAddr::V6(a) => h.write_u128(u128::from(a)),
     }
     (h.finish() % shards.max(1) as u64) as usize
 }
@@ -143,63 +137,82 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Receives on `sock` until `cancel`, handing datagrams to `shards`.
+/// Where one shard's datagrams go: its bounded queue and its batch pool.
+#[derive(Clone)]
+pub struct ShardTx {
+    pub tx: SyncSender<Batch>,
+    pub pool: Pool,
+}
+
+/// Receives on `sock` until `cancel`, handing datagrams to their exporter's
+/// shard in batches (one per shard and receive round).
 pub async fn run_socket(
     sock: UdpSocket,
     label: String,
-    shards: Arc<Vec<SyncSender<Datagram>>>,
+    shards: Arc<Vec<ShardTx>>,
     allow: Arc<AllowList>,
     batch: usize,
     cancel: CancellationToken,
 ) {
     let mut tel = IngestTelemetry::new(&label);
-    let mut buf = vec![0u8; 65_536];
+    let mut rb = RecvBuf::new(batch);
+    let mut pending: Vec<Batch> = shards.iter().map(|s| s.pool.take()).collect();
     loop {
         let stopping = tokio::select! {
             _ = cancel.cancelled() => true,
             r = sock.readable() => r.is_err(),
         };
         // On shutdown, take what the kernel already holds (bounded by the receive buffer).
-        let limit = if stopping { usize::MAX } else { batch };
-        if !drain(&sock, &label, &mut buf, limit, &shards, &allow, &mut tel) || stopping {
+        let mut rounds = if stopping { usize::MAX } else { 4 };
+        let mut open = true;
+        while rounds > 0 && open {
+            rounds -= 1;
+            let now = now_ms();
+            let (mut n, mut bytes) = (0u64, 0u64);
+            let r = sock.try_io(tokio::io::Interest::READABLE, || {
+                rb.recv(&sock, |from, payload| {
+                    n += 1;
+                    bytes += payload.len() as u64;
+                    if !allow.allows(from.ip()) {
+                        tel.dropped(DropReason::NotAllowed, 1);
+                        return;
+                    }
+                    pending[shard_of(from.ip(), shards.len())].push(from, now, payload);
+                })
+            });
+            tel.received.increment(n);
+            tel.bytes.increment(bytes);
+            open = flush(&shards, &mut pending, &mut tel);
+            match r {
+                Ok(got) if got == rb.slots() => {}
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(listener = %label, "receive error: {e}");
+                    break;
+                }
+            }
+        }
+        if !open || stopping {
             break;
         }
     }
 }
 
-/// Reads up to `limit` datagrams without waiting; false when the decoders are gone.
-fn drain(
-    sock: &UdpSocket,
-    label: &str,
-    buf: &mut [u8],
-    limit: usize,
-    shards: &[SyncSender<Datagram>],
-    allow: &AllowList,
-    tel: &mut IngestTelemetry,
-) -> bool {
-    for _ in 0..limit {
-        let (n, from) = match sock.try_recv_from(buf) {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => {
-                tracing::debug!(listener = %label, "receive error: {e}");
-                break;
-            }
-        };
-        tel.received.increment(1);
-        tel.bytes.increment(n as u64);
-        if !allow.allows(from.ip()) {
-            tel.dropped(DropReason::NotAllowed, 1);
+/// Hands every non-empty batch to its shard without waiting; a full queue
+/// drops the batch (counted per datagram). False when the shards are gone.
+fn flush(shards: &[ShardTx], pending: &mut [Batch], tel: &mut IngestTelemetry) -> bool {
+    for (s, b) in shards.iter().zip(pending.iter_mut()) {
+        if b.is_empty() {
             continue;
         }
-        let d = Datagram {
-            exporter: from,
-            received_ms: now_ms(),
-            payload: buf[..n].to_vec(),
-        };
-        match shards[shard_of(from.ip(), shards.len())].try_send(d) {
+        let full = std::mem::replace(b, s.pool.take());
+        match s.tx.try_send(full) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => tel.dropped(DropReason::QueueFull, 1),
+            Err(TrySendError::Full(back)) => {
+                tel.dropped(DropReason::QueueFull, back.len() as u64);
+                s.pool.give(back);
+            }
             Err(TrySendError::Disconnected(_)) => return false,
         }
     }

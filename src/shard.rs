@@ -1,0 +1,145 @@
+//! The hot path of `serve`: one thread per shard takes its exporters'
+//! datagrams to the end, with no hop in between: decode (templates,
+//! sampling, sequence), the flow table (stitching, lifecycle events), then
+//! the events to the script workers or straight to the sink.
+//!
+//! In: [`Batch`]es of datagrams from ingest (every exporter always on the
+//! same shard, so its templates and its flows live here). Out: JSON lines
+//! (events, records when `output.records`) to the output thread, one message
+//! per batch; events to the script runner; the emptied batch back to its
+//! pool. On disconnect (shutdown) the table ends every flow (`flowEnd`,
+//! reason `shutdown`).
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use crate::decode::Decoder;
+use crate::flow::{FlowEvent, FlowTable};
+use crate::ingest::{Batch, Pool};
+use crate::output::{Lines, OutputMsg};
+use crate::pipeline::{OutputFilter, wall_ms};
+use crate::record::{FlowRecord, RecordKind};
+use crate::script::ScriptRunner;
+use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
+
+/// One shard's state and outlets.
+pub struct Shard {
+    pub id: usize,
+    pub decoder: Decoder,
+    pub table: FlowTable,
+    pub out: Option<SyncSender<OutputMsg>>,
+    pub filter: OutputFilter,
+    pub scripts: Option<Arc<ScriptRunner>>,
+    pub pool: Pool,
+}
+
+impl Shard {
+    /// Runs until every sender of `rx` is gone, then ends every flow.
+    pub fn run(mut self, rx: Receiver<Batch>) {
+        let mut dtel = DecodeTelemetry::new(self.id);
+        let mut ftel = FlowTelemetry::new(self.id);
+        let mut stats = self.decoder.stats.clone();
+        let mut last_poll = Instant::now();
+        let mut recs: Vec<FlowRecord> = Vec::new();
+        let mut events: Vec<FlowEvent> = Vec::new();
+        let mut lines = Lines::default();
+        self.decoder.set_compiled(!self.filter.records());
+        loop {
+            if last_poll.elapsed() >= Duration::from_secs(1) {
+                dtel.template_stats(&self.decoder.template_stats());
+                dtel.streams.set(self.decoder.streams() as f64);
+                last_poll = Instant::now();
+            }
+            let batch = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.table.advance(wall_ms(), &mut events);
+                    ftel.table(&self.table);
+                    if !self.emit(&mut events, &mut lines, &mut ftel) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            for (from, received_ms, payload) in batch.iter() {
+                recs.clear();
+                let exporter = from.ip();
+                match self.decoder.decode(exporter, payload, &mut recs) {
+                    Ok(o) => {
+                        dtel.records(exporter, o.version, o.flows, o.options);
+                        if o.missing_templates > 0 {
+                            dtel.missing_template_sets
+                                .increment(o.missing_templates as u64);
+                        }
+                        if let Some(e) = &o.partial_error {
+                            dtel.error(e.code(), exporter, e);
+                        }
+                    }
+                    Err(e) => dtel.error(e.code(), exporter, &e),
+                }
+                if self.filter.records() {
+                    for r in recs.iter().filter(|r| self.filter.record(r)) {
+                        let _ = lines.push(r);
+                    }
+                }
+                if recs.iter().any(|r| r.kind == RecordKind::Flow) {
+                    self.table.ingest(&recs, received_ms.max(0), &mut events);
+                }
+            }
+            self.pool.give(batch);
+            let s = &self.decoder.stats;
+            dtel.seq_gaps.increment(s.seq_gaps - stats.seq_gaps);
+            dtel.seq_lost.increment(s.seq_lost - stats.seq_lost);
+            dtel.seq_late.increment(s.seq_late - stats.seq_late);
+            dtel.restarts.increment(s.restarts - stats.restarts);
+            dtel.trailing_bytes
+                .increment(s.trailing_bytes - stats.trailing_bytes);
+            stats.clone_from(s);
+            ftel.table(&self.table);
+            if !self.emit(&mut events, &mut lines, &mut ftel) {
+                return;
+            }
+        }
+        self.table.advance(wall_ms(), &mut events);
+        self.table.end_all(&mut events);
+        ftel.table(&self.table);
+        self.emit(&mut events, &mut lines, &mut ftel);
+    }
+
+    /// Events to the scripts (what they cannot take is written here) and
+    /// the lines to the sink; false when the sink is gone.
+    fn emit(
+        &mut self,
+        events: &mut Vec<FlowEvent>,
+        lines: &mut Lines,
+        tel: &mut FlowTelemetry,
+    ) -> bool {
+        for e in events.drain(..) {
+            tel.event(&e);
+            let e = match &self.scripts {
+                // the script workers write the events they take
+                Some(r) => match r.submit(e) {
+                    Ok(()) => continue,
+                    Err(e) => *e,
+                },
+                None => e,
+            };
+            if self.filter.event(&e) {
+                if let Err(err) = lines.push(&e) {
+                    tracing::error!("cannot encode event: {err}");
+                }
+            }
+        }
+        match &self.out {
+            Some(tx) if !lines.is_empty() => {
+                tx.send(OutputMsg::Lines(std::mem::take(lines))).is_ok()
+            }
+            _ => {
+                *lines = Lines::default();
+                true
+            }
+        }
+    }
+}
