@@ -126,10 +126,10 @@ impl Shard {
                 },
                 None => e,
             };
-            if self.filter.event(&e) {
-                if let Err(err) = lines.push(&e) {
-                    tracing::error!("cannot encode event: {err}");
-                }
+            if self.filter.event(&e)
+                && let Err(err) = lines.push(&e)
+            {
+                tracing::error!("cannot encode event: {err}");
             }
         }
         match &self.out {

@@ -84,10 +84,10 @@ impl Pool {
     /// Returns a batch for reuse; its capacity is kept.
     pub fn give(&self, mut b: Batch) {
         b.clear();
-        if let Ok(mut v) = self.0.lock() {
-            if v.len() < POOL_CAP {
-                v.push(b);
-            }
+        if let Ok(mut v) = self.0.lock()
+            && v.len() < POOL_CAP
+        {
+            v.push(b);
         }
     }
 }
