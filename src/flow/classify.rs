@@ -84,9 +84,44 @@ pub fn by_port(proto: u8, server_port: u16) -> &'static str {
         .unwrap_or("Unknown")
 }
 
+/// Every name [`by_port`] can answer (to intern them once).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ["ICMP", "ICMPV6", "GRE", "IPsec", "OSPF", "Unknown"]
+        .into_iter()
+        .chain(PORTS.iter().map(|(_, _, n)| *n))
+}
+
+/// Service ports of the table as bitsets, TCP then UDP (built once).
+fn service_bits() -> &'static [[u64; 1024]; 2] {
+    static BITS: std::sync::OnceLock<Box<[[u64; 1024]; 2]>> = std::sync::OnceLock::new();
+    BITS.get_or_init(|| {
+        let mut b = Box::new([[0u64; 1024]; 2]);
+        for (p, port, _) in PORTS {
+            let i = match p {
+                6 => 0,
+                17 => 1,
+                _ => continue,
+            };
+            b[i][usize::from(*port) / 64] |= 1 << (port % 64);
+        }
+        b
+    })
+}
+
 /// Whether `port` is one a server listens on (in the table, or below 1024).
 pub fn is_service_port(proto: u8, port: u16) -> bool {
-    port != 0 && (port < 1024 || PORTS.iter().any(|(p, q, _)| *p == proto && *q == port))
+    if port == 0 {
+        return false;
+    }
+    if port < 1024 {
+        return true;
+    }
+    let i = match proto {
+        6 => 0,
+        17 => 1,
+        _ => return false,
+    };
+    service_bits()[i][usize::from(port) / 64] & (1 << (port % 64)) != 0
 }
 
 /// ntopng's names for the transport protocol (`proto.l4`).
@@ -119,6 +154,11 @@ mod tests {
         assert_eq!(by_port(1, 0), "ICMP");
         assert!(is_service_port(6, 3306));
         assert!(!is_service_port(6, 40000));
+        for (p, port, _) in PORTS {
+            assert!(is_service_port(*p, *port), "{p}/{port}");
+        }
+        assert!(!is_service_port(17, 3306));
+        assert!(!is_service_port(47, 8080));
         assert_eq!(l4_name(58), Some("ICMPv6"));
     }
 }

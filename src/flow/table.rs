@@ -90,8 +90,6 @@ struct Flow {
     detected: bool,
     batch: u32,
     generation: u32,
-    prev: u32,
-    next: u32,
 }
 
 /// Counters of a table (read by telemetry).
@@ -110,6 +108,10 @@ pub struct FlowTable {
     cfg: TableConfig,
     index: HashTable<u32>,
     slab: Vec<Flow>,
+    /// LRU links (previous, next) per slab slot, apart from the slab: an
+    /// update touches its neighbours' links, and in this dense array those
+    /// stay in cache where the 200-byte flow entries would not.
+    links: Vec<[u32; 2]>,
     free: Vec<u32>,
     lru_head: u32,
     lru_tail: u32,
@@ -141,6 +143,7 @@ impl FlowTable {
             cfg,
             index: HashTable::new(),
             slab: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             lru_head: NIL,
             lru_tail: NIL,
@@ -158,6 +161,9 @@ impl FlowTable {
             stats: TableStats::default(),
         };
         t.intern("Unknown");
+        for name in classify::names() {
+            t.intern(name);
+        }
         t
     }
 
@@ -192,28 +198,26 @@ impl FlowTable {
     // ---- LRU list (most recently updated at the tail) ----
 
     fn unlink(&mut self, i: u32) {
-        let (p, n) = (self.slab[i as usize].prev, self.slab[i as usize].next);
+        let [p, n] = self.links[i as usize];
         if p == NIL {
             self.lru_head = n
         } else {
-            self.slab[p as usize].next = n
+            self.links[p as usize][1] = n
         }
         if n == NIL {
             self.lru_tail = p
         } else {
-            self.slab[n as usize].prev = p
+            self.links[n as usize][0] = p
         }
-        self.slab[i as usize].prev = NIL;
-        self.slab[i as usize].next = NIL;
+        self.links[i as usize] = [NIL, NIL];
     }
 
     fn push_tail(&mut self, i: u32) {
-        self.slab[i as usize].prev = self.lru_tail;
-        self.slab[i as usize].next = NIL;
+        self.links[i as usize] = [self.lru_tail, NIL];
         if self.lru_tail == NIL {
             self.lru_head = i
         } else {
-            self.slab[self.lru_tail as usize].next = i
+            self.links[self.lru_tail as usize][1] = i
         }
         self.lru_tail = i;
     }
@@ -257,8 +261,6 @@ impl FlowTable {
             detected: false,
             batch: 0,
             generation: 0,
-            prev: NIL,
-            next: NIL,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -268,6 +270,7 @@ impl FlowTable {
             }
             None => {
                 self.slab.push(flow);
+                self.links.push([NIL, NIL]);
                 (self.slab.len() - 1) as u32
             }
         };
@@ -402,6 +405,9 @@ impl FlowTable {
                 (Decision::Syn, true)
             } else if let Some(t) = icmp_type(r).filter(|_| matches!(f.key.proto, 1 | 58)) {
                 (Decision::Syn, super::key::icmp_request(f.key.proto, t))
+            } else if !fresh && f.decision > Decision::FirstSeen {
+                // port evidence cannot beat what is known (and costs lookups)
+                (Decision::FirstSeen, true)
             } else {
                 let (sp, dp) = (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0));
                 let (s_svc, d_svc) = (
@@ -605,7 +611,11 @@ impl FlowTable {
         let l7 = if f.l7 != 0 {
             self.l7_names[f.l7 as usize].clone()
         } else {
-            Arc::from(classify::by_port(f.key.proto, srv_port))
+            let name = classify::by_port(f.key.proto, srv_port);
+            match self.l7_index.get(name) {
+                Some(i) => self.l7_names[*i as usize].clone(),
+                None => Arc::from(name),
+            }
         };
         let score: u32 = (0..5u8)
             .filter(|b| f.status.has(*b))
