@@ -60,6 +60,8 @@ pub struct Plan {
     steps: Vec<Step>,
     /// Bytes of one record.
     pub rec_len: usize,
+    /// The template as defined on the wire (to recognise a refresh of it).
+    fields: Vec<WireField>,
 }
 
 /// The crate keeps only the defined TCP flags (bits 0-8) of `tcpControlBits`.
@@ -178,9 +180,10 @@ impl Plan {
             }
             off += usize::from(f.len);
         }
-        (off > 0 && off <= u16::MAX as usize).then_some(Plan {
+        (off > 0 && off <= u16::MAX as usize).then(|| Plan {
             steps,
             rec_len: off,
+            fields: fields.to_vec(),
         })
     }
 
@@ -219,6 +222,58 @@ impl Plan {
             }
         }
     }
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Whether the (data) template set `body` only repeats templates compiled
+/// exactly as defined (a periodic refresh: nothing to learn), calling
+/// `each` with every template id it holds. Options template sets and
+/// anything new, changed, withdrawn or truncated answer false.
+pub fn is_refresh(version: u16, body: &[u8], plans: &Plans, mut each: impl FnMut(u16)) -> bool {
+    let mut at = 0usize;
+    let mut any = false;
+    while at + 4 <= body.len() {
+        let (Some(tid), Some(count)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+            return false;
+        };
+        if tid < 256 {
+            break; // padding
+        }
+        let Some(plan) = plans.get(tid) else {
+            return false;
+        };
+        if usize::from(count) != plan.fields.len() {
+            return false;
+        }
+        at += 4;
+        for f in &plan.fields {
+            let (Some(raw_ie), Some(len)) = (u16_at(body, at), u16_at(body, at + 2)) else {
+                return false;
+            };
+            at += 4;
+            let (ie, pen) = if version == 10 && raw_ie & 0x8000 != 0 {
+                let Some(p) = body.get(at..at + 4) else {
+                    return false;
+                };
+                at += 4;
+                (
+                    raw_ie & 0x7fff,
+                    Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+                )
+            } else {
+                (raw_ie, None)
+            };
+            if (ie, len, pen) != (f.ie, f.len, f.pen) {
+                return false;
+            }
+        }
+        each(tid);
+        any = true;
+    }
+    any
 }
 
 /// Compiled templates of one stream, bounded like the crate's cache.

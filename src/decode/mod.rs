@@ -131,6 +131,7 @@ pub struct Decoder {
     max_templates: usize,
     /// Decode data sets with compiled templates (records without `fields`).
     compiled: bool,
+    template_ttl: Option<Duration>,
     pub stats: DecodeStats,
 }
 
@@ -172,6 +173,7 @@ impl Decoder {
             },
             max_templates: limits.max_templates_per_exporter.max(1),
             compiled: false,
+            template_ttl: limits.template_ttl,
             stats: DecodeStats::default(),
         })
     }
@@ -205,19 +207,34 @@ impl Decoder {
         }
         let crate_parser = self.parser.get_parser(&key)?;
         let ipfix = frame.version == 10;
-        let mut ok = true;
-        let mut last_checked = None;
-        let whole = varlen::for_each_set(msg, frame.version, |id, _| {
-            if last_checked == Some(id) {
-                return;
-            }
-            last_checked = Some(id);
-            let held = if ipfix {
+        let held = |id| {
+            if ipfix {
                 crate_parser.has_ipfix_template(id)
             } else {
                 crate_parser.has_v9_template(id)
-            };
-            ok &= id >= 256 && held && state.plans.get(id).is_some();
+            }
+        };
+        // Data sets of compiled templates, and template sets that only
+        // refresh compiled templates (the crate already holds them as they
+        // are; with a template TTL the crate must see the refresh).
+        let refresh_ok = self.template_ttl.is_none();
+        let mut ok = true;
+        let mut last_checked = None;
+        let whole = varlen::for_each_set(msg, frame.version, |id, body| {
+            if !ok || last_checked == Some(id) {
+                return;
+            }
+            if id == if ipfix { 2 } else { 0 } {
+                let mut all_held = true;
+                let refresh = refresh_ok
+                    && compiled::is_refresh(frame.version, body, &state.plans, |tid| {
+                        all_held &= held(tid);
+                    });
+                ok &= refresh && all_held;
+                return;
+            }
+            last_checked = Some(id);
+            ok &= id >= 256 && held(id) && state.plans.get(id).is_some();
         });
         if !ok || !whole {
             return None;
@@ -241,7 +258,9 @@ impl Decoder {
             start,
         };
         varlen::for_each_set(msg, frame.version, |id, body| {
-            if let Some(plan) = state.plans.get(id) {
+            if id >= 256
+                && let Some(plan) = state.plans.get(id)
+            {
                 em.compiled_set(id, plan, body);
             }
         });

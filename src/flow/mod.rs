@@ -5,12 +5,14 @@
 //! [`event::FlowEvent`]s. Synchronous: `serve` runs one [`table::FlowTable`]
 //! per flow shard thread (records routed by the flow key's hash, so one flow's
 //! events come from one shard in order); `replay` runs one inline on the
-//! capture's clock. Layout: `key` (normalized keys), `table` (state, timers,
+//! capture's clock. Layout: `key` (normalized keys), `index` (hash → slot,
+//! prefetched per datagram), `table` (state, timers,
 //! eviction), `event` (events and the flow snapshot), `status` (named status
 //! bits), `classify` (port → application).
 
 pub mod classify;
 pub mod event;
+pub mod index;
 pub mod key;
 pub mod status;
 pub mod table;

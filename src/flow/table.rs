@@ -11,10 +11,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
-
 use super::classify;
 use super::event::{EndReason, EventKind, FlowEvent, FlowView};
+use super::index::FlowIndex;
 use super::key::{FlowKey, ip};
 use super::status::{self, StatusSet};
 use crate::enrich::{Enricher, GeoInfo};
@@ -92,6 +91,17 @@ struct Flow {
     generation: u32,
 }
 
+/// A record of the datagram being ingested, between the passes.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    n: u32,
+    key: FlowKey,
+    src_is_a: bool,
+    hash: u64,
+    slot: u32,
+    generation: u32,
+}
+
 /// Counters of a table (read by telemetry).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableStats {
@@ -106,7 +116,9 @@ pub struct TableStats {
 /// The flow table.
 pub struct FlowTable {
     cfg: TableConfig,
-    index: HashTable<u32>,
+    index: FlowIndex,
+    /// The current datagram's records between passes (capacity kept).
+    keys: Vec<Pending>,
     slab: Vec<Flow>,
     /// LRU links (previous, next) per slab slot, apart from the slab: an
     /// update touches its neighbours' links, and in this dense array those
@@ -141,7 +153,8 @@ impl FlowTable {
     pub fn with_enricher(cfg: TableConfig, enricher: Option<Enricher>) -> Self {
         let mut t = FlowTable {
             cfg,
-            index: HashTable::new(),
+            index: FlowIndex::new(),
+            keys: Vec::new(),
             slab: Vec::new(),
             links: Vec::new(),
             free: Vec::new(),
@@ -223,9 +236,7 @@ impl FlowTable {
     }
 
     fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
-        self.index
-            .find(hash, |&i| self.slab[i as usize].key == *key)
-            .copied()
+        self.index.find(hash, |i| self.slab[i as usize].key == *key)
     }
 
     fn insert(&mut self, key: FlowKey, hash: u64, now: i64, out: &mut Vec<FlowEvent>) -> u32 {
@@ -274,9 +285,7 @@ impl FlowTable {
                 (self.slab.len() - 1) as u32
             }
         };
-        let slab = &self.slab;
-        self.index
-            .insert_unique(hash, i, |&j| slab[j as usize].hash);
+        self.index.insert(hash, i);
         self.push_tail(i);
         self.live += 1;
         self.stats.started += 1;
@@ -293,7 +302,12 @@ impl FlowTable {
         self.advance(now, out);
         self.batch = self.batch.wrapping_add(1);
         self.touched.clear();
-        for r in records {
+        // Three passes so the cache misses of a datagram's records overlap:
+        // keys and hashes (prefetching index buckets), lookups (prefetching
+        // flow entries), then the updates in record order.
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        for (n, r) in records.iter().enumerate() {
             if r.kind != crate::record::RecordKind::Flow {
                 continue;
             }
@@ -303,18 +317,45 @@ impl FlowTable {
                 continue;
             };
             let hash = key.stable_hash();
-            let i = match self.find(&key, hash) {
-                Some(i) => i,
-                None => self.insert(key, hash, now, out),
+            self.index.prefetch(hash);
+            keys.push(Pending {
+                n: n as u32,
+                key,
+                src_is_a,
+                hash,
+                slot: NIL,
+                generation: 0,
+            });
+        }
+        for k in keys.iter_mut() {
+            if let Some(i) = self.find(&k.key, k.hash) {
+                let f = &self.slab[i as usize];
+                super::index::prefetch((f as *const Flow).cast::<u8>().wrapping_add(64));
+                k.slot = i;
+                k.generation = f.generation;
+            }
+        }
+        for k in &keys {
+            let r = &records[k.n as usize];
+            // an earlier record of this datagram may have ended (evicted) that flow
+            let known = k.slot != NIL && self.alive(k.slot, k.generation);
+            let i = if known {
+                k.slot
+            } else {
+                match self.find(&k.key, k.hash) {
+                    Some(i) => i,
+                    None => self.insert(k.key, k.hash, now, out),
+                }
             };
             if self.slab[i as usize].batch != self.batch {
                 self.slab[i as usize].batch = self.batch;
                 self.touched.push((i, self.slab[i as usize].status));
             }
-            self.apply(i, r, src_is_a, now);
+            self.apply(i, r, k.src_is_a, now);
             self.unlink(i);
             self.push_tail(i);
         }
+        self.keys = keys;
         // Events after the whole datagram: both directions of a conversation usually
         // travel together, so the client/server choice is settled first.
         let touched = std::mem::take(&mut self.touched);
@@ -510,9 +551,7 @@ impl FlowTable {
         out.push(ev);
         self.unlink(i);
         let hash = self.slab[i as usize].hash;
-        if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
-            e.remove();
-        }
+        self.index.remove(hash, i);
         self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
         self.free.push(i);
         self.live -= 1;
