@@ -28,9 +28,10 @@ use netflow_parser::variable_versions::field_value::FieldDataType;
 use netflow_parser::variable_versions::ipfix::lookup::IPFixField;
 
 use super::fields::FieldCatalog;
-use super::normalize::{Builder, IcmpRule, Scalar, Target, icmp_rule, target};
+use super::normalize::{Fill, IcmpRule, Scalar, Target, icmp_rule, target};
 use super::value::ntp_to_unix_ms;
 use super::varlen::WireField;
+use crate::record::FlowRecord;
 
 /// What one step of a plan does with its bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -187,14 +188,15 @@ impl Plan {
         })
     }
 
-    /// Decodes one record (`rec.len() >= rec_len`) into `b`.
+    /// Decodes one record (`rec.len() >= rec_len`) into `r`.
     #[inline]
-    pub fn decode(&self, rec: &[u8], b: &mut Builder) {
+    pub fn decode(&self, rec: &[u8], r: &mut FlowRecord, b: &mut Fill) {
         for s in &self.steps {
             let bytes = &rec[usize::from(s.off)..usize::from(s.off) + usize::from(s.len)];
             match s.op {
-                Op::Uint(t, mask) => b.apply(t, Scalar::U(Some(be(bytes) & mask))),
+                Op::Uint(t, mask) => b.apply(r, t, Scalar::U(Some(be(bytes) & mask))),
                 Op::Time(t, unit) => b.apply(
+                    r,
                     t,
                     Scalar::Ms(
                         i64::try_from(be(bytes))
@@ -205,20 +207,21 @@ impl Plan {
                 Op::Ntp(t) => {
                     let v = be(bytes);
                     b.apply(
+                        r,
                         t,
                         Scalar::Ms(Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))),
                     )
                 }
                 Op::Ip4(t) => {
                     let a = Ipv4Addr::from(be(bytes) as u32);
-                    b.apply(t, Scalar::Ip(Some(IpAddr::V4(a))))
+                    b.apply(r, t, Scalar::Ip(Some(IpAddr::V4(a))))
                 }
                 Op::Ip6(t) => {
                     let mut o = [0u8; 16];
                     o.copy_from_slice(bytes);
-                    b.apply(t, Scalar::Ip(Some(IpAddr::V6(Ipv6Addr::from(o)))))
+                    b.apply(r, t, Scalar::Ip(Some(IpAddr::V6(Ipv6Addr::from(o)))))
                 }
-                Op::Icmp(rule) => b.icmp(rule, be(bytes)),
+                Op::Icmp(rule) => b.icmp(r, rule, be(bytes)),
             }
         }
     }

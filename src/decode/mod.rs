@@ -586,9 +586,19 @@ impl Emitter<'_> {
     /// One data set of a compiled template (records shorter than the plan are padding).
     fn compiled_set(&mut self, tid: u16, plan: &compiled::Plan, body: &[u8]) {
         for rec in body.chunks_exact(plan.rec_len) {
-            let mut b = Builder::new(RecordKind::Flow, &self.ctx, Some(tid), 0);
-            plan.decode(rec, &mut b);
-            self.push(b);
+            // filled in place: the record is not moved again
+            self.out.push(normalize::new_record(
+                RecordKind::Flow,
+                &self.ctx,
+                Some(tid),
+            ));
+            let Some(r) = self.out.last_mut() else {
+                return;
+            };
+            let mut st = normalize::Fill::default();
+            plan.decode(rec, r, &mut st);
+            let learnt = st.finish(r, &self.ctx);
+            self.learn(learnt);
         }
     }
 

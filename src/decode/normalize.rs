@@ -216,11 +216,27 @@ pub fn icmp_rule(name: &str) -> Option<IcmpRule> {
     }
 }
 
-/// Builds one record field by field.
+/// Builds one record field by field (the crate path).
 pub struct Builder {
     rec: FlowRecord,
+    st: Fill,
+}
+
+/// What normalization keeps while a record's fields arrive, apart from the
+/// record itself (the compiled path fills records in place with it).
+#[derive(Default)]
+pub struct Fill {
     p: Parts,
     icmp_seen: bool,
+}
+
+/// An empty record of `kind` in the message context `ctx`.
+pub fn new_record(kind: RecordKind, ctx: &Ctx, template_id: Option<u16>) -> FlowRecord {
+    let mut rec = FlowRecord::new(kind, ctx.exporter, ctx.version);
+    rec.observation_domain = ctx.domain;
+    rec.template_id = template_id;
+    rec.export_time_ms = ctx.export_ms;
+    rec
 }
 
 fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
@@ -234,15 +250,11 @@ fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
 
 impl Builder {
     pub fn new(kind: RecordKind, ctx: &Ctx, template_id: Option<u16>, capacity: usize) -> Self {
-        let mut rec = FlowRecord::new(kind, ctx.exporter, ctx.version);
-        rec.observation_domain = ctx.domain;
-        rec.template_id = template_id;
-        rec.export_time_ms = ctx.export_ms;
+        let mut rec = new_record(kind, ctx, template_id);
         rec.fields.reserve(capacity);
         Builder {
             rec,
-            p: Parts::default(),
-            icmp_seen: false,
+            st: Fill::default(),
         }
     }
 
@@ -272,7 +284,7 @@ impl Builder {
                 Target::NtopL7Name => {
                     self.rec.application_name = as_text(v).filter(|t| !t.is_empty())
                 }
-                _ => self.apply(t, scalar_of(t, v)),
+                _ => self.st.apply(&mut self.rec, t, scalar_of(t, v)),
             }
         }
         let value = match (id.pen, id.ie) {
@@ -295,19 +307,29 @@ impl Builder {
                 _ => to_value(v),
             },
         };
-        if !self.icmp_seen
+        if !self.st.icmp_seen
             && let Some(rule) = icmp_rule(&name)
             && let Value::U64(t) = value
         {
-            self.icmp(rule, t);
+            self.st.icmp(&mut self.rec, rule, t);
         }
         self.rec.fields.push((name, value));
     }
 
+    /// Completes the record: addresses, times, counters with sampling applied.
+    /// Returns what an options record teaches about the exporter.
+    pub fn finish(self, ctx: &Ctx) -> (FlowRecord, Learnt) {
+        let Builder { mut rec, st } = self;
+        let learnt = st.finish(&mut rec, ctx);
+        (rec, learnt)
+    }
+}
+
+impl Fill {
     /// The ICMP type from the first ICMP field of the record (see [`icmp_rule`]).
-    pub fn icmp(&mut self, rule: IcmpRule, value: u64) {
+    pub fn icmp(&mut self, r: &mut FlowRecord, rule: IcmpRule, value: u64) {
         self.icmp_seen = true;
-        self.rec.icmp_type = match rule {
+        r.icmp_type = match rule {
             IcmpRule::Type => u8::try_from(value).ok(),
             IcmpRule::TypeCode => Some((value >> 8) as u8),
         };
@@ -315,8 +337,7 @@ impl Builder {
 
     /// Sets the record field `t` maps to from a scalar value.
     #[inline]
-    pub fn apply(&mut self, t: Target, s: Scalar) {
-        let r = &mut self.rec;
+    pub fn apply(&mut self, r: &mut FlowRecord, t: Target, s: Scalar) {
         let p = &mut self.p;
         let u = match s {
             Scalar::U(u) => u,
@@ -387,14 +408,10 @@ impl Builder {
         }
     }
 
-    /// Completes the record: addresses, times, counters with sampling applied.
+    /// Completes `rec`: addresses, times, counters with sampling applied.
     /// Returns what an options record teaches about the exporter.
-    pub fn finish(self, ctx: &Ctx) -> (FlowRecord, Learnt) {
-        let Builder {
-            mut rec,
-            p,
-            icmp_seen,
-        } = self;
+    pub fn finish(self, rec: &mut FlowRecord, ctx: &Ctx) -> Learnt {
+        let Fill { p, icmp_seen } = self;
         if !icmp_seen {
             rec.icmp_type = icmp_from_ports(rec.src_port, rec.dst_port);
         }
@@ -464,7 +481,7 @@ impl Builder {
                     .map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d))
             })
             .or_else(|| p.end_up.and_then(from_up));
-        (rec, learnt)
+        learnt
     }
 }
 
