@@ -108,10 +108,8 @@ fn encode_events(
 ) {
     for e in events {
         tel.event(e);
-        if filter.event(e)
-            && let Err(err) = lines.push(e)
-        {
-            tracing::error!("cannot encode event: {err}");
+        if filter.event(e) {
+            lines.push_event(e);
         }
     }
 }

@@ -126,10 +126,8 @@ impl Shard {
                 },
                 None => e,
             };
-            if self.filter.event(&e)
-                && let Err(err) = lines.push(&e)
-            {
-                tracing::error!("cannot encode event: {err}");
+            if self.filter.event(&e) {
+                lines.push_event(&e);
             }
         }
         match &self.out {

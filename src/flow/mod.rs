@@ -13,6 +13,7 @@
 pub mod classify;
 pub mod event;
 pub mod index;
+pub mod json;
 pub mod key;
 pub mod status;
 pub mod table;

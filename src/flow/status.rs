@@ -31,9 +31,26 @@ const BUILTIN: [(&str, u16); 5] = [
     ("unidirectional", 2),
 ];
 
+/// Names by bit, readable without a lock (set once each, under the registry lock).
+static NAMES: [OnceLock<Arc<str>>; 64] = [const { OnceLock::new() }; 64];
+
 fn registry() -> &'static Mutex<Vec<Arc<str>>> {
     static R: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
-    R.get_or_init(|| Mutex::new(BUILTIN.iter().map(|(n, _)| Arc::from(*n)).collect()))
+    R.get_or_init(|| {
+        let v: Vec<Arc<str>> = BUILTIN.iter().map(|(n, _)| Arc::from(*n)).collect();
+        for (i, n) in v.iter().enumerate() {
+            let _ = NAMES[i].set(n.clone());
+        }
+        Mutex::new(v)
+    })
+}
+
+/// The name of status bit `bit`, when registered (no lock taken).
+pub fn name_of(bit: u8) -> Option<&'static str> {
+    if bit < BUILTIN.len() as u8 {
+        registry(); // the built-in names are set on first use
+    }
+    NAMES.get(usize::from(bit))?.get().map(|n| &**n)
 }
 
 /// The bit of status `name`, registering it when new; `None` when all 64 bits are taken.
@@ -45,7 +62,9 @@ pub fn register(name: &str) -> Option<u8> {
     if r.len() >= 64 {
         return None;
     }
-    r.push(Arc::from(name));
+    let n: Arc<str> = Arc::from(name);
+    let _ = NAMES[r.len()].set(n.clone());
+    r.push(n);
     Some((r.len() - 1) as u8)
 }
 
@@ -75,11 +94,15 @@ impl StatusSet {
 
     /// Names of the set bits, lowest bit first.
     pub fn names(&self) -> Vec<Arc<str>> {
-        let r = registry().lock().unwrap_or_else(|e| e.into_inner());
+        self.iter_names().map(Arc::from).collect()
+    }
+
+    /// Names of the set bits, lowest bit first, without allocating or locking.
+    pub fn iter_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let bits = self.0;
         (0..64u8)
-            .filter(|b| self.has(*b))
-            .filter_map(|b| r.get(b as usize).cloned())
-            .collect()
+            .filter(move |b| bits & (1u64 << b) != 0)
+            .filter_map(name_of)
     }
 }
 

@@ -78,6 +78,14 @@ impl Lines {
         Ok(())
     }
 
+    /// Appends a lifecycle event as a JSON line (the hand-written encoder,
+    /// byte for byte the serde one).
+    pub fn push_event(&mut self, e: &crate::flow::FlowEvent) {
+        crate::flow::json::event(&mut self.buf, e);
+        self.buf.push(b'\n');
+        self.count += 1;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -330,7 +330,7 @@ impl ScriptHost {
         let mut view = merged(&ev.flow, &state);
         let changed = self.run_hooks(ev.kind, ev.time_ms, &mut view, &mut state, out);
         if write_event(ev.kind) {
-            let _ = out.push(&FlowEvent {
+            out.push_event(&FlowEvent {
                 kind: ev.kind,
                 time_ms: ev.time_ms,
                 flow: view.clone(),
@@ -347,7 +347,7 @@ impl ScriptHost {
                 out,
             );
             if write_event(EventKind::StatusChanged) {
-                let _ = out.push(&FlowEvent {
+                out.push_event(&FlowEvent {
                     kind: EventKind::StatusChanged,
                     time_ms: ev.time_ms,
                     flow: view,

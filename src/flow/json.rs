@@ -1,0 +1,296 @@
+//! Event JSON written by hand: static keys, integers through `itoa`, floats
+//! through `zmij` (what serde_json uses), no allocation and no lock per event. Byte for byte what the
+//! serde implementations of [`FlowEvent`] and [`FlowView`] produce (those
+//! stay as the reference; `tests` below compares the two).
+//!
+//! In: a [`FlowEvent`]. Out: one JSON object appended to a buffer.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use super::classify::l4_name;
+use super::event::{FlowEvent, FlowView};
+use crate::enrich::GeoInfo;
+
+/// Appends `s` as a JSON string (serde_json's escaping).
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&b[start..i]);
+                let hex = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(hex[usize::from(c >> 4)]);
+                out.push(hex[usize::from(c & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn float(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn ip(out: &mut Vec<u8>, a: IpAddr) {
+    out.push(b'"');
+    let _ = write!(out, "{a}");
+    out.push(b'"');
+}
+
+fn key(out: &mut Vec<u8>, k: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(k.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn geo(out: &mut Vec<u8>, side: &str, g: &GeoInfo) {
+    let k = |name: &str, out: &mut Vec<u8>| {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(side.as_bytes());
+        out.push(b'.');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+    };
+    if let Some(v) = &g.country {
+        k("country", out);
+        string(out, v);
+    }
+    if let Some(v) = &g.city {
+        k("city", out);
+        string(out, v);
+    }
+    if let (Some(lat), Some(lon)) = (g.latitude, g.longitude) {
+        k("latitude", out);
+        float(out, lat);
+        k("longitude", out);
+        float(out, lon);
+    }
+    if let Some(v) = g.asn {
+        k("asn", out);
+        int(out, v);
+    }
+    if let Some(v) = &g.as_name {
+        k("as_name", out);
+        string(out, v);
+    }
+    if let Some(n) = &g.network {
+        k("network", out);
+        string(out, &n.name);
+    }
+    k("private", out);
+    out.extend_from_slice(if g.private { b"true" } else { b"false" });
+    k("local", out);
+    out.extend_from_slice(if g.local { b"true" } else { b"false" });
+}
+
+/// Appends the flow snapshot as a JSON object.
+pub fn view(out: &mut Vec<u8>, v: &FlowView) {
+    let _ = write!(out, "{{\"key\":\"{:016x}\"", v.key);
+    key(out, "cli.ip");
+    ip(out, v.cli_ip);
+    key(out, "srv.ip");
+    ip(out, v.srv_ip);
+    key(out, "cli.port");
+    int(out, v.cli_port);
+    key(out, "srv.port");
+    int(out, v.srv_port);
+    key(out, "proto.l4");
+    match l4_name(v.proto) {
+        Some(n) => string(out, n),
+        None => int(out, v.proto),
+    }
+    key(out, "proto.l7");
+    string(out, &v.l7);
+    for (k, n) in [
+        ("cli2srv.bytes", v.cli2srv_bytes),
+        ("srv2cli.bytes", v.srv2cli_bytes),
+        ("cli2srv.packets", v.cli2srv_packets),
+        ("srv2cli.packets", v.srv2cli_packets),
+    ] {
+        key(out, k);
+        int(out, n);
+    }
+    key(out, "cli2srv.tcp_flags");
+    int(out, v.cli_tcp_flags);
+    key(out, "srv2cli.tcp_flags");
+    int(out, v.srv_tcp_flags);
+    key(out, "first_seen");
+    float(out, v.first_ms as f64 / 1000.0);
+    key(out, "last_seen");
+    float(out, v.last_ms as f64 / 1000.0);
+    key(out, "duration");
+    float(out, v.duration_ms() as f64 / 1000.0);
+    key(out, "exporter");
+    ip(out, v.exporter);
+    key(out, "observation_domain");
+    int(out, v.observation_domain);
+    key(out, "vlan");
+    int(out, v.vlan);
+    key(out, "in_if");
+    int(out, v.in_if);
+    key(out, "out_if");
+    int(out, v.out_if);
+    key(out, "sampling_interval");
+    int(out, v.sampling_interval);
+    geo(out, "cli", &v.cli_geo);
+    geo(out, "srv", &v.srv_geo);
+    key(out, "status");
+    out.push(b'[');
+    for (i, n) in v.status.iter_names().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, n);
+    }
+    out.push(b']');
+    key(out, "score");
+    int(out, v.score);
+    if let Some(r) = v.end_reason {
+        key(out, "end_reason");
+        string(out, r.name());
+    }
+    out.push(b'}');
+}
+
+/// Appends the event as a JSON object (no newline).
+pub fn event(out: &mut Vec<u8>, e: &FlowEvent) {
+    out.extend_from_slice(b"{\"event\":");
+    string(out, e.kind.name());
+    out.extend_from_slice(b",\"time\":\"");
+    let ms = e.time_ms.clamp(0, 253_402_300_799_999) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let _ = write!(out, "{}", humantime::format_rfc3339_millis(t));
+    out.extend_from_slice(b"\",\"flow\":");
+    view(out, &e.flow);
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::enrich::NetworkLabel;
+    use crate::flow::status::{self, StatusSet};
+    use crate::flow::{EndReason, EventKind};
+
+    fn sample(proto: u8, geo: bool, weird: &str) -> FlowEvent {
+        let g = |country: &str| {
+            Arc::new(if geo {
+                GeoInfo {
+                    country: Some(Arc::from(country)),
+                    city: Some(Arc::from(weird)),
+                    latitude: Some(51.5142),
+                    longitude: Some(-0.0931),
+                    asn: Some(64_512),
+                    as_name: Some(Arc::from("Example \"AS\" \\ net")),
+                    network: Some(Arc::new(NetworkLabel {
+                        cidr: "10.0.0.0/8".parse().unwrap(),
+                        name: Arc::from("lab\u{7}"),
+                        role: None,
+                        site: None,
+                        tags: Vec::new(),
+                        local: true,
+                        country: None,
+                        asn: None,
+                        as_name: None,
+                    })),
+                    private: false,
+                    local: true,
+                }
+            } else {
+                GeoInfo {
+                    private: true,
+                    ..GeoInfo::default()
+                }
+            })
+        };
+        let mut st = StatusSet::default();
+        st.set(status::TCP_RESET);
+        st.set(status::register("json_test_status").unwrap());
+        FlowEvent {
+            kind: EventKind::FlowEnd,
+            time_ms: 1_700_000_123_456,
+            flow: FlowView {
+                key: 0x00ab_cdef_0123_4567,
+                exporter: "192.0.2.1".parse().unwrap(),
+                observation_domain: 7,
+                vlan: 12,
+                cli_ip: "10.0.0.1".parse().unwrap(),
+                srv_ip: "2001:db8::1".parse().unwrap(),
+                cli_port: 40000,
+                srv_port: 443,
+                proto,
+                l7: Arc::from(weird),
+                cli2srv_bytes: u64::MAX,
+                srv2cli_bytes: 0,
+                cli2srv_packets: 3,
+                srv2cli_packets: 4,
+                cli_tcp_flags: 0x1b,
+                srv_tcp_flags: 0x12,
+                first_ms: 1_700_000_000_000,
+                last_ms: 1_700_000_000_999,
+                in_if: 1,
+                out_if: 2,
+                sampling_interval: 0,
+                cli_geo: g("GB"),
+                srv_geo: g("CN"),
+                status: st,
+                score: 15,
+                end_reason: Some(EndReason::TcpRst),
+            },
+        }
+    }
+
+    #[test]
+    fn hand_written_json_equals_serde() {
+        for (proto, geo, weird) in [
+            (6, true, "TLS.Google"),
+            (17, false, "DNS"),
+            (
+                200,
+                true,
+                "quote\" back\\ nl\n tab\t ctl\u{1} del\u{7f} é ✓",
+            ),
+        ] {
+            let mut e = sample(proto, geo, weird);
+            for end in [Some(EndReason::TcpRst), None] {
+                e.flow.end_reason = end;
+                let mut ours = Vec::new();
+                event(&mut ours, &e);
+                let reference = serde_json::to_vec(&e).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(reference).unwrap()
+                );
+            }
+        }
+    }
+}
