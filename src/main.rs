@@ -367,21 +367,35 @@ async fn serve(cfg: Config, geo: Arc<GeoService>) -> anyhow::Result<()> {
     let running = pipeline::start(&cfg, geo).await?;
     ready.set();
     tracing::info!(shards = cfg.decode.effective_shards(), "flowhook serving");
+    // supervisor: a stage that ends on its own makes the service not ready and the process fail
+    let mut watch = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut failed = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => running.hangup(),
+            _ = watch.tick() => {
+                if let Some(stage) = running.stopped_stage() {
+                    ready.unset();
+                    tracing::error!(stage, "a pipeline stage stopped unexpectedly; exiting so the service is restarted");
+                    failed = Some(stage);
+                    break;
+                }
+            }
         }
     }
     tracing::info!("shutting down");
-    if !running.shutdown().await {
+    if !running.shutdown().await && failed.is_none() {
         anyhow::bail!(
             "shutdown took longer than flow.shutdown_timeout_secs ({}s)",
             cfg.flow.shutdown_timeout_secs
         );
     }
     stop_http.cancel();
+    if let Some(stage) = failed {
+        return Err(pipeline::PipelineError::StageStopped(stage).into());
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -47,6 +47,23 @@ pub enum PipelineError {
     Thread(#[from] std::io::Error),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Scripts(Vec<ScriptError>),
+    #[error("stage {0} stopped unexpectedly")]
+    StageStopped(String),
+}
+
+impl PipelineError {
+    /// Stable short code (metric labels, exit decisions).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PipelineError::Ingest(e) => e.code(),
+            PipelineError::Sink(e) => e.code(),
+            PipelineError::Decode(e) => e.code(),
+            PipelineError::Capture(e) => e.code(),
+            PipelineError::Thread(_) => "thread",
+            PipelineError::Scripts(_) => "scripts",
+            PipelineError::StageStopped(_) => "stage_stopped",
+        }
+    }
 }
 
 /// Wall clock, Unix ms.
@@ -138,6 +155,22 @@ pub fn reload_geo(geo: &GeoService, force: bool) {
 }
 
 impl Running {
+    /// The first stage (shard thread, output thread, UDP listener) that has
+    /// ended while the pipeline runs: the supervisor then reports not ready
+    /// and stops the process with a failure, so an orchestrator restarts it.
+    pub fn stopped_stage(&self) -> Option<String> {
+        if let Some(t) = self.threads.iter().find(|t| t.is_finished()) {
+            return Some(t.thread().name().unwrap_or("shard").to_string());
+        }
+        if self.output.as_ref().is_some_and(|o| o.is_finished()) {
+            return Some("flowhook-output".into());
+        }
+        if self.listeners.iter().any(|l| l.is_finished()) {
+            return Some("listener".into());
+        }
+        None
+    }
+
     /// SIGHUP: the sink reopens its file, the databases are reloaded.
     pub fn hangup(&self) {
         if let Some(tx) = &self.output_tx {

@@ -124,7 +124,7 @@ pub struct FlowView {
 
 impl FlowView {
     pub fn duration_ms(&self) -> i64 {
-        (self.last_ms - self.first_ms).max(0)
+        self.last_ms.saturating_sub(self.first_ms).max(0)
     }
 }
 

@@ -390,7 +390,9 @@ impl FlowTable {
         if r.flow_end_reason == Some(2)
             && let (Some(a), Some(b)) = (r.first_ms, r.last_ms)
         {
-            self.active_timeout_ms = self.active_timeout_ms.max((b - a).clamp(0, 3_600_000));
+            self.active_timeout_ms = self
+                .active_timeout_ms
+                .max(b.saturating_sub(a).clamp(0, 3_600_000));
         }
         let f = &mut self.slab[i as usize];
         let fresh = f.first_ms == i64::MAX

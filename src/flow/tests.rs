@@ -391,3 +391,22 @@ fn event_json_uses_the_flat_vocabulary() {
     assert_eq!(v["flow"]["proto.l4"], "UDP");
     assert_eq!(v["flow"]["proto.l7"], "DNS");
 }
+
+/// Times from the wire saturate: a huge start delta beside a far end time
+/// neither overflows the table's arithmetic nor the event's duration.
+#[test]
+fn extreme_times_saturate() {
+    let mut t = table();
+    let mut r = rec("10.0.0.1", 40000, "10.0.0.2", 443, 6, 100, 1);
+    r.first_ms = Some(i64::MIN / 2 - 7);
+    r.last_ms = Some(i64::MAX / 2 + 7);
+    r.flow_end_reason = Some(2);
+    let mut ev = Vec::new();
+    t.ingest(&[r], T0, &mut ev);
+    t.end_all(&mut ev);
+    let end = ev.iter().find(|e| e.kind == EventKind::FlowEnd).unwrap();
+    assert_eq!(end.flow.duration_ms(), i64::MAX);
+    let mut line = Vec::new();
+    super::json::event(&mut line, end);
+    assert_eq!(line, serde_json::to_vec(end).unwrap());
+}

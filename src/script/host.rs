@@ -18,7 +18,7 @@ use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 
 use super::ScriptError;
 use super::api::{self, Action, FlowScriptState, Slot};
-use super::sandbox::{self, DEADLINE_MARKER, Deadline};
+use super::sandbox::{self, Deadline, DeadlineExceeded};
 use crate::flow::status::{self, StatusSet};
 use crate::flow::{EventKind, FlowEvent, FlowView};
 use crate::output::Lines;
@@ -557,14 +557,18 @@ fn merged_from(v: &FlowView, st: &FlowScriptState) -> FlowView {
     m
 }
 
-/// The stable error kind of a failed call (`timeout`, `memory`, `runtime`).
+/// The stable error kind of a failed call (`timeout`, `memory`, `runtime`),
+/// by the error's type.
 pub fn error_code(e: &mlua::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains(DEADLINE_MARKER) {
-        "timeout"
-    } else if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
-        "memory"
-    } else {
-        "runtime"
+    if e.downcast_ref::<DeadlineExceeded>().is_some() {
+        return "timeout";
     }
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if matches!(x, mlua::Error::MemoryError(_)) {
+            return "memory";
+        }
+        cur = x.parent();
+    }
+    "runtime"
 }

@@ -16,8 +16,10 @@ use std::time::Instant;
 use mlua::chunk::ChunkMode;
 use mlua::{HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
-/// Marker in the error a deadline abort raises (recognized by the host).
-pub const DEADLINE_MARKER: &str = "flowhook: hook exceeded its deadline";
+/// The error a deadline abort raises; the host recognises it by type.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("flowhook: hook exceeded its deadline")]
+pub struct DeadlineExceeded;
 
 /// Instructions between deadline checks.
 const CHECK_EVERY: u32 = 1000;
@@ -204,7 +206,7 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(CHECK_EVERY),
         move |_, _| match d.0.get() {
-            Some(until) if Instant::now() >= until => Err(mlua::Error::runtime(DEADLINE_MARKER)),
+            Some(until) if Instant::now() >= until => Err(mlua::Error::external(DeadlineExceeded)),
             _ => Ok(VmState::Continue),
         },
     )?;

@@ -53,6 +53,10 @@ impl Ready {
     pub fn set(&self) {
         self.0.store(true, Ordering::Release);
     }
+    /// Not ready any more (a stage stopped): `/readyz` answers 503.
+    pub fn unset(&self) {
+        self.0.store(false, Ordering::Release);
+    }
     pub fn get(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
