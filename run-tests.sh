@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every flowhook test. Installs what the tests talk to (softflowd, and
-# prometheus with promtool) when missing, checks formatting and lints, then
-# runs the whole cargo test suite. Used as is by .ci/run.
+# prometheus with promtool) when missing, checks formatting and lints, runs
+# the whole cargo test suite, then the side-by-side smoke run
+# (benches/compare.sh --smoke, which installs nfdump and pmacct). Used as is by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,3 +28,6 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 
 cargo test --locked "$@"
+
+# end to end against the peers: every collector accounts every record of a low-rate stream
+benches/compare.sh --smoke

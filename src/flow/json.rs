@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::classify::l4_name;
-use super::event::{FlowEvent, FlowView};
+use super::event::{EventKind, FlowEvent, FlowView};
 use crate::enrich::GeoInfo;
 
 /// Appends `s` as a JSON string (serde_json's escaping).
@@ -181,14 +181,19 @@ pub fn view(out: &mut Vec<u8>, v: &FlowView) {
 
 /// Appends the event as a JSON object (no newline).
 pub fn event(out: &mut Vec<u8>, e: &FlowEvent) {
+    event_of(out, e.kind, e.time_ms, &e.flow)
+}
+
+/// Appends the event `kind` at `time_ms` about `flow` (no newline).
+pub fn event_of(out: &mut Vec<u8>, kind: EventKind, time_ms: i64, flow: &FlowView) {
     out.extend_from_slice(b"{\"event\":");
-    string(out, e.kind.name());
+    string(out, kind.name());
     out.extend_from_slice(b",\"time\":\"");
-    let ms = e.time_ms.clamp(0, 253_402_300_799_999) as u64;
+    let ms = time_ms.clamp(0, 253_402_300_799_999) as u64;
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     let _ = write!(out, "{}", humantime::format_rfc3339_millis(t));
     out.extend_from_slice(b"\",\"flow\":");
-    view(out, &e.flow);
+    view(out, flow);
     out.push(b'}');
 }
 

@@ -81,7 +81,17 @@ impl Lines {
     /// Appends a lifecycle event as a JSON line (the hand-written encoder,
     /// byte for byte the serde one).
     pub fn push_event(&mut self, e: &crate::flow::FlowEvent) {
-        crate::flow::json::event(&mut self.buf, e);
+        self.push_view_event(e.kind, e.time_ms, &e.flow);
+    }
+
+    /// Appends the event `kind` at `time_ms` about `view` as a JSON line.
+    pub fn push_view_event(
+        &mut self,
+        kind: crate::flow::EventKind,
+        time_ms: i64,
+        view: &crate::flow::FlowView,
+    ) {
+        crate::flow::json::event_of(&mut self.buf, kind, time_ms, view);
         self.buf.push(b'\n');
         self.count += 1;
     }

@@ -319,6 +319,10 @@ impl ScriptHost {
     }
 
     /// Runs the hooks for `ev`; lines for the sinks go to `out` when `write_event`/alerts apply.
+    ///
+    /// The flow's snapshot is copied once per event into the slot the `flow`
+    /// object reads, and updated there in place as scripts add statuses; the
+    /// per-flow script state stays in its map entry between events.
     pub fn handle(
         &mut self,
         ev: &FlowEvent,
@@ -326,36 +330,42 @@ impl ScriptHost {
         out: &mut Lines,
     ) {
         let key = ev.flow.key;
-        let mut state = self.flows.remove(&key).unwrap_or_default();
-        let mut view = merged(&ev.flow, &state);
-        let changed = self.run_hooks(ev.kind, ev.time_ms, &mut view, &mut state, out);
+        let mut state = self
+            .flows
+            .get_mut(&key)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let mut view = ev.flow.clone();
+        merge_into(&mut view, &state);
+        self.slot.borrow_mut().view = Some(view);
+        let changed = self.run_hooks(ev.kind, ev.time_ms, &mut state, out);
         if write_event(ev.kind) {
-            out.push_event(&FlowEvent {
-                kind: ev.kind,
-                time_ms: ev.time_ms,
-                flow: view.clone(),
-            });
+            self.write_view(ev.kind, ev.time_ms, out);
         }
         // statuses set by scripts fire statusChanged once, never recursively
         if changed && ev.kind != EventKind::StatusChanged {
-            view = merged(&ev.flow, &state);
-            self.run_hooks(
-                EventKind::StatusChanged,
-                ev.time_ms,
-                &mut view,
-                &mut state,
-                out,
-            );
+            self.run_hooks(EventKind::StatusChanged, ev.time_ms, &mut state, out);
             if write_event(EventKind::StatusChanged) {
-                out.push_event(&FlowEvent {
-                    kind: EventKind::StatusChanged,
-                    time_ms: ev.time_ms,
-                    flow: view,
-                });
+                self.write_view(EventKind::StatusChanged, ev.time_ms, out);
             }
         }
-        if ev.kind != EventKind::FlowEnd {
-            self.flows.insert(key, state);
+        self.slot.borrow_mut().view = None;
+        if ev.kind == EventKind::FlowEnd {
+            self.flows.remove(&key);
+        } else {
+            match self.flows.get_mut(&key) {
+                Some(s) => *s = state,
+                None => {
+                    self.flows.insert(key, state);
+                }
+            }
+        }
+    }
+
+    /// Writes the slot's view as an event line.
+    fn write_view(&self, kind: EventKind, time_ms: i64, out: &mut Lines) {
+        if let Some(v) = self.slot.borrow().view.as_ref() {
+            out.push_view_event(kind, time_ms, v);
         }
     }
 
@@ -364,27 +374,32 @@ impl ScriptHost {
         &mut self,
         kind: EventKind,
         time_ms: i64,
-        view: &mut FlowView,
         state: &mut FlowScriptState,
         out: &mut Lines,
     ) -> bool {
         let hi = hook_index(kind);
         let before = state.status;
         let now = time_ms as f64 / 1000.0;
+        let (proto, l7) = match self.slot.borrow().view.as_ref() {
+            Some(v) => (v.proto, v.l7.clone()),
+            None => return false,
+        };
+        let l4: std::borrow::Cow<str> = match crate::flow::classify::l4_name(proto) {
+            Some(n) => n.into(),
+            None => proto.to_string().into(),
+        };
         for si in 0..self.scripts.len() {
             let s = &self.scripts[si];
-            let Some(f) = s.hooks[hi].clone().filter(|_| s.enabled) else {
+            let Some(f) = s.hooks[hi].as_ref().filter(|_| s.enabled) else {
                 continue;
             };
-            let l4 = crate::flow::classify::l4_name(view.proto)
-                .map(str::to_owned)
-                .unwrap_or_else(|| view.proto.to_string());
             if !s.l4.is_empty() && !s.l4.iter().any(|p| p.eq_ignore_ascii_case(&l4)) {
                 continue;
             }
-            if !s.l7.is_empty() && !s.l7.iter().any(|p| p.eq_ignore_ascii_case(&view.l7)) {
+            if !s.l7.is_empty() && !s.l7.iter().any(|p| p.eq_ignore_ascii_case(&l7)) {
                 continue;
             }
+            let f = f.clone();
             if let (EventKind::PeriodicUpdate, Some(every)) = (kind, s.periodic_secs) {
                 let idx = si as u16;
                 let last = state
@@ -402,7 +417,6 @@ impl ScriptHost {
             let name = s.name.clone();
             {
                 let mut cur = self.slot.borrow_mut();
-                cur.view = Some(view.clone());
                 cur.state = std::mem::take(state);
                 cur.actions.clear();
             }
@@ -413,7 +427,6 @@ impl ScriptHost {
             let took = started.elapsed();
             let (actions, new_state) = {
                 let mut cur = self.slot.borrow_mut();
-                cur.view = None;
                 (
                     std::mem::take(&mut cur.actions),
                     std::mem::take(&mut cur.state),
@@ -438,9 +451,11 @@ impl ScriptHost {
                 }
             }
             for a in actions {
-                self.apply(si, a, time_ms, view, state, out);
+                self.apply(si, a, time_ms, state, out);
             }
-            *view = merged_from(view, state);
+            if let Some(v) = self.slot.borrow_mut().view.as_mut() {
+                merge_into(v, state);
+            }
         }
         state.status != before
     }
@@ -450,7 +465,6 @@ impl ScriptHost {
         si: usize,
         a: Action,
         time_ms: i64,
-        view: &FlowView,
         state: &mut FlowScriptState,
         out: &mut Lines,
     ) {
@@ -497,6 +511,11 @@ impl ScriptHost {
         s.alert_window.1 += 1;
         self.tel
             .alert(&s.name, status_name.as_deref().unwrap_or(""), severity);
+        let mut cur = self.slot.borrow_mut();
+        let Some(view) = cur.view.as_mut() else {
+            return;
+        };
+        merge_into(view, state);
         let alert = Alert {
             time_ms,
             script: &s.name,
@@ -505,7 +524,7 @@ impl ScriptHost {
             score,
             message: &message,
             info: &info,
-            flow: &merged_from(view, state),
+            flow: view,
         };
         let _ = out.push(&alert);
     }
@@ -540,21 +559,17 @@ impl serde::Serialize for Alert<'_> {
     }
 }
 
-fn merged(table_view: &FlowView, st: &FlowScriptState) -> FlowView {
-    merged_from(table_view, st)
-}
-
-/// The table's view with the script state added (statuses OR-ed, score summed, clamped).
-fn merged_from(v: &FlowView, st: &FlowScriptState) -> FlowView {
-    let mut m = v.clone();
+/// Adds the script state to the table's view in place (statuses OR-ed,
+/// score = built-in statuses' scores + the scripts' score, clamped).
+/// Idempotent: script statuses never use the built-in bits.
+fn merge_into(v: &mut FlowView, st: &FlowScriptState) {
     let base_bits = StatusSet(v.status.0 & 0x1f);
-    m.status = StatusSet(v.status.0 | st.status.0);
+    v.status = StatusSet(v.status.0 | st.status.0);
     let base: u32 = (0..5u8)
         .filter(|b| base_bits.has(*b))
         .map(|b| u32::from(status::builtin_score(b)))
         .sum();
-    m.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
-    m
+    v.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
 }
 
 /// The stable error kind of a failed call (`timeout`, `memory`, `runtime`),
