@@ -324,6 +324,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             ),
             out: output_tx.clone(),
             filter,
+            staging: scripts.as_ref().map(|r| r.staging()).unwrap_or_default(),
             scripts: scripts.clone(),
             pool,
         };

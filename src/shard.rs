@@ -32,6 +32,8 @@ pub struct Shard {
     pub filter: OutputFilter,
     pub scripts: Option<Arc<ScriptRunner>>,
     pub pool: Pool,
+    /// Per-worker staging of events for the scripts (capacity kept).
+    pub staging: Vec<Vec<FlowEvent>>,
 }
 
 impl Shard {
@@ -116,18 +118,25 @@ impl Shard {
         lines: &mut Lines,
         tel: &mut FlowTelemetry,
     ) -> bool {
-        for e in events.drain(..) {
-            tel.event(&e);
-            let e = match &self.scripts {
-                // the script workers write the events they take
-                Some(r) => match r.submit(e) {
-                    Ok(()) => continue,
-                    Err(e) => *e,
-                },
-                None => e,
-            };
-            if self.filter.event(&e) {
-                lines.push_event(&e);
+        for e in events.iter() {
+            tel.event(e);
+        }
+        match &self.scripts {
+            // the script workers write the events they take; this shard writes what they refuse
+            Some(r) => {
+                let filter = self.filter;
+                r.submit_batch(events.drain(..), &mut self.staging, |e| {
+                    if filter.event(&e) {
+                        lines.push_event(&e);
+                    }
+                });
+            }
+            None => {
+                for e in events.drain(..) {
+                    if self.filter.event(&e) {
+                        lines.push_event(&e);
+                    }
+                }
             }
         }
         match &self.out {

@@ -63,6 +63,8 @@ pub fn check_all(cfg: &HostConfig) -> Result<Vec<String>, Vec<ScriptError>> {
 
 enum WorkerMsg {
     Event(FlowEvent),
+    /// Several events at once (a shard's batch for this worker).
+    Events(Vec<FlowEvent>),
     Reload(Arc<Vec<ScriptSource>>),
 }
 
@@ -184,6 +186,62 @@ impl ScriptRunner {
         }
     }
 
+    /// Per-worker staging for [`ScriptRunner::submit_batch`] (one per shard).
+    pub fn staging(&self) -> Vec<Vec<FlowEvent>> {
+        self.queues.iter().map(|_| Vec::new()).collect()
+    }
+
+    /// Hands `events` to their workers without waiting, one message per
+    /// worker; what a full queue refuses (counted, `flowEnd` last, as in
+    /// [`ScriptRunner::submit`]) goes to `refused`, for the caller to write.
+    pub fn submit_batch(
+        &self,
+        events: impl Iterator<Item = FlowEvent>,
+        staging: &mut [Vec<FlowEvent>],
+        mut refused: impl FnMut(FlowEvent),
+    ) {
+        let n = self.queues.len();
+        let mut depth: Vec<usize> = self
+            .queues
+            .iter()
+            .map(|q| q.depth.load(Ordering::Relaxed))
+            .collect();
+        for ev in events {
+            let w = (ev.flow.key % n as u64) as usize;
+            let limit = if ev.kind == EventKind::FlowEnd {
+                self.cap
+            } else {
+                self.cap * 3 / 4
+            };
+            if depth[w] >= limit {
+                ScriptTelemetry::dropped(hook_name(ev.kind));
+                refused(ev);
+                continue;
+            }
+            depth[w] += 1;
+            staging[w].push(ev);
+        }
+        for (q, batch) in self.queues.iter().zip(staging.iter_mut()) {
+            if batch.is_empty() {
+                continue;
+            }
+            let k = batch.len();
+            q.depth.fetch_add(k, Ordering::Relaxed);
+            match q.tx.try_send(WorkerMsg::Events(std::mem::take(batch))) {
+                Ok(()) => {}
+                Err(TrySendError::Full(WorkerMsg::Events(back)))
+                | Err(TrySendError::Disconnected(WorkerMsg::Events(back))) => {
+                    q.depth.fetch_sub(k, Ordering::Relaxed);
+                    for ev in back {
+                        ScriptTelemetry::dropped(hook_name(ev.kind));
+                        refused(ev);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Reloads the scripts directory: changed scripts that load replace their
     /// old version in fresh states; one that fails keeps its previous version.
     pub fn reload(&self) -> ReloadReport {
@@ -274,11 +332,26 @@ fn worker(
         }
     };
     while let Ok(msg) = rx.recv() {
-        depth.fetch_sub(1, Ordering::Relaxed);
+        if matches!(msg, WorkerMsg::Reload(_)) {
+            depth.fetch_sub(1, Ordering::Relaxed);
+        }
         match msg {
             WorkerMsg::Event(ev) => {
+                depth.fetch_sub(1, Ordering::Relaxed);
                 let mut lines = Lines::default();
                 host.handle(&ev, |k| write_event(k), &mut lines);
+                if let (Some(tx), false) = (&out, lines.is_empty())
+                    && tx.send(OutputMsg::Lines(lines)).is_err()
+                {
+                    break;
+                }
+            }
+            WorkerMsg::Events(evs) => {
+                let mut lines = Lines::default();
+                for ev in &evs {
+                    host.handle(ev, |k| write_event(k), &mut lines);
+                    depth.fetch_sub(1, Ordering::Relaxed);
+                }
                 if let (Some(tx), false) = (&out, lines.is_empty())
                     && tx.send(OutputMsg::Lines(lines)).is_err()
                 {

@@ -140,6 +140,32 @@ fn full_queue_drops_and_counts_without_blocking() {
 }
 
 #[test]
+fn batches_drop_what_a_full_queue_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slow.lua"),
+        "return { hooks = { all = function() while true do end end } }",
+    )
+    .unwrap();
+    let (runner, _) =
+        ScriptRunner::start(cfg(dir.path()), 2, 16, None, Arc::new(|_| false)).unwrap();
+    let mut staging = runner.staging();
+    let (mut refused, mut ends_refused, mut total) = (0, 0, 0);
+    for p in 0..100u16 {
+        let batch = events(3000 + p);
+        total += batch.len();
+        runner.submit_batch(batch.into_iter(), &mut staging, |e| {
+            refused += 1;
+            ends_refused += usize::from(e.kind == EventKind::FlowEnd);
+        });
+        assert!(staging.iter().all(|s| s.is_empty()), "staging handed on");
+    }
+    runner.shutdown();
+    assert!(refused > total / 2, "refused {refused} of {total}");
+    assert!(ends_refused < refused, "flowEnd goes last");
+}
+
+#[test]
 fn describe_renders_lua_values() {
     let lua = mlua::Lua::new();
     let v: mlua::Value = lua
