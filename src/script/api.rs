@@ -185,7 +185,20 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     getter!("isBidirectional", |v, _lua| Ok(
         v.cli2srv_packets > 0 && v.srv2cli_packets > 0
     ));
-    getter!("getInfo", |v, lua| lua.to_value(v));
+    {
+        let slot = slot.clone();
+        let keys = super::info::InfoKeys::new(lua)?;
+        flow.set(
+            "getInfo",
+            lua.create_function(move |lua, ()| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
+                super::info::info_table(lua, &keys, v)
+            })?,
+        )?;
+    }
     getter!("getExporterInfo", |v, lua| {
         let t = lua.create_table()?;
         t.set("exporter", v.exporter.to_string())?;

@@ -9,11 +9,12 @@
 //! alert lines, timings per (script, hook).
 //!
 //! Layout: `sandbox` (the Lua state and its limits), `api` (the `flow`
-//! object; all Rust↔Lua conversion), `host` (scripts loaded in one state,
+//! object; all Rust↔Lua conversion, `info` for `getInfo`), `host` (scripts loaded in one state,
 //! hook calls, statuses and alerts), this file (workers, queues, reload).
 
 pub mod api;
 pub mod host;
+pub mod info;
 pub mod sandbox;
 #[cfg(test)]
 mod tests;
