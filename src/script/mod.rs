@@ -78,6 +78,8 @@ struct Queue {
 pub struct ScriptRunner {
     queues: Vec<Queue>,
     cap: usize,
+    /// `flowhook_script_events_dropped_total` per hook, registered at start.
+    dropped: [metrics::Counter; 4],
     threads: Mutex<Vec<JoinHandle<()>>>,
     cfg: HostConfig,
     sources: Mutex<Arc<Vec<ScriptSource>>>,
@@ -91,8 +93,8 @@ pub struct ReloadReport {
     pub failed: Vec<ScriptError>,
 }
 
-fn hook_name(k: EventKind) -> &'static str {
-    k.name()
+fn hook_index(k: EventKind) -> usize {
+    EventKind::ALL.iter().position(|x| *x == k).unwrap_or(0)
 }
 
 impl ScriptRunner {
@@ -143,6 +145,7 @@ impl ScriptRunner {
             ScriptRunner {
                 queues,
                 cap: queue.max(1),
+                dropped: EventKind::ALL.map(ScriptTelemetry::dropped_handle),
                 threads: Mutex::new(threads),
                 cfg,
                 sources: Mutex::new(sources),
@@ -171,7 +174,7 @@ impl ScriptRunner {
             self.cap * 3 / 4
         };
         if q.depth.load(Ordering::Relaxed) >= limit {
-            ScriptTelemetry::dropped(hook_name(ev.kind));
+            self.dropped[hook_index(ev.kind)].increment(1);
             return Err(Box::new(ev));
         }
         q.depth.fetch_add(1, Ordering::Relaxed);
@@ -180,7 +183,7 @@ impl ScriptRunner {
             Err(TrySendError::Full(WorkerMsg::Event(ev)))
             | Err(TrySendError::Disconnected(WorkerMsg::Event(ev))) => {
                 q.depth.fetch_sub(1, Ordering::Relaxed);
-                ScriptTelemetry::dropped(hook_name(ev.kind));
+                self.dropped[hook_index(ev.kind)].increment(1);
                 Err(Box::new(ev))
             }
             Err(_) => Ok(()),
@@ -215,7 +218,7 @@ impl ScriptRunner {
                 self.cap * 3 / 4
             };
             if depth[w] >= limit {
-                ScriptTelemetry::dropped(hook_name(ev.kind));
+                self.dropped[hook_index(ev.kind)].increment(1);
                 refused(ev);
                 continue;
             }
@@ -234,7 +237,7 @@ impl ScriptRunner {
                 | Err(TrySendError::Disconnected(WorkerMsg::Events(back))) => {
                     q.depth.fetch_sub(k, Ordering::Relaxed);
                     for ev in back {
-                        ScriptTelemetry::dropped(hook_name(ev.kind));
+                        self.dropped[hook_index(ev.kind)].increment(1);
                         refused(ev);
                     }
                 }

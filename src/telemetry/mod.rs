@@ -498,9 +498,10 @@ impl ScriptTelemetry {
             .increment(1);
     }
 
-    /// An event that did not reach the scripts because a worker's queue was full.
-    pub fn dropped(hook: &'static str) {
-        counter!("flowhook_script_events_dropped_total", "hook" => hook).increment(1);
+    /// The counter of events of hook `k` that did not reach the scripts
+    /// because a worker's queue was full (registered once, by the runner).
+    pub fn dropped_handle(k: crate::flow::EventKind) -> Counter {
+        counter!("flowhook_script_events_dropped_total", "hook" => k.name())
     }
 }
 
