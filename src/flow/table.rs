@@ -63,7 +63,6 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 struct Flow {
     key: FlowKey,
-    hash: u64,
     first_ms: i64,
     last_ms: i64,
     updated_ms: i64,
@@ -81,7 +80,6 @@ struct Flow {
     /// Sampling interval of the last record (1 in N; 0 or 1: not sampled).
     sampling: u32,
     status: StatusSet,
-    script_score: u16,
     l7: u16,
     ending: Option<EndReason>,
     cli_is_a: bool,
@@ -247,7 +245,6 @@ impl FlowTable {
         }
         let flow = Flow {
             key,
-            hash,
             first_ms: i64::MAX,
             last_ms: i64::MIN,
             updated_ms: now,
@@ -264,7 +261,6 @@ impl FlowTable {
             out_if: 0,
             sampling: 0,
             status: StatusSet::default(),
-            script_score: 0,
             l7: 0,
             ending: None,
             cli_is_a: true,
@@ -552,7 +548,8 @@ impl FlowTable {
         ev.flow.end_reason = Some(reason);
         out.push(ev);
         self.unlink(i);
-        let hash = self.slab[i as usize].hash;
+        // the hash is recomputed rather than stored: 8 bytes less per flow
+        let hash = self.slab[i as usize].key.stable_hash();
         self.index.remove(hash, i);
         self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
         self.free.push(i);
@@ -661,8 +658,7 @@ impl FlowTable {
         let score: u32 = (0..5u8)
             .filter(|b| f.status.has(*b))
             .map(|b| u32::from(status::builtin_score(b)))
-            .sum::<u32>()
-            + u32::from(f.script_score);
+            .sum::<u32>();
         let first = if f.first_ms == i64::MAX {
             f.updated_ms
         } else {
@@ -674,7 +670,7 @@ impl FlowTable {
             f.last_ms
         };
         FlowView {
-            key: f.hash,
+            key: f.key.stable_hash(),
             exporter: ip(&f.key.exporter),
             observation_domain: f.key.domain,
             vlan: f.key.vlan,
