@@ -258,7 +258,7 @@ fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
     let mut write_failed = false;
     let res = pipeline::decode_capture(
         file,
-        &cfg.decode.limits(),
+        &flowhook::decode::DecoderLimits::from_config(&cfg.decode),
         |r| {
             if flows_only && r.kind != flowhook::record::RecordKind::Flow {
                 return;

@@ -24,7 +24,7 @@ use crate::capture::{self, CaptureError, CaptureStats};
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoder, DecoderLimits};
 use crate::enrich::{Enricher, GeoService, Reload};
-use crate::flow::{EventKind, FlowEvent, FlowTable};
+use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, IngestError, Pool, ShardTx};
 use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
@@ -317,9 +317,9 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         });
         let shard = Shard {
             id: i,
-            decoder: Decoder::new(&cfg.decode.limits())?,
+            decoder: Decoder::new(&DecoderLimits::from_config(&cfg.decode))?,
             table: FlowTable::with_enricher(
-                cfg.flow.table(n),
+                TableConfig::from_config(&cfg.flow, n),
                 Some(Enricher::new(geo.clone(), cfg.geo.cache_size)),
             ),
             out: output_tx.clone(),
@@ -453,10 +453,10 @@ pub fn replay_capture(
     mut fail: impl FnMut(u64, &DecodeError),
 ) -> Result<DecodeSummary, PipelineError> {
     let filter = OutputFilter::from_config(cfg);
-    let mut decoder = Decoder::new(&cfg.decode.limits())?;
+    let mut decoder = Decoder::new(&DecoderLimits::from_config(&cfg.decode))?;
     decoder.set_compiled(!filter.records);
     let mut table = FlowTable::with_enricher(
-        cfg.flow.table(1),
+        TableConfig::from_config(&cfg.flow, 1),
         Some(Enricher::new(geo, cfg.geo.cache_size)),
     );
     let mut tel = FlowTelemetry::new(0);

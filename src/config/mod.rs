@@ -5,7 +5,9 @@
 //! In: `--config PATH` and the environment. Out: a [`Config`] whose values
 //! are ready to use (socket addresses, durations, CIDRs), or a [`ConfigError`]
 //! naming the key and the problem. Every key is documented in
-//! `docs/configuration.md`; the defaults live here and only here.
+//! `docs/configuration.md`; the defaults live here and only here. A leaf:
+//! configuration imports no stage; each stage converts its section into its
+//! runtime settings (`DecoderLimits::from_config`, `TableConfig::from_config`).
 
 mod sections;
 #[cfg(test)]
@@ -17,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use sections::{
-    DecodeConfig, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig, OutputConfig,
-    ScriptsConfig,
+    DecodeConfig, EVENT_NAMES, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig,
+    NetworkConfig, OutputConfig, ScriptsConfig,
 };
 
 /// The whole configuration.
@@ -41,7 +43,7 @@ pub struct Config {
     pub geo: GeoConfig,
     /// Local networks and their labels (`[[networks]]`; most specific match wins).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<crate::enrich::NetworkConfig>,
+    pub networks: Vec<NetworkConfig>,
     /// Logging.
     pub log: LogConfig,
 }

@@ -144,16 +144,15 @@ pub struct DecodeConfig {
 
 impl Default for DecodeConfig {
     fn default() -> Self {
-        let d = crate::decode::DecoderLimits::default();
         DecodeConfig {
             shards: 0,
-            max_exporters: d.max_exporters,
-            max_templates_per_exporter: d.max_templates_per_exporter,
-            max_fields_per_template: d.max_fields_per_template,
-            pending_max_templates: d.pending_max_templates,
-            pending_max_sets_per_template: d.pending_max_sets_per_template,
-            pending_ttl: d.pending_ttl,
-            template_ttl: d.template_ttl,
+            max_exporters: 4096,
+            max_templates_per_exporter: 512,
+            max_fields_per_template: 512,
+            pending_max_templates: 64,
+            pending_max_sets_per_template: 64,
+            pending_ttl: Duration::from_secs(60),
+            template_ttl: None,
         }
     }
 }
@@ -195,20 +194,16 @@ impl DecodeConfig {
     pub fn effective_shards(&self) -> usize {
         per_core(self.shards)
     }
-
-    /// The decoder's limits.
-    pub fn limits(&self) -> crate::decode::DecoderLimits {
-        crate::decode::DecoderLimits {
-            max_exporters: self.max_exporters,
-            max_templates_per_exporter: self.max_templates_per_exporter,
-            max_fields_per_template: self.max_fields_per_template,
-            pending_max_templates: self.pending_max_templates,
-            pending_max_sets_per_template: self.pending_max_sets_per_template,
-            pending_ttl: self.pending_ttl,
-            template_ttl: self.template_ttl,
-        }
-    }
 }
+
+/// The lifecycle events `output.events` may name (ntopng's hook names; the
+/// flow stage's `EventKind` names, checked by a test).
+pub const EVENT_NAMES: [&str; 4] = [
+    "protocolDetected",
+    "statusChanged",
+    "periodicUpdate",
+    "flowEnd",
+];
 
 /// `[output]`: where decoded records go.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -260,7 +255,7 @@ impl OutputConfig {
             });
         }
         for e in &self.events {
-            if crate::flow::EventKind::from_name(e).is_none() {
+            if !EVENT_NAMES.contains(&e.as_str()) {
                 return Err(ConfigError::Invalid {
                     key: "output.events",
                     problem: format!(
@@ -327,16 +322,6 @@ impl FlowConfig {
             ),
         ];
         check_ranges(&checks)
-    }
-
-    /// The table settings of one of `shards` shards.
-    pub fn table(&self, shards: usize) -> crate::flow::TableConfig {
-        crate::flow::TableConfig {
-            max_flows: (self.max_flows / shards.max(1)).max(1),
-            idle_timeout_ms: self.idle_timeout_secs as i64 * 1000,
-            periodic_ms: self.periodic_update_secs as i64 * 1000,
-            end_grace_ms: self.end_grace_secs as i64 * 1000,
-        }
     }
 }
 
@@ -510,4 +495,39 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
+}
+
+/// One `[[networks]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The network (IPv4 or IPv6 CIDR).
+    pub cidr: IpNet,
+    /// Label shown as `cli.network` / `srv.network`.
+    pub name: String,
+    /// Free-form role (`dmz`, `servers`, `guests`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Site name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Free-form tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Whether addresses here are local (drives `flow.isLocal()`); default true.
+    #[serde(default = "yes")]
+    pub local: bool,
+    /// Country to report for this network (overrides the database; useful for private space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// AS number to report for this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// AS name to report for this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_name: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }

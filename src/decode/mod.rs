@@ -69,14 +69,21 @@ pub struct DecoderLimits {
 
 impl Default for DecoderLimits {
     fn default() -> Self {
+        Self::from_config(&crate::config::DecodeConfig::default())
+    }
+}
+
+impl DecoderLimits {
+    /// The limits `[decode]` sets.
+    pub fn from_config(c: &crate::config::DecodeConfig) -> Self {
         DecoderLimits {
-            max_exporters: 4096,
-            max_templates_per_exporter: 512,
-            max_fields_per_template: 512,
-            pending_max_templates: 64,
-            pending_max_sets_per_template: 64,
-            pending_ttl: Duration::from_secs(60),
-            template_ttl: None,
+            max_exporters: c.max_exporters,
+            max_templates_per_exporter: c.max_templates_per_exporter,
+            max_fields_per_template: c.max_fields_per_template,
+            pending_max_templates: c.pending_max_templates,
+            pending_max_sets_per_template: c.pending_max_sets_per_template,
+            pending_ttl: c.pending_ttl,
+            template_ttl: c.template_ttl,
         }
     }
 }

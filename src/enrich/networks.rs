@@ -9,42 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 
-/// One `[[networks]]` entry.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkConfig {
-    /// The network (IPv4 or IPv6 CIDR).
-    pub cidr: IpNet,
-    /// Label shown as `cli.network` / `srv.network`.
-    pub name: String,
-    /// Free-form role (`dmz`, `servers`, `guests`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// Site name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site: Option<String>,
-    /// Free-form tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// Whether addresses here are local (drives `flow.isLocal()`); default true.
-    #[serde(default = "yes")]
-    pub local: bool,
-    /// Country to report for this network (overrides the database; useful for private space).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// AS number to report for this network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asn: Option<u32>,
-    /// AS name to report for this network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_name: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
+pub use crate::config::NetworkConfig;
 
 /// A matched network's label.
 #[derive(Debug, Clone, PartialEq)]

@@ -49,6 +49,15 @@ impl EventKind {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn configuration_knows_every_event_name() {
+        let names: Vec<&str> = super::EventKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, crate::config::EVENT_NAMES);
+    }
+}
+
 /// Why a flow ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndReason {

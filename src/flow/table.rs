@@ -33,11 +33,18 @@ pub struct TableConfig {
 
 impl Default for TableConfig {
     fn default() -> Self {
+        Self::from_config(&crate::config::FlowConfig::default(), 1)
+    }
+}
+
+impl TableConfig {
+    /// The settings of one of `shards` tables from `[flow]`.
+    pub fn from_config(c: &crate::config::FlowConfig, shards: usize) -> Self {
         TableConfig {
-            max_flows: 1_000_000,
-            idle_timeout_ms: 60_000,
-            periodic_ms: 60_000,
-            end_grace_ms: 5_000,
+            max_flows: (c.max_flows / shards.max(1)).max(1),
+            idle_timeout_ms: c.idle_timeout_secs as i64 * 1000,
+            periodic_ms: c.periodic_update_secs as i64 * 1000,
+            end_grace_ms: c.end_grace_secs as i64 * 1000,
         }
     }
 }
