@@ -246,15 +246,7 @@ impl Decoder {
         if !ok || !whole {
             return None;
         }
-        let ctx = Ctx {
-            exporter: key.exporter,
-            version: frame.version,
-            domain: frame.domain,
-            export_ms: frame.export_ms,
-            uptime_ms: frame.uptime_ms,
-            sampling: state.sampling,
-            system_init_ms: state.system_init_ms,
-        };
+        let ctx = Ctx::of(key.exporter, frame, state);
         let start = out.len();
         let mut em = Emitter {
             ctx,
@@ -394,15 +386,7 @@ impl Decoder {
             .filter(|(id, _)| *id >= 256 && var.get(*id).is_some())
             .copied()
             .collect();
-        let mut ctx = Ctx {
-            exporter,
-            version: frame.version,
-            domain: frame.domain,
-            export_ms: frame.export_ms,
-            uptime_ms: frame.uptime_ms,
-            sampling: state.sampling,
-            system_init_ms: state.system_init_ms,
-        };
+        let mut ctx = Ctx::of(exporter, &frame, state);
         if let Some(raw) = frame.v5_sampling {
             // v5 header: 2 bits mode, 14 bits interval; 0 means not sampled
             ctx.sampling = Some(u32::from(raw & 0x3FFF));
@@ -524,6 +508,21 @@ impl Decoder {
             missing_templates: missing,
             partial_error,
         })
+    }
+}
+
+impl Ctx {
+    /// The context of a message: its header and what its stream learnt before.
+    fn of(exporter: IpAddr, frame: &framing::Frame<'_>, state: &streams::StreamState) -> Self {
+        Ctx {
+            exporter,
+            version: frame.version,
+            domain: frame.domain,
+            export_ms: frame.export_ms,
+            uptime_ms: frame.uptime_ms,
+            sampling: state.sampling,
+            system_init_ms: state.system_init_ms,
+        }
     }
 }
 

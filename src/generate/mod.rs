@@ -289,6 +289,14 @@ pub fn run(cfg: &GenConfig, mut progress: impl FnMut(&Summary)) -> Result<Summar
         }
         None => None,
     };
+    let pcap_err = |source| GenError::Pcap {
+        path: cfg
+            .pcap
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        source,
+    };
     let total = cfg.datagrams;
     let deadline = cfg.duration;
     // batches: at a set rate about a millisecond's worth, flat out 64
@@ -390,14 +398,7 @@ pub fn run(cfg: &GenConfig, mut progress: impl FnMut(&Summary)) -> Result<Summar
                     cfg.target,
                     &bufs[used - 1],
                 )
-                .map_err(|source| GenError::Pcap {
-                    path: cfg
-                        .pcap
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    source,
-                })?;
+                .map_err(pcap_err)?;
             }
         }
         if used == 0 {
@@ -412,14 +413,7 @@ pub fn run(cfg: &GenConfig, mut progress: impl FnMut(&Summary)) -> Result<Summar
         }
     }
     if let Some(p) = pcap.as_mut() {
-        p.finish().map_err(|source| GenError::Pcap {
-            path: cfg
-                .pcap
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            source,
-        })?;
+        p.finish().map_err(pcap_err)?;
     }
     sum.seconds = started.elapsed().as_secs_f64();
     if sum.seconds > 0.0 {
