@@ -355,6 +355,8 @@ impl ScriptHost {
         } else {
             match self.flows.get_mut(&key) {
                 Some(s) => *s = state,
+                // a flow no script marked keeps no entry
+                None if state == FlowScriptState::default() => {}
                 None => {
                     self.flows.insert(key, state);
                 }
@@ -526,7 +528,39 @@ impl ScriptHost {
             info: &info,
             flow: view,
         };
-        let _ = out.push(&alert);
+        alert.write(out);
+    }
+}
+
+impl Alert<'_> {
+    /// Appends the alert as a JSON line: byte for byte its serde form, with
+    /// the flow written by the event encoder (`flow::json`).
+    fn write(&self, out: &mut Lines) {
+        use crate::flow::json::string;
+        let b = &mut out.buf;
+        b.extend_from_slice(b"{\"event\":\"alert\",\"time\":");
+        string(b, &crate::record::rfc3339_ms(self.time_ms));
+        b.extend_from_slice(b",\"script\":");
+        string(b, self.script);
+        b.extend_from_slice(b",\"status\":");
+        match self.status {
+            Some(st) => string(b, st),
+            None => b.extend_from_slice(b"null"),
+        }
+        b.extend_from_slice(b",\"severity\":");
+        string(b, self.severity);
+        b.extend_from_slice(b",\"score\":");
+        b.extend_from_slice(itoa::Buffer::new().format(self.score).as_bytes());
+        b.extend_from_slice(b",\"message\":");
+        string(b, self.message);
+        b.extend_from_slice(b",\"info\":");
+        if serde_json::to_writer(&mut *b, self.info).is_err() {
+            b.extend_from_slice(b"null");
+        }
+        b.extend_from_slice(b",\"flow\":");
+        crate::flow::json::view(b, self.flow);
+        b.extend_from_slice(b"}\n");
+        out.count += 1;
     }
 }
 
@@ -556,6 +590,63 @@ impl serde::Serialize for Alert<'_> {
         m.serialize_entry("info", self.info)?;
         m.serialize_entry("flow", self.flow)?;
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    #[test]
+    fn alert_line_equals_serde() {
+        use std::sync::Arc;
+        let flow = crate::flow::FlowView {
+            key: 7,
+            exporter: "192.0.2.1".parse().unwrap(),
+            observation_domain: 0,
+            vlan: 0,
+            cli_ip: "10.0.0.1".parse().unwrap(),
+            srv_ip: "10.0.0.2".parse().unwrap(),
+            cli_port: 1,
+            srv_port: 2,
+            proto: 17,
+            l7: Arc::from("DNS"),
+            cli2srv_bytes: 1,
+            srv2cli_bytes: 2,
+            cli2srv_packets: 3,
+            srv2cli_packets: 4,
+            cli_tcp_flags: 0,
+            srv_tcp_flags: 0,
+            first_ms: 1,
+            last_ms: 2,
+            in_if: 0,
+            out_if: 0,
+            sampling_interval: 0,
+            cli_geo: Arc::default(),
+            srv_geo: Arc::default(),
+            status: Default::default(),
+            score: 0,
+            end_reason: None,
+        };
+        let info = serde_json::json!({"a": [1, "x\"y"], "b": null});
+        for status in [Some("st\n1"), None] {
+            let a = super::Alert {
+                time_ms: 1_700_000_000_001,
+                script: "s\"1",
+                status,
+                severity: "warning",
+                score: 10,
+                message: "m\u{1}",
+                info: &info,
+                flow: &flow,
+            };
+            let mut ours = crate::output::Lines::default();
+            a.write(&mut ours);
+            let mut reference = crate::output::Lines::default();
+            reference.push(&a).unwrap();
+            assert_eq!(
+                String::from_utf8(ours.buf).unwrap(),
+                String::from_utf8(reference.buf).unwrap()
+            );
+        }
     }
 }
 
