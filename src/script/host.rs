@@ -593,6 +593,35 @@ impl serde::Serialize for Alert<'_> {
     }
 }
 
+/// Adds the script state to the table's view in place (statuses OR-ed,
+/// score = built-in statuses' scores + the scripts' score, clamped).
+/// Idempotent: script statuses never use the built-in bits.
+fn merge_into(v: &mut FlowView, st: &FlowScriptState) {
+    let base_bits = StatusSet(v.status.0 & 0x1f);
+    v.status = StatusSet(v.status.0 | st.status.0);
+    let base: u32 = (0..5u8)
+        .filter(|b| base_bits.has(*b))
+        .map(|b| u32::from(status::builtin_score(b)))
+        .sum();
+    v.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
+}
+
+/// The stable error kind of a failed call (`timeout`, `memory`, `runtime`),
+/// by the error's type.
+pub fn error_code(e: &mlua::Error) -> &'static str {
+    if e.downcast_ref::<DeadlineExceeded>().is_some() {
+        return "timeout";
+    }
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if matches!(x, mlua::Error::MemoryError(_)) {
+            return "memory";
+        }
+        cur = x.parent();
+    }
+    "runtime"
+}
+
 #[cfg(test)]
 mod alert_tests {
     #[test]
@@ -648,33 +677,4 @@ mod alert_tests {
             );
         }
     }
-}
-
-/// Adds the script state to the table's view in place (statuses OR-ed,
-/// score = built-in statuses' scores + the scripts' score, clamped).
-/// Idempotent: script statuses never use the built-in bits.
-fn merge_into(v: &mut FlowView, st: &FlowScriptState) {
-    let base_bits = StatusSet(v.status.0 & 0x1f);
-    v.status = StatusSet(v.status.0 | st.status.0);
-    let base: u32 = (0..5u8)
-        .filter(|b| base_bits.has(*b))
-        .map(|b| u32::from(status::builtin_score(b)))
-        .sum();
-    v.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
-}
-
-/// The stable error kind of a failed call (`timeout`, `memory`, `runtime`),
-/// by the error's type.
-pub fn error_code(e: &mlua::Error) -> &'static str {
-    if e.downcast_ref::<DeadlineExceeded>().is_some() {
-        return "timeout";
-    }
-    let mut cur = Some(e);
-    while let Some(x) = cur {
-        if matches!(x, mlua::Error::MemoryError(_)) {
-            return "memory";
-        }
-        cur = x.parent();
-    }
-    "runtime"
 }
