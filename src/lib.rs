@@ -11,7 +11,8 @@
 //! - [`output`]: sinks (JSON lines) behind one trait.
 //! - [`telemetry`]: the one place that emits metrics and rate-limited logs.
 //! - [`shard`]: the hot path of `serve`: one thread per shard runs decode and the flow table for its exporters.
-//! - [`pipeline`]: wires the stages for `serve`.
+//! - [`pipeline`]: wires the stages for `serve` and supervises them.
+//! - [`offline`]: `decode` and `replay` of captures, inline on one thread.
 //! - [`generate`]: the load generator (`flowhook generate`): exports at a set rate or flat out, or into a pcap.
 
 pub mod capture;
@@ -21,6 +22,7 @@ pub mod enrich;
 pub mod flow;
 pub mod generate;
 pub mod ingest;
+pub mod offline;
 pub mod output;
 pub mod pipeline;
 pub mod record;

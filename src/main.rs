@@ -256,7 +256,7 @@ fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_failed = false;
-    let res = pipeline::decode_capture(
+    let res = flowhook::offline::decode_capture(
         file,
         &flowhook::decode::DecoderLimits::from_config(&cfg.decode),
         |r| {
@@ -310,7 +310,7 @@ fn replay(cfg: &Config, geo: Arc<GeoService>, file: &std::path::Path) -> ExitCod
         }
     };
     let mut write_failed = false;
-    let res = pipeline::replay_capture(
+    let res = flowhook::offline::replay_capture(
         file,
         cfg,
         geo,

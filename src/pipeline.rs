@@ -7,10 +7,10 @@
 //! the flow tables end every flow (`flowEnd`, reason `shutdown`), the sink
 //! flushes. `replay`: the same decode and flow code inline on one thread, the
 //! capture's timestamps as the clock, so the output is byte-identical run to
-//! run. `decode`: a capture's datagrams through one [`Decoder`].
+//! run; `decode`: a capture's datagrams through one [`Decoder`] (both in
+//! [`crate::offline`]).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::{self, CaptureError, CaptureStats};
+use crate::capture::CaptureError;
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoder, DecoderLimits};
 use crate::enrich::{Enricher, GeoService, Reload};
@@ -28,7 +28,7 @@ use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, IngestError, Pool, ShardTx};
 use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
-use crate::script::{HostConfig, ScriptError, ScriptHost, ScriptRunner};
+use crate::script::{HostConfig, ScriptError, ScriptRunner};
 use crate::shard::Shard;
 use crate::telemetry::FlowTelemetry;
 
@@ -117,7 +117,7 @@ impl OutputFilter {
 }
 
 /// Encodes the events `filter` lets through into `lines`.
-fn encode_events(
+pub(crate) fn encode_events(
     events: &[FlowEvent],
     filter: &OutputFilter,
     lines: &mut Lines,
@@ -392,129 +392,4 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         geo,
         scripts,
     })
-}
-
-/// Summary of an offline decode or replay.
-#[derive(Debug, Clone, Default)]
-pub struct DecodeSummary {
-    pub capture: CaptureStats,
-    pub datagrams: u64,
-    pub records: u64,
-    pub errors: u64,
-    pub events: u64,
-}
-
-/// Decodes one captured datagram into `recs`; the problem, if any (also after partial success).
-fn decode_reporting(
-    decoder: &mut Decoder,
-    d: &capture::CapturedDatagram,
-    recs: &mut Vec<FlowRecord>,
-) -> Option<DecodeError> {
-    match decoder.decode(d.exporter, &d.payload, recs) {
-        Ok(o) => o.partial_error,
-        Err(e) => Some(e),
-    }
-}
-
-/// Decodes every UDP datagram in the capture at `path`, giving each record to
-/// `emit` and each failure (frame number, error) to `fail`.
-pub fn decode_capture(
-    path: &Path,
-    limits: &DecoderLimits,
-    mut emit: impl FnMut(&FlowRecord),
-    mut fail: impl FnMut(u64, &DecodeError),
-) -> Result<DecodeSummary, PipelineError> {
-    let mut decoder = Decoder::new(limits)?;
-    let mut sum = DecodeSummary::default();
-    let mut recs = Vec::new();
-    sum.capture = capture::for_each_datagram(path, |d| {
-        sum.datagrams += 1;
-        recs.clear();
-        if let Some(e) = decode_reporting(&mut decoder, &d, &mut recs) {
-            sum.errors += 1;
-            fail(d.frame, &e);
-        }
-        for r in &recs {
-            sum.records += 1;
-            emit(r);
-        }
-    })?;
-    Ok(sum)
-}
-
-/// Runs a capture through decode and the flow table with the capture's
-/// timestamps as the clock, then ends every remaining flow (`shutdown`).
-/// Lines (events, and records when configured) go to `write`.
-pub fn replay_capture(
-    path: &Path,
-    cfg: &Config,
-    geo: Arc<GeoService>,
-    mut write: impl FnMut(&Lines),
-    mut fail: impl FnMut(u64, &DecodeError),
-) -> Result<DecodeSummary, PipelineError> {
-    let filter = OutputFilter::from_config(cfg);
-    let mut decoder = Decoder::new(&DecoderLimits::from_config(&cfg.decode))?;
-    decoder.set_compiled(!filter.records);
-    let mut table = FlowTable::with_enricher(
-        TableConfig::from_config(&cfg.flow, 1),
-        Some(Enricher::new(geo, cfg.geo.cache_size)),
-    );
-    let mut tel = FlowTelemetry::new(0);
-    let host_cfg = HostConfig::from_config(cfg);
-    let sources =
-        crate::script::read_dir(&host_cfg.dir).map_err(|e| PipelineError::Scripts(vec![e]))?;
-    let mut host = if sources.is_empty() {
-        None
-    } else {
-        let (h, errors) =
-            ScriptHost::new(&host_cfg, &sources).map_err(|e| PipelineError::Scripts(vec![e]))?;
-        if !errors.is_empty() {
-            return Err(PipelineError::Scripts(errors));
-        }
-        Some(h)
-    };
-    let mut sum = DecodeSummary::default();
-    let mut recs = Vec::new();
-    let mut events = Vec::new();
-    let mut lines = Lines::default();
-    let mut flush = |events: &mut Vec<FlowEvent>,
-                     lines: &mut Lines,
-                     sum: &mut DecodeSummary,
-                     tel: &mut FlowTelemetry| {
-        sum.events += events.len() as u64;
-        match host.as_mut() {
-            Some(h) => {
-                for e in events.iter() {
-                    tel.event(e);
-                    h.handle(e, |k| filter.kind(k), lines);
-                }
-            }
-            None => encode_events(events, &filter, lines, tel),
-        }
-        events.clear();
-        if !lines.is_empty() {
-            write(lines);
-            *lines = Lines::default();
-        }
-    };
-    sum.capture = capture::for_each_datagram(path, |d| {
-        sum.datagrams += 1;
-        recs.clear();
-        if let Some(e) = decode_reporting(&mut decoder, &d, &mut recs) {
-            sum.errors += 1;
-            fail(d.frame, &e);
-        }
-        sum.records += recs.len() as u64;
-        for r in recs.iter().filter(|r| filter.record(r)) {
-            let _ = lines.push(r);
-        }
-        table.ingest(&recs, d.time_ms, &mut events);
-        flush(&mut events, &mut lines, &mut sum, &mut tel);
-    })?;
-    table.end_all(&mut events);
-    flush(&mut events, &mut lines, &mut sum, &mut tel);
-    if let Some(h) = host.as_mut() {
-        h.teardown();
-    }
-    Ok(sum)
 }
