@@ -203,12 +203,10 @@ impl Decoder {
         out: &mut Vec<FlowRecord>,
     ) -> Option<Outcome> {
         let msg: &[u8] = &frame.msg;
-        let (_, evicted) = self.streams.get(key);
+        let (state, evicted) = self.streams.get(key);
         if evicted {
             self.stats.streams_evicted += 1;
-            self.forget_evicted();
         }
-        let (state, _) = self.streams.get(key);
         if state.plans.is_empty() {
             return None;
         }
@@ -248,14 +246,7 @@ impl Decoder {
         }
         let ctx = Ctx::of(key.exporter, frame, state);
         let start = out.len();
-        let mut em = Emitter {
-            ctx,
-            catalog: &mut self.catalog,
-            out,
-            options: 0,
-            crate_data_sets: 0,
-            start,
-        };
+        let mut em = Emitter::new(ctx, &mut self.catalog, out);
         varlen::for_each_set(msg, frame.version, |id, body| {
             if id >= 256
                 && let Some(plan) = state.plans.get(id)
@@ -273,7 +264,13 @@ impl Decoder {
         };
         state.sampling = ctx.sampling.or(state.sampling);
         state.system_init_ms = ctx.system_init_ms;
-        let sequence = self.observe(key, frame.sequence, units, frame.uptime_ms);
+        let sequence = observe(
+            &mut self.stats,
+            &mut state.seq,
+            frame.sequence,
+            units,
+            frame.uptime_ms,
+        );
         Some(Outcome {
             version: frame.version,
             domain: frame.domain,
@@ -291,29 +288,6 @@ impl Decoder {
         for k in self.streams.evicted.drain(..) {
             self.parser.remove_source(&k);
         }
-    }
-
-    /// Sequence tracking of one message, with the decoder's totals kept in step.
-    fn observe(
-        &mut self,
-        key: StreamKey,
-        seq: u32,
-        units: Option<u32>,
-        uptime: Option<u32>,
-    ) -> SeqEvent {
-        let (state, _) = self.streams.get(key);
-        let before = (
-            state.seq.gaps,
-            state.seq.lost,
-            state.seq.late,
-            state.seq.restarts,
-        );
-        let sequence = state.seq.observe(seq, units, uptime);
-        self.stats.seq_gaps += state.seq.gaps - before.0;
-        self.stats.seq_lost += state.seq.lost - before.1;
-        self.stats.seq_late += state.seq.late - before.2;
-        self.stats.restarts += state.seq.restarts - before.3;
-        sequence
     }
 
     /// Totals over every exporter's parser: templates known, template
@@ -354,18 +328,21 @@ impl Decoder {
             version: frame.version,
             domain: frame.domain,
         };
+        // the crate's state of streams the table evicted (while decoding the
+        // previous datagram) goes before the crate sees another one
+        if !self.streams.evicted.is_empty() {
+            self.forget_evicted();
+        }
         if self.compiled
             && frame.version >= 9
             && let Some(o) = self.decode_compiled(key, &frame, out)
         {
             return Ok(o);
         }
-        let (_, evicted) = self.streams.get(key);
+        let (state, evicted) = self.streams.get(key);
         if evicted {
             self.stats.streams_evicted += 1;
-            self.forget_evicted();
         }
-        let (state, _) = self.streams.get(key);
         // Templates with variable-length fields are ours to decode (see `varlen`).
         let wire_sets = if frame.version >= 9 {
             varlen::sets(&frame.msg, frame.version)
@@ -408,15 +385,7 @@ impl Decoder {
             .map(DecodeError::from)
             .filter(|_| !handled || packet.is_some());
         self.stats.trailing_bytes += frame.trailing as u64;
-        let mut em = Emitter {
-            ctx,
-            catalog: &mut self.catalog,
-            out,
-            options: 0,
-            crate_data_sets: 0,
-            start: 0,
-        };
-        em.start = em.out.len();
+        let mut em = Emitter::new(ctx, &mut self.catalog, out);
         let mut cursor = 0usize;
         match &packet {
             Some(NetflowPacket::V5(v5)) => {
@@ -497,7 +466,13 @@ impl Decoder {
                 );
             }
         }
-        let sequence = self.observe(key, frame.sequence, units, frame.uptime_ms);
+        let sequence = observe(
+            &mut self.stats,
+            &mut state.seq,
+            frame.sequence,
+            units,
+            frame.uptime_ms,
+        );
         Ok(Outcome {
             version: frame.version,
             domain: frame.domain,
@@ -526,6 +501,23 @@ impl Ctx {
     }
 }
 
+/// Sequence tracking of one message, with the decoder's totals kept in step.
+fn observe(
+    stats: &mut DecodeStats,
+    seq: &mut sequence::SeqState,
+    number: u32,
+    units: Option<u32>,
+    uptime: Option<u32>,
+) -> SeqEvent {
+    let before = (seq.gaps, seq.lost, seq.late, seq.restarts);
+    let event = seq.observe(number, units, uptime);
+    stats.seq_gaps += seq.gaps - before.0;
+    stats.seq_lost += seq.lost - before.1;
+    stats.seq_late += seq.late - before.2;
+    stats.restarts += seq.restarts - before.3;
+    event
+}
+
 /// Turns the sets of one message into records, in order.
 struct Emitter<'a> {
     ctx: Ctx,
@@ -537,7 +529,19 @@ struct Emitter<'a> {
     start: usize,
 }
 
-impl Emitter<'_> {
+impl<'a> Emitter<'a> {
+    fn new(ctx: Ctx, catalog: &'a mut FieldCatalog, out: &'a mut Vec<FlowRecord>) -> Self {
+        let start = out.len();
+        Emitter {
+            ctx,
+            catalog,
+            out,
+            options: 0,
+            crate_data_sets: 0,
+            start,
+        }
+    }
+
     fn learn(&mut self, l: normalize::Learnt) {
         if l.sampling.is_some() {
             self.ctx.sampling = l.sampling;
