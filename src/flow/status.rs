@@ -31,41 +31,44 @@ const BUILTIN: [(&str, u16); 5] = [
     ("unidirectional", 2),
 ];
 
-/// Names by bit, readable without a lock (set once each, under the registry lock).
+/// Names by bit, readable without a lock; each is set once, by
+/// [`register`] under the lock that counts the bits in use.
 static NAMES: [OnceLock<Arc<str>>; 64] = [const { OnceLock::new() }; 64];
 
-fn registry() -> &'static Mutex<Vec<Arc<str>>> {
-    static R: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
-    R.get_or_init(|| {
-        let v: Vec<Arc<str>> = BUILTIN.iter().map(|(n, _)| Arc::from(*n)).collect();
-        for (i, n) in v.iter().enumerate() {
-            let _ = NAMES[i].set(n.clone());
+/// Bits in use (the built-in ones set on first use).
+fn used() -> &'static Mutex<usize> {
+    static USED: OnceLock<Mutex<usize>> = OnceLock::new();
+    USED.get_or_init(|| {
+        for (i, (n, _)) in BUILTIN.iter().enumerate() {
+            let _ = NAMES[i].set(Arc::from(*n));
         }
-        Mutex::new(v)
+        Mutex::new(BUILTIN.len())
     })
 }
 
 /// The name of status bit `bit`, when registered (no lock taken).
 pub fn name_of(bit: u8) -> Option<&'static str> {
     if bit < BUILTIN.len() as u8 {
-        registry(); // the built-in names are set on first use
+        used(); // the built-in names are set on first use
     }
     NAMES.get(usize::from(bit))?.get().map(|n| &**n)
 }
 
 /// The bit of status `name`, registering it when new; `None` when all 64 bits are taken.
 pub fn register(name: &str) -> Option<u8> {
-    let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(i) = r.iter().position(|n| &**n == name) {
+    let mut n = used().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = NAMES[..*n]
+        .iter()
+        .position(|x| x.get().is_some_and(|x| &**x == name))
+    {
         return Some(i as u8);
     }
-    if r.len() >= 64 {
+    if *n >= 64 {
         return None;
     }
-    let n: Arc<str> = Arc::from(name);
-    let _ = NAMES[r.len()].set(n.clone());
-    r.push(n);
-    Some((r.len() - 1) as u8)
+    let _ = NAMES[*n].set(Arc::from(name));
+    *n += 1;
+    Some((*n - 1) as u8)
 }
 
 /// Built-in score of a bit (script statuses carry their score at trigger time).
@@ -94,7 +97,12 @@ impl StatusSet {
 
     /// Names of the set bits, lowest bit first.
     pub fn names(&self) -> Vec<Arc<str>> {
-        self.iter_names().map(Arc::from).collect()
+        used(); // the built-in names are set on first use (no lock taken after)
+        let bits = self.0;
+        (0..64usize)
+            .filter(|b| bits & (1u64 << b) != 0)
+            .filter_map(|b| NAMES[b].get().cloned())
+            .collect()
     }
 
     /// Names of the set bits, lowest bit first, without allocating or locking.
