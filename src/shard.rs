@@ -18,8 +18,8 @@ use crate::decode::Decoder;
 use crate::flow::{FlowEvent, FlowTable};
 use crate::ingest::{Batch, Pool};
 use crate::output::{Lines, OutputMsg};
-use crate::pipeline::{OutputFilter, wall_ms};
-use crate::record::{FlowRecord, RecordKind};
+use crate::pipeline::{OutputFilter, encode_events, wall_ms};
+use crate::record::FlowRecord;
 use crate::script::ScriptRunner;
 use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
@@ -86,9 +86,7 @@ impl Shard {
                         let _ = lines.push(r);
                     }
                 }
-                if recs.iter().any(|r| r.kind == RecordKind::Flow) {
-                    self.table.ingest(&recs, received_ms.max(0), &mut events);
-                }
+                self.table.ingest(&recs, received_ms.max(0), &mut events);
             }
             self.pool.give(batch);
             let s = &self.decoder.stats;
@@ -118,12 +116,12 @@ impl Shard {
         lines: &mut Lines,
         tel: &mut FlowTelemetry,
     ) -> bool {
-        for e in events.iter() {
-            tel.event(e);
-        }
         match &self.scripts {
             // the script workers write the events they take; this shard writes what they refuse
             Some(r) => {
+                for e in events.iter() {
+                    tel.event(e);
+                }
                 let filter = self.filter;
                 r.submit_batch(events.drain(..), &mut self.staging, |e| {
                     if filter.event(&e) {
@@ -132,11 +130,8 @@ impl Shard {
                 });
             }
             None => {
-                for e in events.drain(..) {
-                    if self.filter.event(&e) {
-                        lines.push_event(&e);
-                    }
-                }
+                encode_events(events, &self.filter, lines, tel);
+                events.clear();
             }
         }
         match &self.out {
@@ -144,7 +139,7 @@ impl Shard {
                 tx.send(OutputMsg::Lines(std::mem::take(lines))).is_ok()
             }
             _ => {
-                *lines = Lines::default();
+                lines.clear();
                 true
             }
         }

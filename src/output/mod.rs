@@ -99,6 +99,12 @@ impl Lines {
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
+
+    /// Empties the batch, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+    }
 }
 
 /// JSON lines to standard output or a file.

@@ -93,7 +93,7 @@ fn text(lua: &Lua, f: std::fmt::Arguments<'_>) -> mlua::Result<LuaString> {
     }
 }
 
-fn geo(lua: &Lua, t: &Table, k: &[LuaString], g: &GeoInfo) -> mlua::Result<()> {
+fn geo(t: &Table, k: &[LuaString], g: &GeoInfo) -> mlua::Result<()> {
     if let Some(v) = &g.country {
         t.raw_set(&k[0], &**v)?;
     }
@@ -115,7 +115,6 @@ fn geo(lua: &Lua, t: &Table, k: &[LuaString], g: &GeoInfo) -> mlua::Result<()> {
     }
     t.raw_set(&k[7], g.private)?;
     t.raw_set(&k[8], g.local)?;
-    let _ = lua;
     Ok(())
 }
 
@@ -148,8 +147,8 @@ pub fn info_table(lua: &Lua, k: &InfoKeys, v: &FlowView) -> mlua::Result<Table> 
     t.raw_set(key(19), v.in_if)?;
     t.raw_set(key(20), v.out_if)?;
     t.raw_set(key(21), v.sampling_interval)?;
-    geo(lua, &t, &k.geo[0], &v.cli_geo)?;
-    geo(lua, &t, &k.geo[1], &v.srv_geo)?;
+    geo(&t, &k.geo[0], &v.cli_geo)?;
+    geo(&t, &k.geo[1], &v.srv_geo)?;
     let names = lua.create_table()?;
     names.set_metatable(Some(lua.array_metatable()))?;
     for (i, n) in v.status.iter_names().enumerate() {

@@ -162,18 +162,23 @@ impl ScriptRunner {
             .unwrap_or_default()
     }
 
+    /// Queue depth at which events of `kind` are refused: `flowEnd` only
+    /// when the queue is full, the others from three quarters on.
+    fn limit(&self, kind: EventKind) -> usize {
+        if kind == EventKind::FlowEnd {
+            self.cap
+        } else {
+            self.cap * 3 / 4
+        }
+    }
+
     /// Hands `ev` to its worker without waiting. `Err(ev)` when the queue is
     /// full (counted): the caller writes the event itself. Events other than
     /// `flowEnd` are dropped once a queue is three quarters full, so `flowEnd`
     /// events are the last to go.
     pub fn submit(&self, ev: FlowEvent) -> Result<(), Box<FlowEvent>> {
         let q = &self.queues[(ev.flow.key % self.queues.len() as u64) as usize];
-        let limit = if ev.kind == EventKind::FlowEnd {
-            self.cap
-        } else {
-            self.cap * 3 / 4
-        };
-        if q.depth.load(Ordering::Relaxed) >= limit {
+        if q.depth.load(Ordering::Relaxed) >= self.limit(ev.kind) {
             self.dropped[hook_index(ev.kind)].increment(1);
             return Err(Box::new(ev));
         }
@@ -212,12 +217,7 @@ impl ScriptRunner {
             .collect();
         for ev in events {
             let w = (ev.flow.key % n as u64) as usize;
-            let limit = if ev.kind == EventKind::FlowEnd {
-                self.cap
-            } else {
-                self.cap * 3 / 4
-            };
-            if depth[w] >= limit {
+            if depth[w] >= self.limit(ev.kind) {
                 self.dropped[hook_index(ev.kind)].increment(1);
                 refused(ev);
                 continue;

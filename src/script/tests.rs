@@ -106,17 +106,22 @@ fn reload_keeps_previous_version_of_a_broken_script() {
     );
 }
 
-#[test]
-fn full_queue_drops_and_counts_without_blocking() {
-    let dir = tempfile::tempdir().unwrap();
-    // every call spins until its deadline: the worker is slow
+/// A runner whose only script spins until its deadline on every call: slow workers.
+fn slow_runner(dir: &Path, workers: usize, queue: usize) -> ScriptRunner {
     std::fs::write(
-        dir.path().join("slow.lua"),
+        dir.join("slow.lua"),
         "return { hooks = { all = function() while true do end end } }",
     )
     .unwrap();
-    let (runner, _) =
-        ScriptRunner::start(cfg(dir.path()), 1, 8, None, Arc::new(|_| false)).unwrap();
+    ScriptRunner::start(cfg(dir), workers, queue, None, Arc::new(|_| false))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn full_queue_drops_and_counts_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = slow_runner(dir.path(), 1, 8);
     let (mut taken, mut dropped, mut ends_dropped) = (0, 0, 0);
     for p in 0..200u16 {
         for e in events(2000 + p) {
@@ -142,13 +147,7 @@ fn full_queue_drops_and_counts_without_blocking() {
 #[test]
 fn batches_drop_what_a_full_queue_cannot_take() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("slow.lua"),
-        "return { hooks = { all = function() while true do end end } }",
-    )
-    .unwrap();
-    let (runner, _) =
-        ScriptRunner::start(cfg(dir.path()), 2, 16, None, Arc::new(|_| false)).unwrap();
+    let runner = slow_runner(dir.path(), 2, 16);
     let mut staging = runner.staging();
     let (mut refused, mut ends_refused, mut total) = (0, 0, 0);
     for p in 0..100u16 {
