@@ -258,7 +258,7 @@ fn decode(cfg: &Config, file: &std::path::Path, flows_only: bool) -> ExitCode {
     let mut write_failed = false;
     let res = flowhook::offline::decode_capture(
         file,
-        &flowhook::decode::DecoderLimits::from_config(&cfg.decode),
+        cfg,
         |r| {
             if flows_only && r.kind != flowhook::record::RecordKind::Flow {
                 return;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::capture::{self, CaptureStats};
 use crate::config::Config;
-use crate::decode::{DecodeError, Decoder, DecoderLimits};
+use crate::decode::{DecodeError, Decoder};
 use crate::enrich::{Enricher, GeoService};
 use crate::flow::{FlowEvent, FlowTable, TableConfig};
 use crate::output::Lines;
@@ -46,11 +46,11 @@ fn decode_reporting(
 /// `emit` and each failure (frame number, error) to `fail`.
 pub fn decode_capture(
     path: &Path,
-    limits: &DecoderLimits,
+    cfg: &Config,
     mut emit: impl FnMut(&FlowRecord),
     mut fail: impl FnMut(u64, &DecodeError),
 ) -> Result<DecodeSummary, PipelineError> {
-    let mut decoder = Decoder::new(limits)?;
+    let mut decoder = Decoder::from_config(cfg)?;
     let mut sum = DecodeSummary::default();
     let mut recs = Vec::new();
     sum.capture = capture::for_each_datagram(path, |d| {
@@ -79,7 +79,7 @@ pub fn replay_capture(
     mut fail: impl FnMut(u64, &DecodeError),
 ) -> Result<DecodeSummary, PipelineError> {
     let filter = OutputFilter::from_config(cfg);
-    let mut decoder = Decoder::new(&DecoderLimits::from_config(&cfg.decode))?;
+    let mut decoder = Decoder::from_config(cfg)?;
     decoder.set_compiled(!filter.records());
     let mut table = FlowTable::with_enricher(
         TableConfig::from_config(&cfg.flow, 1),

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::CaptureError;
 use crate::config::Config;
-use crate::decode::{DecodeError, Decoder, DecoderLimits};
+use crate::decode::{DecodeError, Decoder};
 use crate::enrich::{Enricher, GeoService, Reload};
 use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, IngestError, Pool, ShardTx};
@@ -317,7 +317,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         });
         let shard = Shard {
             id: i,
-            decoder: Decoder::new(&DecoderLimits::from_config(&cfg.decode))?,
+            decoder: Decoder::from_config(cfg)?,
             table: FlowTable::with_enricher(
                 TableConfig::from_config(&cfg.flow, n),
                 Some(Enricher::new(geo.clone(), cfg.geo.cache_size)),

@@ -23,6 +23,34 @@ pub enum RecordKind {
     Options,
 }
 
+/// Where a record's sampling rate came from (docs/flow-record.md, "Sampling").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplingSource {
+    /// The NetFlow v5/v7 header.
+    Header = 0,
+    /// The data record itself (`samplingInterval`, `samplerRandomInterval`, PSAMP fields).
+    Record = 1,
+    /// Options data: a sampler (`samplerId`) or the exporter's rate without an id.
+    Options = 2,
+    /// Options data of a PSAMP selector (`selectorId`, RFC 5476).
+    Selector = 3,
+    /// A `[[sampling]]` rule of the configuration.
+    Config = 4,
+}
+
+impl SamplingSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplingSource::Header => "header",
+            SamplingSource::Record => "record",
+            SamplingSource::Options => "options",
+            SamplingSource::Selector => "selector",
+            SamplingSource::Config => "config",
+        }
+    }
+}
+
 /// A decoded field value, kept close to the wire type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -118,6 +146,8 @@ pub struct FlowRecord {
     pub rev_packets: Option<u64>,
     /// Sampling interval in force for this record (1 in N); as exported, 0 = not sampled.
     pub sampling_interval: Option<u32>,
+    /// Where `sampling_interval` came from (set whenever it is).
+    pub sampling_source: Option<SamplingSource>,
     pub tcp_flags: Option<u16>,
     pub rev_tcp_flags: Option<u16>,
     pub in_if: Option<u32>,
@@ -175,6 +205,7 @@ impl FlowRecord {
             rev_bytes: None,
             rev_packets: None,
             sampling_interval: None,
+            sampling_source: None,
             tcp_flags: None,
             rev_tcp_flags: None,
             in_if: None,
@@ -261,6 +292,7 @@ impl Serialize for FlowRecord {
         }
         opt! {
             "sampling_interval" => self.sampling_interval,
+            "sampling_source" => self.sampling_source,
             "flow_end_reason" => self.flow_end_reason,
             "application_id" => self.application_id,
             "application_name" => self.application_name,

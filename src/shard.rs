@@ -71,6 +71,7 @@ impl Shard {
                 match self.decoder.decode(exporter, payload, &mut recs) {
                     Ok(o) => {
                         dtel.records(exporter, o.version, o.flows, o.options);
+                        dtel.sampling(exporter, &o.sampling);
                         if o.missing_templates > 0 {
                             dtel.missing_template_sets
                                 .increment(o.missing_templates as u64);

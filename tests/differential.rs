@@ -36,7 +36,7 @@ fn projected(r: &FlowRecord) -> FlowRecord {
 fn outcome_key(o: &Result<Outcome, DecodeError>) -> String {
     match o {
         Ok(o) => format!(
-            "ok v{} d{} flows {} options {} trailing {} {:?} missing {} partial {:?}",
+            "ok v{} d{} flows {} options {} trailing {} {:?} missing {} partial {:?} sampling {:?}",
             o.version,
             o.domain,
             o.flows,
@@ -44,7 +44,8 @@ fn outcome_key(o: &Result<Outcome, DecodeError>) -> String {
             o.trailing,
             o.sequence,
             o.missing_templates,
-            o.partial_error.as_ref().map(|e| e.code())
+            o.partial_error.as_ref().map(|e| e.code()),
+            o.sampling
         ),
         Err(e) => format!("err {}", e.code()),
     }

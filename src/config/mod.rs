@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub use sections::{
     DecodeConfig, EVENT_NAMES, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig,
-    NetworkConfig, OutputConfig, ScriptsConfig,
+    NetworkConfig, OutputConfig, SamplingConfig, SamplingMode, ScriptsConfig,
 };
 
 /// The whole configuration.
@@ -44,6 +44,9 @@ pub struct Config {
     /// Local networks and their labels (`[[networks]]`; most specific match wins).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkConfig>,
+    /// Sampling rates for exporters that announce none or a wrong one (`[[sampling]]`; first match wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sampling: Vec<SamplingConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -130,6 +133,9 @@ impl Config {
         self.output.validate()?;
         self.geo.validate()?;
         self.scripts.validate()?;
+        for s in &self.sampling {
+            s.validate()?;
+        }
         Ok(())
     }
 

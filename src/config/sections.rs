@@ -531,3 +531,57 @@ pub struct NetworkConfig {
 fn yes() -> bool {
     true
 }
+
+/// A network in CIDR notation, or one address (a /32 or /128).
+fn net_or_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            serde::de::Error::custom(format!("`{s}` is neither an address nor a CIDR network"))
+        })
+}
+
+/// How a `[[sampling]]` rule combines with what the exporter announces.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplingMode {
+    /// Only where the exporter announces no rate (or 0).
+    #[default]
+    Fill,
+    /// Always, replacing what the exporter announces.
+    Override,
+}
+
+/// One `[[sampling]]` entry: a fixed rate for exporters that announce none
+/// or announce it wrongly (first matching entry wins).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Exporter address or network (CIDR).
+    #[serde(deserialize_with = "net_or_addr")]
+    pub exporter: IpNet,
+    /// Only this observation domain / source id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<u32>,
+    /// Only records of this input interface (`in_if`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<u32>,
+    /// One packet in `rate` was sampled (≥ 1).
+    pub rate: u32,
+    /// `fill` (default) or `override`.
+    #[serde(default)]
+    pub mode: SamplingMode,
+}
+
+impl SamplingConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.rate == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sampling.rate",
+                problem: format!("must be at least 1 (entry for {})", self.exporter),
+            });
+        }
+        Ok(())
+    }
+}

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fields;
 pub mod framing;
 pub mod normalize;
+pub mod sampling;
 pub mod sequence;
 mod streams;
 #[cfg(test)]
@@ -102,6 +103,8 @@ pub struct Outcome {
     pub missing_templates: usize,
     /// A problem after some records were decoded.
     pub partial_error: Option<DecodeError>,
+    /// Flow records by where their sampling rate came from.
+    pub sampling: sampling::SourceCounts,
 }
 
 /// Running decoder counters (read by telemetry).
@@ -139,6 +142,8 @@ pub struct Decoder {
     /// Decode data sets with compiled templates (records without `fields`).
     compiled: bool,
     template_ttl: Option<Duration>,
+    /// `[[sampling]]` rules.
+    rules: sampling::Rules,
     pub stats: DecodeStats,
 }
 
@@ -181,8 +186,16 @@ impl Decoder {
             max_templates: limits.max_templates_per_exporter.max(1),
             compiled: false,
             template_ttl: limits.template_ttl,
+            rules: sampling::Rules::default(),
             stats: DecodeStats::default(),
         })
+    }
+
+    /// A decoder as `[decode]` and `[[sampling]]` configure it.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, DecodeError> {
+        let mut d = Decoder::new(&DecoderLimits::from_config(&cfg.decode))?;
+        d.set_sampling_rules(sampling::Rules::from_config(&cfg.sampling));
+        Ok(d)
     }
 
     /// Turns on the compiled-template path: data sets whose templates are
@@ -191,6 +204,11 @@ impl Decoder {
     /// and `output.records` need every field.
     pub fn set_compiled(&mut self, on: bool) {
         self.compiled = on;
+    }
+
+    /// Sets the `[[sampling]]` rules (per-exporter rates that fill in or override).
+    pub fn set_sampling_rules(&mut self, rules: sampling::Rules) {
+        self.rules = rules;
     }
 
     /// Decodes a datagram whose every set is a data set with a compiled
@@ -246,7 +264,13 @@ impl Decoder {
         }
         let ctx = Ctx::of(key.exporter, frame, state);
         let start = out.len();
-        let mut em = Emitter::new(ctx, &mut self.catalog, out);
+        let mut em = Emitter::new(
+            ctx,
+            &mut self.catalog,
+            out,
+            std::mem::take(&mut state.sampling),
+            &self.rules,
+        );
         varlen::for_each_set(msg, frame.version, |id, body| {
             if id >= 256
                 && let Some(plan) = state.plans.get(id)
@@ -255,6 +279,8 @@ impl Decoder {
             }
         });
         let ctx = em.ctx;
+        let counts = em.counts;
+        state.sampling = em.sampling;
         let decoded = out.len() - start;
         self.stats.trailing_bytes += frame.trailing as u64;
         let units = if ipfix {
@@ -262,7 +288,6 @@ impl Decoder {
         } else {
             Some(1)
         };
-        state.sampling = ctx.sampling.or(state.sampling);
         state.system_init_ms = ctx.system_init_ms;
         let sequence = observe(
             &mut self.stats,
@@ -280,6 +305,7 @@ impl Decoder {
             sequence,
             missing_templates: 0,
             partial_error: None,
+            sampling: counts,
         })
     }
 
@@ -385,17 +411,18 @@ impl Decoder {
             .map(DecodeError::from)
             .filter(|_| !handled || packet.is_some());
         self.stats.trailing_bytes += frame.trailing as u64;
-        let mut em = Emitter::new(ctx, &mut self.catalog, out);
+        let announced = std::mem::take(&mut state.sampling);
+        let mut em = Emitter::new(ctx, &mut self.catalog, out, announced, &self.rules);
         let mut cursor = 0usize;
         match &packet {
             Some(NetflowPacket::V5(v5)) => {
                 for f in &v5.flowsets {
-                    em.out.push(legacy_record(&em.ctx, LegacyFlow::from_v5(f)));
+                    em.legacy(LegacyFlow::from_v5(f));
                 }
             }
             Some(NetflowPacket::V7(v7)) => {
                 for f in &v7.flowsets {
-                    em.out.push(legacy_record(&em.ctx, LegacyFlow::from_v7(f)));
+                    em.legacy(LegacyFlow::from_v7(f));
                 }
             }
             Some(NetflowPacket::V9(v9)) => {
@@ -426,6 +453,8 @@ impl Decoder {
             options,
             start,
             crate_data_sets,
+            sampling: announced,
+            counts,
             ..
         } = em;
         // Data sets the crate neither decoded nor reported: held until their template comes.
@@ -443,9 +472,7 @@ impl Decoder {
             _ => None,
         };
         let (state, _) = self.streams.get(key);
-        if frame.version != 5 {
-            state.sampling = ctx.sampling.or(state.sampling);
-        }
+        state.sampling = announced;
         state.system_init_ms = ctx.system_init_ms;
         if self.compiled && frame.version >= 9 {
             // compile the data templates the crate now holds
@@ -482,6 +509,7 @@ impl Decoder {
             sequence,
             missing_templates: missing,
             partial_error,
+            sampling: counts,
         })
     }
 }
@@ -495,7 +523,7 @@ impl Ctx {
             domain: frame.domain,
             export_ms: frame.export_ms,
             uptime_ms: frame.uptime_ms,
-            sampling: state.sampling,
+            sampling: None,
             system_init_ms: state.system_init_ms,
         }
     }
@@ -523,6 +551,10 @@ struct Emitter<'a> {
     ctx: Ctx,
     catalog: &'a mut FieldCatalog,
     out: &'a mut Vec<FlowRecord>,
+    /// The stream's sampling announcements (moved in for the message, learnt from in order).
+    sampling: sampling::Announced,
+    rules: &'a sampling::Rules,
+    counts: sampling::SourceCounts,
     options: usize,
     /// Data sets the crate handed back (decoded or without template).
     crate_data_sets: usize,
@@ -530,12 +562,21 @@ struct Emitter<'a> {
 }
 
 impl<'a> Emitter<'a> {
-    fn new(ctx: Ctx, catalog: &'a mut FieldCatalog, out: &'a mut Vec<FlowRecord>) -> Self {
+    fn new(
+        ctx: Ctx,
+        catalog: &'a mut FieldCatalog,
+        out: &'a mut Vec<FlowRecord>,
+        sampling: sampling::Announced,
+        rules: &'a sampling::Rules,
+    ) -> Self {
         let start = out.len();
         Emitter {
             ctx,
             catalog,
             out,
+            sampling,
+            rules,
+            counts: sampling::SourceCounts::default(),
             options: 0,
             crate_data_sets: 0,
             start,
@@ -543,8 +584,10 @@ impl<'a> Emitter<'a> {
     }
 
     fn learn(&mut self, l: normalize::Learnt) {
-        if l.sampling.is_some() {
-            self.ctx.sampling = l.sampling;
+        match l.resolved {
+            Some(r) => self.counts.count(r),
+            // options data announces rates for the records after it
+            None => self.sampling.learn(&l.sampling),
         }
         if l.system_init_ms.is_some() {
             self.ctx.system_init_ms = l.system_init_ms;
@@ -553,7 +596,7 @@ impl<'a> Emitter<'a> {
 
     fn push(&mut self, b: Builder) {
         let kind_options = b.kind() == RecordKind::Options;
-        let (r, l) = b.finish(&self.ctx);
+        let (r, l) = b.finish(&self.ctx, &self.sampling, self.rules);
         self.learn(l);
         self.out.push(r);
         if kind_options {
@@ -607,7 +650,7 @@ impl<'a> Emitter<'a> {
             };
             let mut st = normalize::Fill::default();
             plan.decode(rec, r, &mut st);
-            let learnt = st.finish(r, &self.ctx);
+            let learnt = st.finish(r, &self.ctx, &self.sampling, self.rules);
             self.learn(learnt);
         }
     }
@@ -812,8 +855,24 @@ impl LegacyFlow {
     }
 }
 
+impl Emitter<'_> {
+    /// A v5/v7 record: the header's rate, then the configured rules.
+    fn legacy(&mut self, f: LegacyFlow) {
+        let header = match self.ctx.sampling {
+            Some(n) => sampling::Resolved::Rate(n, sampling::SamplingSource::Header),
+            None => sampling::Resolved::Unknown,
+        };
+        let in_if = Some(u32::from(f.input));
+        let r = self
+            .rules
+            .apply(self.ctx.exporter, self.ctx.domain, in_if, header);
+        self.counts.count(r);
+        self.out.push(legacy_record(&self.ctx, f, r));
+    }
+}
+
 /// A v5/v7 record (Cisco's fixed format) as a FlowRecord.
-fn legacy_record(ctx: &Ctx, f: LegacyFlow) -> FlowRecord {
+fn legacy_record(ctx: &Ctx, f: LegacyFlow, sampling: sampling::Resolved) -> FlowRecord {
     let mut r = FlowRecord::new(RecordKind::Flow, ctx.exporter, ctx.version);
     r.observation_domain = ctx.domain;
     r.export_time_ms = ctx.export_ms;
@@ -833,8 +892,12 @@ fn legacy_record(ctx: &Ctx, f: LegacyFlow) -> FlowRecord {
     r.dst_mask = Some(f.dst_mask);
     r.raw_bytes = Some(u64::from(f.octets));
     r.raw_packets = Some(u64::from(f.packets));
-    r.sampling_interval = ctx.sampling;
-    let mult = u64::from(ctx.sampling.unwrap_or(1).max(1));
+    let mut mult = 1;
+    if let sampling::Resolved::Rate(n, src) = sampling {
+        r.sampling_interval = Some(n);
+        r.sampling_source = Some(src);
+        mult = u64::from(n.max(1));
+    }
     r.bytes = Some(u64::from(f.octets) * mult);
     r.packets = Some(u64::from(f.packets) * mult);
     if let Some(up) = ctx.uptime_ms {

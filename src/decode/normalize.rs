@@ -12,6 +12,7 @@ use std::sync::Arc;
 use netflow_parser::FieldValue;
 
 use super::fields::{FieldId, PEN_NTOP, PEN_REVERSE};
+use super::sampling::{Announced, Announcement, Resolved, Rules};
 use super::time;
 use super::value::{application_id, as_ip, as_text, as_time_ms, as_u64, to_value};
 use crate::record::{FlowRecord, RecordKind, Value};
@@ -33,7 +34,10 @@ pub struct Ctx {
 /// Sampling and clock facts an options record teaches about its exporter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Learnt {
-    pub sampling: Option<u32>,
+    /// What the record said about sampling (options data teaches the stream).
+    pub sampling: Announcement,
+    /// The rate resolved for a flow record (`None` for options data).
+    pub resolved: Option<Resolved>,
     pub system_init_ms: Option<i64>,
 }
 
@@ -52,9 +56,7 @@ struct Parts {
     start_delta_us: Option<u64>,
     end_delta_us: Option<u64>,
     system_init_ms: Option<i64>,
-    sampling: Option<u32>,
-    pkt_interval: Option<u64>,
-    pkt_space: Option<u64>,
+    sampling: Announcement,
     initiator_octets: Option<u64>,
     responder_octets: Option<u64>,
     initiator_packets: Option<u64>,
@@ -111,6 +113,13 @@ pub enum Target {
     Biflow,
     PktInterval,
     PktSpace,
+    SamplingSize,
+    SamplingPopulation,
+    /// `samplingProbability` (a float: decoded on the crate path only).
+    SamplingProbability,
+    SamplingTimeInterval,
+    SelectorId,
+    SamplerId,
     RevBytes,
     RevPackets,
     RevFlags,
@@ -169,6 +178,12 @@ pub fn target(id: FieldId) -> Option<Target> {
         (0, 239) => T::Biflow,
         (0, 305) => T::PktInterval,
         (0, 306) => T::PktSpace,
+        (0, 307) => T::SamplingTimeInterval,
+        (0, 309) => T::SamplingSize,
+        (0, 310) => T::SamplingPopulation,
+        (0, 311) => T::SamplingProbability,
+        (0, 302) => T::SelectorId,
+        (0, 48) => T::SamplerId,
         (PEN_REVERSE, 1) => T::RevBytes,
         (PEN_REVERSE, 2) => T::RevPackets,
         (PEN_REVERSE, 6) => T::RevFlags,
@@ -284,6 +299,12 @@ impl Builder {
                 Target::NtopL7Name => {
                     self.rec.application_name = as_text(v).filter(|t| !t.is_empty())
                 }
+                Target::SamplingProbability => {
+                    self.st.p.sampling.probability = match v {
+                        FieldValue::Float64(f) => Some(*f),
+                        _ => None,
+                    }
+                }
                 _ => self.st.apply(&mut self.rec, t, scalar_of(t, v)),
             }
         }
@@ -318,9 +339,9 @@ impl Builder {
 
     /// Completes the record: addresses, times, counters with sampling applied.
     /// Returns what an options record teaches about the exporter.
-    pub fn finish(self, ctx: &Ctx) -> (FlowRecord, Learnt) {
+    pub fn finish(self, ctx: &Ctx, sampling: &Announced, rules: &Rules) -> (FlowRecord, Learnt) {
         let Builder { mut rec, st } = self;
-        let learnt = st.finish(&mut rec, ctx);
+        let learnt = st.finish(&mut rec, ctx, sampling, rules);
         (rec, learnt)
     }
 }
@@ -372,7 +393,7 @@ impl Fill {
             Target::DstAs => r.dst_as = u32_(),
             Target::EndUp => p.end_up = u,
             Target::StartUp => p.start_up = u,
-            Target::Sampling => p.sampling = u32_(),
+            Target::Sampling => p.sampling.interval = u32_(),
             Target::Vlan => r.vlan = u16_(),
             Target::Dot1qVlan => {
                 if r.vlan.is_none() {
@@ -398,8 +419,14 @@ impl Fill {
             Target::InitiatorPackets => p.initiator_packets = u,
             Target::ResponderPackets => p.responder_packets = u,
             Target::Biflow => r.biflow_direction = u8_(),
-            Target::PktInterval => p.pkt_interval = u,
-            Target::PktSpace => p.pkt_space = u,
+            Target::PktInterval => p.sampling.pkt_interval = u,
+            Target::PktSpace => p.sampling.pkt_space = u,
+            Target::SamplingSize => p.sampling.size = u,
+            Target::SamplingPopulation => p.sampling.population = u,
+            Target::SamplingTimeInterval => p.sampling.time_interval = u,
+            Target::SelectorId => p.sampling.selector_id = u,
+            Target::SamplerId => p.sampling.sampler_id = u,
+            Target::SamplingProbability => {}
             Target::RevBytes => r.rev_bytes = u,
             Target::RevPackets => r.rev_packets = u,
             Target::RevFlags => r.rev_tcp_flags = u16_(),
@@ -410,7 +437,13 @@ impl Fill {
 
     /// Completes `rec`: addresses, times, counters with sampling applied.
     /// Returns what an options record teaches about the exporter.
-    pub fn finish(self, rec: &mut FlowRecord, ctx: &Ctx) -> Learnt {
+    pub fn finish(
+        self,
+        rec: &mut FlowRecord,
+        ctx: &Ctx,
+        sampling: &Announced,
+        rules: &Rules,
+    ) -> Learnt {
         let Fill { p, icmp_seen } = self;
         if !icmp_seen {
             rec.icmp_type = icmp_from_ports(rec.src_port, rec.dst_port);
@@ -419,20 +452,33 @@ impl Fill {
         rec.dst_addr = pick(p.dst4, p.dst6);
         rec.next_hop = pick(p.nh4, p.nh6);
 
-        // Sampling: from the record itself, else what the exporter said before.
-        let own_sampling = p.sampling.or_else(|| match (p.pkt_interval, p.pkt_space) {
-            (Some(i), Some(s)) if i > 0 => u32::try_from((i + s) / i).ok(),
-            _ => None,
-        });
+        // Sampling (see `sampling`): a flow record's own rate, else what
+        // the exporter announced, then the configured rules; an options
+        // record reports the rate it announces.
+        let resolved = if rec.kind == RecordKind::Flow {
+            let r = sampling.resolve(&p.sampling, ctx.sampling);
+            let r = rules.apply(ctx.exporter, ctx.domain, rec.in_if, r);
+            if let Resolved::Rate(n, src) = r {
+                rec.sampling_interval = Some(n);
+                rec.sampling_source = Some(src);
+            }
+            Some(r)
+        } else {
+            if let Some(super::sampling::Rate::OneIn(n)) = p.sampling.rate() {
+                rec.sampling_interval = Some(n);
+                rec.sampling_source = Some(if p.sampling.selector_id.is_some() {
+                    super::sampling::SamplingSource::Selector
+                } else {
+                    super::sampling::SamplingSource::Options
+                });
+            }
+            None
+        };
         let learnt = Learnt {
-            sampling: own_sampling,
+            sampling: p.sampling,
+            resolved,
             system_init_ms: p.system_init_ms,
         };
-        if rec.kind == RecordKind::Flow {
-            rec.sampling_interval = own_sampling.or(ctx.sampling);
-        } else {
-            rec.sampling_interval = own_sampling;
-        }
         let mult = u64::from(rec.sampling_interval.unwrap_or(1).max(1));
 
         // Counters: delta counts first; NSEL initiator/responder counts when the exporter sends those instead.

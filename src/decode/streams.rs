@@ -25,7 +25,8 @@ pub struct StreamKey {
 #[derive(Debug, Clone, Default)]
 pub struct StreamState {
     pub seq: SeqState,
-    pub sampling: Option<u32>,
+    /// Sampling rates the stream announced (by sampler and selector id).
+    pub sampling: super::sampling::Announced,
     pub system_init_ms: Option<i64>,
     /// Templates with variable-length fields, decoded by flowhook itself.
     pub var: VarTemplates,

@@ -123,6 +123,8 @@ pub struct FlowView {
     pub out_if: u32,
     /// Exporter's sampling interval (1 in N; 0: not sampled or unknown); counters are already scaled.
     pub sampling_interval: u32,
+    /// Where the sampling interval came from (absent when no rate is known).
+    pub sampling_source: Option<crate::record::SamplingSource>,
     /// Enrichment of the client's and the server's address.
     pub cli_geo: Arc<GeoInfo>,
     pub srv_geo: Arc<GeoInfo>,
@@ -169,6 +171,9 @@ impl Serialize for FlowView {
         m.serialize_entry("in_if", &self.in_if)?;
         m.serialize_entry("out_if", &self.out_if)?;
         m.serialize_entry("sampling_interval", &self.sampling_interval)?;
+        if let Some(s) = self.sampling_source {
+            m.serialize_entry("sampling_source", s.as_str())?;
+        }
         for (side, g) in [("cli", &self.cli_geo), ("srv", &self.srv_geo)] {
             geo_entries(&mut m, side, g)?;
         }

@@ -159,6 +159,10 @@ pub fn view(out: &mut Vec<u8>, v: &FlowView) {
     int(out, v.out_if);
     key(out, "sampling_interval");
     int(out, v.sampling_interval);
+    if let Some(s) = v.sampling_source {
+        key(out, "sampling_source");
+        string(out, s.as_str());
+    }
     geo(out, "cli", &v.cli_geo);
     geo(out, "srv", &v.srv_geo);
     key(out, "status");
@@ -265,6 +269,7 @@ mod tests {
                 in_if: 1,
                 out_if: 2,
                 sampling_interval: 0,
+                sampling_source: None,
                 cli_geo: g("GB"),
                 srv_geo: g("CN"),
                 status: st,

@@ -86,6 +86,7 @@ struct Flow {
     out_if: u32,
     /// Sampling interval of the last record (1 in N; 0 or 1: not sampled).
     sampling: u32,
+    sampling_source: Option<crate::record::SamplingSource>,
     status: StatusSet,
     l7: u16,
     ending: Option<EndReason>,
@@ -267,6 +268,7 @@ impl FlowTable {
             in_if: 0,
             out_if: 0,
             sampling: 0,
+            sampling_source: None,
             status: StatusSet::default(),
             l7: 0,
             ending: None,
@@ -427,6 +429,7 @@ impl FlowTable {
         }
         if let Some(si) = r.sampling_interval {
             f.sampling = si;
+            f.sampling_source = r.sampling_source;
         }
         let flags = r.tcp_flags.unwrap_or(0) as u8;
         f.flags[side] |= flags;
@@ -698,6 +701,7 @@ impl FlowTable {
             in_if: f.in_if,
             out_if: f.out_if,
             sampling_interval: f.sampling,
+            sampling_source: f.sampling_source,
             cli_geo: f.geo[c].clone(),
             srv_geo: f.geo[s].clone(),
             status: f.status,

@@ -207,6 +207,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         t.set("out_if", v.out_if)?;
         t.set("vlan", v.vlan)?;
         t.set("sampling_interval", v.sampling_interval)?;
+        t.set("sampling_source", v.sampling_source.map(|s| s.as_str()))?;
         Ok(t)
     });
     {

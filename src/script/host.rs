@@ -649,6 +649,7 @@ mod alert_tests {
             in_if: 0,
             out_if: 0,
             sampling_interval: 0,
+            sampling_source: None,
             cli_geo: Arc::default(),
             srv_geo: Arc::default(),
             status: Default::default(),

@@ -208,6 +208,7 @@ mod tests {
                 in_if: 1,
                 out_if: 2,
                 sampling_interval: 0,
+                sampling_source: None,
                 cli_geo: Arc::new(GeoInfo {
                     private: true,
                     ..GeoInfo::default()

@@ -72,6 +72,11 @@ pub const METRICS: &[Metric] = &[
         "Records decoded, per exporter (bounded), export version and kind (flow, options).",
     ),
     c(
+        "flowhook_decode_records_sampling_total",
+        &["exporter", "source"],
+        "Flow records per exporter (bounded) by where their sampling rate came from: header, record, options, selector, config; none when no rate is known, unscalable for a time-based selector.",
+    ),
+    c(
         "flowhook_decode_errors_total",
         &["exporter", "reason"],
         "Datagrams (or parts) that could not be decoded, per exporter and reason.",

@@ -177,6 +177,7 @@ pub fn register_known_series(scripts: &[String], geo_dbs: &[&'static str]) {
 /// Counters of one decoder shard.
 pub struct DecodeTelemetry {
     records: HashMap<(std::net::IpAddr, u16, bool), Counter>,
+    sampling: HashMap<(std::net::IpAddr, usize), Counter>,
     errors: HashMap<(std::net::IpAddr, &'static str), Counter>,
     pub seq_gaps: Counter,
     pub seq_lost: Counter,
@@ -197,6 +198,7 @@ impl DecodeTelemetry {
         let s = shard.to_string();
         DecodeTelemetry {
             records: HashMap::new(),
+            sampling: HashMap::new(),
             errors: HashMap::new(),
             seq_gaps: counter!("flowhook_decode_sequence_gaps_total"),
             seq_lost: counter!("flowhook_decode_sequence_lost_total"),
@@ -217,6 +219,30 @@ impl DecodeTelemetry {
             ],
             last_template_stats: [0; 6],
             logs: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// One datagram's flow records by where their sampling rate came from.
+    pub fn sampling(
+        &mut self,
+        exporter: std::net::IpAddr,
+        c: &crate::decode::sampling::SourceCounts,
+    ) {
+        use crate::decode::sampling::SourceCounts;
+        for (i, n) in c.0.iter().enumerate().filter(|(_, n)| **n > 0) {
+            self.sampling
+                .entry((exporter, i))
+                .or_insert_with(|| {
+                    counter!(
+                        "flowhook_decode_records_sampling_total",
+                        "exporter" => exporter_label(exporter),
+                        "source" => SourceCounts::LABELS[i]
+                    )
+                })
+                .increment(*n);
+        }
+        if self.sampling.len() > 4 * MAX_EXPORTER_LABELS {
+            self.sampling.clear();
         }
     }
 
