@@ -122,6 +122,7 @@ run_one() {
         FLOWHOOK__INGEST__RECV_BUFFER_BYTES=$((RCVBUF / 2)) \
         FLOWHOOK__METRICS__LISTEN=127.0.0.1:0 \
         FLOWHOOK__OUTPUT__PATH=$d/out.jsonl \
+        FLOWHOOK__STATE__DIR=$d/state \
         FLOWHOOK__SCRIPTS__DIR=$scripts \
         FLOWHOOK__LOG__LEVEL=warn \
         /usr/bin/time -f '%U %S %M' -o "$d/time" "$BIN" serve >"$d/log" 2>&1 &

@@ -28,4 +28,5 @@ pub mod pipeline;
 pub mod record;
 pub mod script;
 pub mod shard;
+pub mod state;
 pub mod telemetry;

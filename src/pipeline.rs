@@ -30,6 +30,7 @@ use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
 use crate::script::{HostConfig, ScriptError, ScriptRunner};
 use crate::shard::Shard;
+use crate::state;
 use crate::telemetry::FlowTelemetry;
 
 /// Why the pipeline could not run.
@@ -143,6 +144,8 @@ pub struct Running {
     shutdown_timeout: Duration,
     geo: Arc<GeoService>,
     scripts: Option<Arc<ScriptRunner>>,
+    /// The state file's writer (ends after the shards).
+    state: Option<JoinHandle<()>>,
 }
 
 /// Reloads the databases when asked (`force`, SIGHUP) or when a file changed on disk.
@@ -194,9 +197,14 @@ impl Running {
         let threads = std::mem::take(&mut self.threads);
         let output = self.output.take();
         let scripts = self.scripts.take();
+        let state = self.state.take();
         let join = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
+            }
+            // the shards sent their last snapshots: the state file's last write
+            if let Some(s) = state {
+                let _ = s.join();
             }
             // the flow shards are done: the scripts get the last flowEnd events, then tear down
             if let Some(r) = scripts.and_then(|r| Arc::try_unwrap(r).ok()) {
@@ -308,16 +316,46 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let n = cfg.decode.effective_shards();
     let mut senders = Vec::with_capacity(n);
     let queue = (cfg.ingest.queue_datagrams / cfg.ingest.batch_datagrams).max(4);
-    for i in 0..n {
+    // templates and sampling from the last run, restored before the sockets open
+    let state_dir = cfg.state.enabled.then(|| cfg.state.effective_dir());
+    let saved = match &state_dir {
+        Some(d) => state::by_shard(state::load_at_start(d), n),
+        None => vec![Vec::new(); n],
+    };
+    let (state_tx, state_thread) = match &state_dir {
+        Some(d) => {
+            let (tx, h) = state::Writer {
+                dir: d.clone(),
+                interval: cfg.state.write_interval,
+                max_age: cfg.state.max_age,
+                template_ttl: cfg.decode.template_ttl,
+                shards: n,
+            }
+            .spawn()?;
+            (Some(tx), Some(h))
+        }
+        None => (None, None),
+    };
+    let mut restore_txs = Vec::with_capacity(n);
+    let (mut restored, mut restored_streams) = (0, 0);
+    for (i, streams) in saved.into_iter().enumerate() {
         let (tx, rx) = sync_channel(queue);
         let pool = Pool::default();
         senders.push(ShardTx {
             tx,
             pool: pool.clone(),
         });
+        let mut decoder = Decoder::from_config(cfg)?;
+        let now = wall_ms();
+        for s in streams {
+            restored += decoder.restore(&s, now, &mut Vec::new());
+            restored_streams += 1;
+        }
+        let (restore_tx, restore_rx) = sync_channel(4);
+        restore_txs.push(restore_tx);
         let shard = Shard {
             id: i,
-            decoder: Decoder::from_config(cfg)?,
+            decoder,
             table: FlowTable::with_enricher(
                 TableConfig::from_config(&cfg.flow, n),
                 Some(Enricher::new(geo.clone(), cfg.geo.cache_size)),
@@ -327,6 +365,8 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             staging: scripts.as_ref().map(|r| r.staging()).unwrap_or_default(),
             scripts: scripts.clone(),
             pool,
+            state: state_tx.clone().map(|tx| (tx, cfg.state.write_interval)),
+            restore: state_dir.is_some().then_some(restore_rx),
         };
         threads.push(
             std::thread::Builder::new()
@@ -334,15 +374,36 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
                 .spawn(move || shard.run(rx))?,
         );
     }
+    drop(state_tx);
+    if let Some(d) = &state_dir {
+        crate::telemetry::StateTelemetry::restored(restored);
+        tracing::info!(path = %state::path(d).display(), templates = restored, streams = restored_streams, "state restored");
+    }
     let senders = Arc::new(senders);
+    let mut took_over = false;
     let allow = Arc::new(AllowList::new(cfg.ingest.allow.clone()));
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     let mut inodes: Vec<(String, u64)> = Vec::new();
     for (li, addr) in cfg.ingest.listen.iter().enumerate() {
         let mut addr = *addr;
+        // another instance on this address: a rolling restart (docs/operations.md)
+        let held = ingest::held(addr);
         for _ in 0..cfg.ingest.sockets_per_listener {
             let (std_sock, granted) = ingest::bind(addr, cfg.ingest.recv_buffer_bytes, true)?;
+            if held && cfg.ingest.sockets_per_listener == 1 {
+                match ingest::take_over(&std_sock, 1) {
+                    Ok(()) => {
+                        took_over = true;
+                        tracing::info!(%addr, "another instance holds this address: new datagrams come here from now on; it drains and stops");
+                    }
+                    Err(e) => {
+                        tracing::warn!(%addr, "another instance holds this address and cannot be steered away from ({e}); the kernel shares datagrams between the two until it stops")
+                    }
+                }
+            } else if held {
+                tracing::warn!(%addr, "another instance holds this address; with ingest.sockets_per_listener > 1 the kernel shares datagrams between the two until it stops");
+            }
             if let Some(ino) = ingest::socket_inode(&std_sock) {
                 inodes.push((li.to_string(), ino));
             }
@@ -369,6 +430,10 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         }
     }
     drop(senders);
+    if took_over && let Some(d) = &state_dir {
+        // what the other instance learns until it stops, and its last write
+        state::follow(d.clone(), restore_txs, Duration::from_secs(120))?;
+    }
     if !inodes.is_empty() {
         let c = cancel.clone();
         tokio::spawn(async move {
@@ -391,5 +456,6 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         shutdown_timeout: Duration::from_secs(cfg.flow.shutdown_timeout_secs),
         geo,
         scripts,
+        state: state_thread,
     })
 }

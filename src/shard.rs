@@ -8,7 +8,10 @@
 //! (events, records when `output.records`) to the output thread, one message
 //! per batch; events to the script runner; the emptied batch back to its
 //! pool. On disconnect (shutdown) the table ends every flow (`flowEnd`,
-//! reason `shutdown`).
+//! reason `shutdown`). With `[state]` on, the decoder's streams go to the
+//! state writer when they changed (at most once per write interval, and at
+//! shutdown), and streams another instance saved come in to be restored
+//! (a rolling restart), their held data decoded then.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -21,6 +24,7 @@ use crate::output::{Lines, OutputMsg};
 use crate::pipeline::{OutputFilter, encode_events, wall_ms};
 use crate::record::FlowRecord;
 use crate::script::ScriptRunner;
+use crate::state::{SavedStream, Snapshot};
 use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
 /// One shard's state and outlets.
@@ -34,6 +38,10 @@ pub struct Shard {
     pub pool: Pool,
     /// Per-worker staging of events for the scripts (capacity kept).
     pub staging: Vec<Vec<FlowEvent>>,
+    /// The state writer and how often to send it the streams.
+    pub state: Option<(SyncSender<Snapshot>, Duration)>,
+    /// Streams to restore while running (saved by an instance this one takes over from).
+    pub restore: Option<Receiver<Vec<SavedStream>>>,
 }
 
 impl Shard {
@@ -47,7 +55,10 @@ impl Shard {
         let mut events: Vec<FlowEvent> = Vec::new();
         let mut lines = Lines::default();
         self.decoder.set_compiled(!self.filter.records());
+        let mut saved_gen = self.decoder.generation();
+        let mut last_save = Instant::now();
         loop {
+            self.state_duties(&mut saved_gen, &mut last_save, &mut recs, &mut events);
             if last_poll.elapsed() >= Duration::from_secs(1) {
                 dtel.template_stats(&self.decoder.template_stats());
                 dtel.streams.set(self.decoder.streams() as f64);
@@ -107,6 +118,61 @@ impl Shard {
         self.table.end_all(&mut events);
         ftel.table(&self.table);
         self.emit(&mut events, &mut lines, &mut ftel);
+        if let Some((tx, _)) = &self.state
+            && self.decoder.generation() != saved_gen
+        {
+            let _ = tx.send(Snapshot {
+                shard: self.id,
+                streams: self.decoder.saved_streams(),
+            });
+        }
+    }
+
+    /// Sends the decoder's streams to the state writer when they changed
+    /// (at most once per interval; a full queue waits for the next turn),
+    /// and restores streams handed in.
+    fn state_duties(
+        &mut self,
+        saved_gen: &mut u64,
+        last_save: &mut Instant,
+        recs: &mut Vec<FlowRecord>,
+        events: &mut Vec<FlowEvent>,
+    ) {
+        if let Some((tx, every)) = &self.state
+            && self.decoder.generation() != *saved_gen
+            && last_save.elapsed() >= *every
+        {
+            *last_save = Instant::now();
+            let generation = self.decoder.generation();
+            let snap = Snapshot {
+                shard: self.id,
+                streams: self.decoder.saved_streams(),
+            };
+            match tx.try_send(snap) {
+                Ok(()) => *saved_gen = generation,
+                Err(_) => crate::telemetry::StateTelemetry::snapshot_deferred(),
+            }
+        }
+        let Some(rx) = &self.restore else {
+            return;
+        };
+        while let Ok(streams) = rx.try_recv() {
+            let now = wall_ms();
+            let mut restored = 0;
+            for s in &streams {
+                recs.clear();
+                restored += self.decoder.restore(s, now, recs);
+                self.table.ingest(recs, now, events);
+            }
+            if restored > 0 {
+                tracing::info!(
+                    shard = self.id,
+                    templates = restored,
+                    "restored templates another instance saved"
+                );
+                crate::telemetry::StateTelemetry::restored(restored);
+            }
+        }
     }
 
     /// Events to the scripts (what they cannot take is written here) and

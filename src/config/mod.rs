@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub use sections::{
     DecodeConfig, EVENT_NAMES, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig,
-    NetworkConfig, OutputConfig, SamplingConfig, SamplingMode, ScriptsConfig,
+    NetworkConfig, OutputConfig, SamplingConfig, SamplingMode, ScriptsConfig, StateConfig,
 };
 
 /// The whole configuration.
@@ -41,6 +41,8 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// MaxMind-format databases.
     pub geo: GeoConfig,
+    /// Templates and sampling rates kept across restarts.
+    pub state: StateConfig,
     /// Local networks and their labels (`[[networks]]`; most specific match wins).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkConfig>,
@@ -133,6 +135,7 @@ impl Config {
         self.output.validate()?;
         self.geo.validate()?;
         self.scripts.validate()?;
+        self.state.validate()?;
         for s in &self.sampling {
             s.validate()?;
         }

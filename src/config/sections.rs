@@ -542,6 +542,85 @@ fn net_or_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error
         })
 }
 
+/// `[state]`: decoder state (templates, sampling) kept across restarts.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Keep templates and sampling rates on disk and restore them at start.
+    pub enabled: bool,
+    /// Directory of the state file; absent: `$STATE_DIRECTORY` (systemd), else
+    /// `/var/lib/flowhook` when it exists, else `$XDG_STATE_HOME/flowhook` or
+    /// `~/.local/state/flowhook`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// At most one write per this interval while templates change (and one at shutdown).
+    #[serde(with = "humantime_serde")]
+    pub write_interval: Duration,
+    /// Streams not heard of for this long are dropped from the file.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            enabled: true,
+            dir: None,
+            write_interval: Duration::from_secs(1),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl StateConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.write_interval < Duration::from_millis(10) {
+            return Err(ConfigError::Invalid {
+                key: "state.write_interval",
+                problem: "must be at least 10ms".into(),
+            });
+        }
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "state.dir",
+                problem: "empty; leave it out for the default, or set state.enabled = false".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The directory the state file lives in (see `dir`).
+    pub fn effective_dir(&self) -> PathBuf {
+        if let Some(d) = &self.dir {
+            return d.clone();
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(d) = env("STATE_DIRECTORY") {
+            // systemd may list several, separated by ':'
+            let first = d
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if !first.is_empty() {
+                return PathBuf::from(first);
+            }
+        }
+        let var_lib = PathBuf::from("/var/lib/flowhook");
+        if var_lib.is_dir() {
+            return var_lib;
+        }
+        if let Some(d) = env("XDG_STATE_HOME") {
+            return PathBuf::from(d).join("flowhook");
+        }
+        if let Some(h) = env("HOME") {
+            return PathBuf::from(h).join(".local/state/flowhook");
+        }
+        PathBuf::from("flowhook-state")
+    }
+}
+
 /// How a `[[sampling]]` rule combines with what the exporter announces.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -146,6 +146,7 @@ fn every_key_is_documented() {
     cfg.geo.city_db = Some("x".into());
     cfg.geo.country_db = Some("x".into());
     cfg.geo.asn_db = Some("x".into());
+    cfg.state.dir = Some("x".into());
     cfg.scripts.conf.insert("x".into(), toml::Value::Integer(1));
     let table: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
     let mut missing = Vec::new();

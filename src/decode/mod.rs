@@ -18,6 +18,7 @@ pub mod error;
 pub mod fields;
 pub mod framing;
 pub mod normalize;
+pub mod persist;
 pub mod sampling;
 pub mod sequence;
 mod streams;
@@ -144,6 +145,10 @@ pub struct Decoder {
     template_ttl: Option<Duration>,
     /// `[[sampling]]` rules.
     rules: sampling::Rules,
+    /// Bumped whenever a stream's templates or sampling change (what the state file follows).
+    generation: u64,
+    /// Template ids a refresh datagram repeated (scratch).
+    refreshed: Vec<u16>,
     pub stats: DecodeStats,
 }
 
@@ -187,6 +192,8 @@ impl Decoder {
             compiled: false,
             template_ttl: limits.template_ttl,
             rules: sampling::Rules::default(),
+            generation: 0,
+            refreshed: Vec::new(),
             stats: DecodeStats::default(),
         })
     }
@@ -241,6 +248,8 @@ impl Decoder {
         // refresh compiled templates (the crate already holds them as they
         // are; with a template TTL the crate must see the refresh).
         let refresh_ok = self.template_ttl.is_none();
+        let refreshed = &mut self.refreshed;
+        refreshed.clear();
         let mut ok = true;
         let mut last_checked = None;
         let whole = varlen::for_each_set(msg, frame.version, |id, body| {
@@ -252,6 +261,7 @@ impl Decoder {
                 let refresh = refresh_ok
                     && compiled::is_refresh(frame.version, body, &state.plans, |tid| {
                         all_held &= held(tid);
+                        refreshed.push(tid);
                     });
                 ok &= refresh && all_held;
                 return;
@@ -261,6 +271,12 @@ impl Decoder {
         });
         if !ok || !whole {
             return None;
+        }
+        if !self.refreshed.is_empty() {
+            let now = wall_ms();
+            for id in &self.refreshed {
+                state.wire.touch(*id, now);
+            }
         }
         let ctx = Ctx::of(key.exporter, frame, state);
         let start = out.len();
@@ -339,6 +355,78 @@ impl Decoder {
     /// Number of exporter streams with state.
     pub fn streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Changes so far to any stream's templates or sampling (compare with an
+    /// earlier value to know whether the state file is behind).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every stream's templates (as sent) and sampling announcements.
+    pub fn saved_streams(&self) -> Vec<persist::SavedStream> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| !s.wire.is_empty() || s.sampling != sampling::Announced::default())
+            .map(|(k, s)| persist::SavedStream {
+                exporter: k.exporter,
+                version: k.version,
+                domain: k.domain,
+                templates: s.wire.list().to_vec(),
+                sampling: s.sampling.clone(),
+            })
+            .collect()
+    }
+
+    /// Restores a saved stream: templates this decoder does not know yet
+    /// (and that the template TTL has not expired) go through the decoder as
+    /// if just received, keeping their saved times; sampling announcements
+    /// fill in when the stream has none. Data held for those templates comes
+    /// out in `out`. Sequence tracking is left as it was. Returns how many
+    /// templates were restored.
+    pub fn restore(
+        &mut self,
+        s: &persist::SavedStream,
+        now_ms: i64,
+        out: &mut Vec<FlowRecord>,
+    ) -> usize {
+        if !matches!(s.version, 9 | 10) {
+            return 0;
+        }
+        let key = StreamKey {
+            exporter: s.exporter,
+            version: s.version,
+            domain: s.domain,
+        };
+        let ttl_ms = self
+            .template_ttl
+            .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+        let (state, _) = self.streams.get(key);
+        let new: Vec<&persist::SavedTemplate> = s
+            .templates
+            .iter()
+            .filter(|t| !state.wire.has(t.id))
+            .filter(|t| ttl_ms.is_none_or(|ttl| now_ms.saturating_sub(t.learned_ms) < ttl))
+            .collect();
+        if state.sampling == sampling::Announced::default() {
+            state.sampling = s.sampling.clone();
+        }
+        let seq = state.seq.clone();
+        let stats = self.stats.clone();
+        for m in persist::messages(s, &new, now_ms) {
+            let _ = self.decode(s.exporter, &m, out);
+        }
+        let (state, _) = self.streams.get(key);
+        state.seq = seq;
+        for t in &new {
+            if state.wire.has(t.id) {
+                state.wire.touch(t.id, t.learned_ms);
+            } else {
+                state.wire.restore(t);
+            }
+        }
+        self.stats = stats;
+        new.len()
     }
 
     /// Decodes one datagram from `exporter`, appending its records to `out`.
@@ -472,7 +560,21 @@ impl Decoder {
             _ => None,
         };
         let (state, _) = self.streams.get(key);
+        if state.sampling != announced {
+            self.generation += 1;
+        }
         state.sampling = announced;
+        if frame.version >= 9 {
+            let now = wall_ms();
+            for (id, body) in wire_sets.iter().filter(|(id, _)| *id <= 3) {
+                if state
+                    .wire
+                    .learn(frame.version, *id, body, self.max_templates, now)
+                {
+                    self.generation += 1;
+                }
+            }
+        }
         state.system_init_ms = ctx.system_init_ms;
         if self.compiled && frame.version >= 9 {
             // compile the data templates the crate now holds
@@ -512,6 +614,14 @@ impl Decoder {
             sampling: counts,
         })
     }
+}
+
+/// Wall time, Unix milliseconds (when templates were learnt).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Ctx {

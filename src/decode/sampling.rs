@@ -17,6 +17,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 pub use crate::record::SamplingSource;
 
@@ -25,7 +26,8 @@ pub use crate::record::SamplingSource;
 pub const MAX_IDS: usize = 256;
 
 /// A rate as announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rate {
     /// One packet in N was sampled (N ≥ 1; 0 when the exporter says "not sampled").
     OneIn(u32),
@@ -80,7 +82,8 @@ impl Announcement {
 }
 
 /// Rates one stream announced (the v5 header's goes straight in the message context).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Announced {
     /// The exporter's rate without an id: options data without sampler or selector id.
     pub default: Option<u32>,

@@ -32,6 +32,8 @@ pub struct StreamState {
     pub var: VarTemplates,
     /// Compiled data templates (the hot path, see `compiled`).
     pub plans: Plans,
+    /// Template records as sent (what the state file keeps).
+    pub wire: super::persist::WireTemplates,
     last_used: u64,
 }
 
@@ -56,6 +58,10 @@ impl Streams {
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&StreamKey, &StreamState)> {
+        self.map.iter()
     }
 
     /// The state for `key`; the flag says whether others were evicted to make room.

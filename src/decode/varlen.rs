@@ -138,6 +138,19 @@ impl VarTemplates {
 /// sets 2/3 (the options ones marked `options`); parsing stops at padding
 /// or at a template that runs past the set.
 pub fn parse_templates(version: u16, set_id: u16, body: &[u8]) -> Vec<(u16, Option<VarTemplate>)> {
+    template_records(version, set_id, body)
+        .into_iter()
+        .map(|(tid, t, _)| (tid, t))
+        .collect()
+}
+
+/// As [`parse_templates`], with each template record's bytes in `body`
+/// (what `persist` keeps to restore the template after a restart).
+pub fn template_records(
+    version: u16,
+    set_id: u16,
+    body: &[u8],
+) -> Vec<(u16, Option<VarTemplate>, std::ops::Range<usize>)> {
     let mut out = Vec::new();
     let mut at = 0usize;
     let enterprise_bit = version == 10;
@@ -152,6 +165,7 @@ pub fn parse_templates(version: u16, set_id: u16, body: &[u8]) -> Vec<(u16, Opti
         if tid < 256 {
             return out; // padding
         }
+        let start = at;
         at += 4;
         let mut fields = Vec::new();
         let count = if version == 9 && options {
@@ -168,7 +182,7 @@ pub fn parse_templates(version: u16, set_id: u16, body: &[u8]) -> Vec<(u16, Opti
             at += 2; // scope field count; scope fields are ordinary fields here
         }
         if count == 0 {
-            out.push((tid, None)); // withdrawal (RFC 7011 §8.1)
+            out.push((tid, None, start..at)); // withdrawal (RFC 7011 §8.1)
             continue;
         }
         for _ in 0..count {
@@ -187,7 +201,7 @@ pub fn parse_templates(version: u16, set_id: u16, body: &[u8]) -> Vec<(u16, Opti
             }
             fields.push(WireField { ie, len, pen });
         }
-        out.push((tid, Some(VarTemplate { fields, options })));
+        out.push((tid, Some(VarTemplate { fields, options }), start..at));
     }
     out
 }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use batch::{Batch, Pool};
 pub use recv::RecvBuf;
-pub use socket::bind;
+pub use socket::{bind, held, take_over};
 
 use crate::telemetry::{DropReason, IngestTelemetry};
 

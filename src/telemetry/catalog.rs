@@ -166,6 +166,32 @@ pub const METRICS: &[Metric] = &[
         &["result"],
         "Database reloads, ok or failed.",
     ),
+    // state
+    c(
+        "flowhook_state_writes_total",
+        &["result"],
+        "Writes of the state file (templates and sampling across restarts), ok or failed.",
+    ),
+    g(
+        "flowhook_state_templates",
+        &[],
+        "Templates in the state file after its last write.",
+    ),
+    c(
+        "flowhook_state_templates_restored_total",
+        &[],
+        "Templates restored from the state file: at start, and from an instance this one took over from.",
+    ),
+    c(
+        "flowhook_state_load_errors_total",
+        &["reason"],
+        "State files that could not be used at start (read, header, version, truncated, checksum, body); the service starts without them.",
+    ),
+    c(
+        "flowhook_state_snapshots_deferred_total",
+        &[],
+        "Shard snapshots put off because the state writer's queue was full (sent on a later turn).",
+    ),
     // scripts
     Metric {
         name: "flowhook_script_hook_duration_seconds",

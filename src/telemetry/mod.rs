@@ -366,6 +366,41 @@ impl FlowTelemetry {
 }
 
 /// Counters of enrichment (one per worker).
+/// The state file: writes, restores, snapshots put off.
+pub struct StateTelemetry;
+
+impl StateTelemetry {
+    /// One write of the state file holding `templates` templates.
+    pub fn written(res: &Result<(), crate::state::StateError>, templates: usize) {
+        match res {
+            Ok(()) => {
+                counter!("flowhook_state_writes_total", "result" => "ok").increment(1);
+                gauge!("flowhook_state_templates").set(templates as f64);
+            }
+            Err(e) => {
+                counter!("flowhook_state_writes_total", "result" => "failed").increment(1);
+                tracing::warn!("state file not written: {e}");
+            }
+        }
+    }
+
+    /// Templates restored (at start, or taken over from another instance).
+    pub fn restored(templates: usize) {
+        counter!("flowhook_state_templates_restored_total").increment(templates as u64);
+    }
+
+    /// The state file could not be used at start.
+    pub fn load_failed(e: &crate::state::StateError) {
+        counter!("flowhook_state_load_errors_total", "reason" => e.code()).increment(1);
+        tracing::warn!("{e}; ignored: templates are learnt again from the exporters");
+    }
+
+    /// A shard's snapshot found the writer's queue full (sent on a later turn).
+    pub fn snapshot_deferred() {
+        counter!("flowhook_state_snapshots_deferred_total").increment(1);
+    }
+}
+
 pub struct GeoTelemetry {
     lookups: HashMap<(&'static str, &'static str), Counter>,
     hits: Counter,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod export;
 pub mod mmdb;
 pub mod mutate;
 pub mod serve;

@@ -9,9 +9,24 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+/// A state directory no other test uses.
+pub fn fresh_state_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "flowhook-test-state-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
 pub struct Serve {
     pub child: Child,
     lines: Receiver<String>,
+    /// Every line read so far.
+    history: std::cell::RefCell<Vec<String>>,
 }
 
 impl Drop for Serve {
@@ -35,6 +50,10 @@ impl Serve {
         cmd.arg("serve")
             .env("RUST_LOG", "info")
             .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0");
+        if !envs.iter().any(|(k, _)| *k == "FLOWHOOK__STATE__DIR") {
+            // each test's own state file: no templates from another test's run
+            cmd.env("FLOWHOOK__STATE__DIR", fresh_state_dir());
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -50,7 +69,11 @@ impl Serve {
                 let _ = tx.send(l);
             }
         });
-        Serve { child, lines: rx }
+        Serve {
+            child,
+            lines: rx,
+            history: Default::default(),
+        }
     }
 
     /// Waits (bounded) for a log line containing `text` and returns it.
@@ -61,11 +84,26 @@ impl Serve {
                 .lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
-                Ok(l) if l.contains(text) => return l,
-                Ok(_) => {}
+                Ok(l) => {
+                    self.history.borrow_mut().push(l.clone());
+                    if l.contains(text) {
+                        return l;
+                    }
+                }
                 Err(_) => panic!("no log line with {text:?} within 60 s"),
             }
         }
+    }
+
+    /// A log line containing `text`, already read (by an earlier wait) or to come.
+    pub fn logged(&self, text: &str) -> String {
+        let earlier = self
+            .history
+            .borrow()
+            .iter()
+            .find(|l| l.contains(text))
+            .cloned();
+        earlier.unwrap_or_else(|| self.wait_for(text))
     }
 
     /// The metrics endpoint's address, from the start-up log.
