@@ -158,7 +158,14 @@ pub fn register_known_series(scripts: &[String], geo_dbs: &[&'static str]) {
     for result in ["ok", "failed"] {
         counter!("flowhook_script_reloads_total", "result" => result).absolute(0);
         counter!("flowhook_geo_reloads_total", "result" => result).absolute(0);
+        counter!("flowhook_state_writes_total", "result" => result).absolute(0);
     }
+    for reason in ["read", "header", "version", "truncated", "checksum", "body"] {
+        counter!("flowhook_state_load_errors_total", "reason" => reason).absolute(0);
+    }
+    counter!("flowhook_state_snapshots_deferred_total").absolute(0);
+    counter!("flowhook_state_templates_restored_total").absolute(0);
+    gauge!("flowhook_state_templates").set(0.0);
     for s in scripts {
         counter!("flowhook_script_alerts_suppressed_total", "script" => s.clone()).absolute(0);
         for k in EventKind::ALL {
