@@ -102,8 +102,15 @@ fn typed_as_non_integer(t: FieldDataType) -> bool {
     )
 }
 
+#[inline]
 fn be(b: &[u8]) -> u64 {
-    b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+    match *b {
+        [x] => u64::from(x),
+        [a, b] => u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+    }
 }
 
 impl Plan {

@@ -68,7 +68,8 @@ impl FlowKey {
         let src = addr(r.src_addr?);
         let dst = addr(r.dst_addr?);
         let (sp, dp) = ports(r);
-        let src_is_a = (src, sp) <= (dst, dp);
+        // as integers: the order of the big-endian bytes, without a memcmp
+        let src_is_a = (u128::from_be_bytes(src), sp) <= (u128::from_be_bytes(dst), dp);
         let ((a_addr, a_port), (b_addr, b_port)) = if src_is_a {
             ((src, sp), (dst, dp))
         } else {
