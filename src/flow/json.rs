@@ -59,8 +59,76 @@ fn float(out: &mut Vec<u8>, v: f64) {
 
 fn ip(out: &mut Vec<u8>, a: IpAddr) {
     out.push(b'"');
-    let _ = write!(out, "{a}");
+    match a {
+        // dotted quad without the formatting machinery
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                int(out, *o);
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
     out.push(b'"');
+}
+
+/// `v` as 16 lowercase hex digits.
+fn hex16(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [0u8; 16];
+    for (i, d) in b.iter_mut().enumerate() {
+        *d = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out.extend_from_slice(&b);
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
+/// calendar (the civil-from-days algorithm of Howard Hinnant's date library).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// RFC 3339 UTC with milliseconds (`2026-11-29T01:40:23.123Z`), as
+/// `record::rfc3339_ms` writes it, for times from 1970 to 9999.
+fn rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
+    let ms = ms.clamp(0, 253_402_300_799_999);
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000) as u32);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    let (y, mo, d) = civil(days);
+    let two = |out: &mut Vec<u8>, v: u32| {
+        out.push(b'0' + (v / 10) as u8);
+        out.push(b'0' + (v % 10) as u8);
+    };
+    let y = y as u32;
+    two(out, y / 100);
+    two(out, y % 100);
+    out.push(b'-');
+    two(out, mo);
+    out.push(b'-');
+    two(out, d);
+    out.push(b'T');
+    two(out, sod / 3600);
+    out.push(b':');
+    two(out, sod / 60 % 60);
+    out.push(b':');
+    two(out, sod % 60);
+    out.push(b'.');
+    out.push(b'0' + (milli / 100) as u8);
+    two(out, milli % 100);
+    out.push(b'Z');
 }
 
 fn key(out: &mut Vec<u8>, k: &str) {
@@ -112,7 +180,9 @@ fn geo(out: &mut Vec<u8>, side: &str, g: &GeoInfo) {
 
 /// Appends the flow snapshot as a JSON object.
 pub fn view(out: &mut Vec<u8>, v: &FlowView) {
-    let _ = write!(out, "{{\"key\":\"{:016x}\"", v.key);
+    out.extend_from_slice(b"{\"key\":\"");
+    hex16(out, v.key);
+    out.push(b'"');
     key(out, "cli.ip");
     ip(out, v.cli_ip);
     key(out, "srv.ip");
@@ -193,9 +263,7 @@ pub fn event_of(out: &mut Vec<u8>, kind: EventKind, time_ms: i64, flow: &FlowVie
     out.extend_from_slice(b"{\"event\":");
     string(out, kind.name());
     out.extend_from_slice(b",\"time\":\"");
-    let ms = time_ms.clamp(0, 253_402_300_799_999) as u64;
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    let _ = write!(out, "{}", humantime::format_rfc3339_millis(t));
+    rfc3339_ms(out, time_ms);
     out.extend_from_slice(b"\",\"flow\":");
     view(out, flow);
     out.push(b'}');
@@ -204,6 +272,49 @@ pub fn event_of(out: &mut Vec<u8>, kind: EventKind, time_ms: i64, flow: &FlowVie
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    #[test]
+    fn fast_formatters_match_the_reference() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut times = vec![
+            0i64,
+            1,
+            999,
+            86_399_999,
+            951_782_400_000,
+            253_402_300_799_999,
+            -5,
+            i64::MAX,
+        ];
+        for _ in 0..20_000 {
+            times.push((next() % 253_402_300_800_000) as i64);
+        }
+        for t in times {
+            let mut a = Vec::new();
+            rfc3339_ms(&mut a, t);
+            assert_eq!(
+                String::from_utf8(a).unwrap(),
+                crate::record::rfc3339_ms(t),
+                "{t}"
+            );
+        }
+        for _ in 0..20_000 {
+            let k = next();
+            let mut a = Vec::new();
+            hex16(&mut a, k);
+            assert_eq!(String::from_utf8(a).unwrap(), format!("{k:016x}"));
+            let v4 = std::net::Ipv4Addr::from(k as u32);
+            let mut a = Vec::new();
+            ip(&mut a, IpAddr::V4(v4));
+            assert_eq!(String::from_utf8(a).unwrap(), format!("\"{v4}\""));
+        }
+    }
 
     use super::*;
     use crate::enrich::NetworkLabel;
