@@ -483,3 +483,175 @@ fn runtime_errors_are_counted_and_affect_nothing_else() {
     assert!(r.stderr.contains("bad.lua:1:"), "{}", r.stderr);
     assert_eq!(count(&r.lines, |l| l["message"] == "done"), 5);
 }
+
+/// `replay` with a bound: a run that does not end within 60 s fails the test
+/// (and is killed) instead of hanging it.
+fn replay_bounded(dir: &Path, scripts: &Path, extra: &[(&str, String)]) -> Run {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (d, s) = (dir.to_path_buf(), scripts.to_path_buf());
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    std::thread::spawn(move || {
+        let e: Vec<(&str, String)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let _ = tx.send(replay(&d, &s, &e));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(r) => r,
+        Err(_) => {
+            // the child would outlive the test: end every replay of this script dir
+            let _ = Command::new("pkill")
+                .args(["-f", &scripts.display().to_string()])
+                .status();
+            panic!("replay did not end within 60 s");
+        }
+    }
+}
+
+/// A script that checks, on every flow's end, that what it sees is intact.
+const VICTIM: &str = r#"
+local script = { hooks = {} }
+function script.hooks.flowEnd(now)
+  local ok = type(flow) == "table" and type(flow.getKey()) == "string"
+    and string.rep("a", 2) == "aa" and ("b"):rep(2) == "bb"
+    and shared_secret == nil and type(pcall) == "function"
+    and string.find("hello", "l+") == 3
+  flow.triggerAlert(0, ok and "intact" or "tampered")
+end
+return script
+"#;
+
+/// Each hostile script alone beside the victim: the replay ends, every flow
+/// ends, the attack is counted with its kind, and the victim sees an intact
+/// `flow` and library.
+#[test]
+fn hostile_scripts_are_stopped_and_isolated() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "coroutine_loop",
+            "coroutine.wrap(function() while true do end end)()",
+            "timeout",
+        ),
+        (
+            "protected_loop",
+            "while true do pcall(function() while true do end end) end",
+            "timeout",
+        ),
+        (
+            "nested_protection",
+            r#"while true do
+                 xpcall(function()
+                   local co = coroutine.create(function() while true do pcall(error, "x") end end)
+                   while true do coroutine.resume(co) end
+                 end, function() while true do end end)
+               end"#,
+            "timeout",
+        ),
+        (
+            "coroutine_close",
+            r#"while true do
+                 local co = coroutine.create(function()
+                   local x <close> = setmetatable({}, { __close = function() while true do end end })
+                   coroutine.yield()
+                 end)
+                 coroutine.resume(co)
+                 coroutine.close(co)
+               end"#,
+            "timeout",
+        ),
+        (
+            "finaliser",
+            "setmetatable({}, {__gc = function() while true do end end}); collectgarbage()",
+            "runtime",
+        ),
+        ("gc_stop", "collectgarbage('stop')", "runtime"),
+        (
+            "close_loop",
+            "do local x <close> = setmetatable({}, {__close = function() while true do end end}) end",
+            "timeout",
+        ),
+        (
+            "find_backtracking",
+            r#"string.find(string.rep("a", 5000), ".-.-.-.-.-.-.-b")"#,
+            "timeout",
+        ),
+        (
+            "match_backtracking",
+            r#"local s = ("a"):rep(5000); s:match("(.-)(.-)(.-)(.-)(.-)(.-)(.-)b")"#,
+            "timeout",
+        ),
+        (
+            "gmatch_backtracking",
+            r#"for x in string.gmatch(string.rep("a", 5000), ".-.-.-.-.-.-.-b") do end"#,
+            "timeout",
+        ),
+        (
+            "gsub_backtracking",
+            r#"string.gsub(string.rep("a", 3000), "(.-.-.-.-.-.-b)", "%1")"#,
+            "timeout",
+        ),
+        ("huge_rep", r#"local s = string.rep("x", 1e9)"#, "memory"),
+        (
+            "huge_concat",
+            r#"local t = {} for i = 1, 1e8 do t[i] = "xxxxxxxx" end local s = table.concat(t)"#,
+            "memory|timeout",
+        ),
+        (
+            "huge_format",
+            r#"local s = string.format("%099999d", 1)"#,
+            "runtime",
+        ),
+        (
+            "deep_recursion",
+            "local function f(n) return 1 + f(n + 1) end f(1)",
+            "runtime|timeout|memory",
+        ),
+        (
+            "clobber_globals",
+            r#"flow = nil; string.rep = function() return "hijacked" end; shared_secret = "x"
+               pcall = nil; string.find = nil"#,
+            "",
+        ),
+    ];
+    for (name, body, kind) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let hostile = format!(
+            "local script = {{ hooks = {{}} }}\nfunction script.hooks.protocolDetected(now)\n{body}\nend\nreturn script\n"
+        );
+        let s = script_dir(&[("hostile.lua", hostile.as_str()), ("victim.lua", VICTIM)]);
+        eprintln!("hostile script: {name}");
+        let t = std::time::Instant::now();
+        let r = replay_bounded(
+            tmp.path(),
+            s.path(),
+            &[("FLOWHOOK__SCRIPTS__DEADLINE", "20ms".into())],
+        );
+        assert!(r.ok, "{name}: {}", r.stderr);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{name}: took {:?}",
+            t.elapsed()
+        );
+        let ends = count(&r.lines, |l| l["event"] == "flowEnd");
+        assert_eq!(ends, 5, "{name}: every flow ends");
+        assert_eq!(
+            count(&r.lines, |l| l["message"] == "intact"),
+            5,
+            "{name}: the victim sees an intact flow and library: {:?}",
+            r.lines
+                .iter()
+                .filter(|l| l["event"] == "alert")
+                .collect::<Vec<_>>()
+        );
+        // clobbering its own globals is no error: the writes stay in its environment
+        assert!(
+            kind.is_empty()
+                || kind
+                    .split('|')
+                    .any(|k| r.stderr.contains(&format!("kind=\"{k}\""))),
+            "{name}: counted as {kind}: {}",
+            r.stderr
+        );
+    }
+}

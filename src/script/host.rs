@@ -130,6 +130,7 @@ fn hook_index(kind: EventKind) -> usize {
 pub struct ScriptHost {
     lua: Lua,
     deadline: Deadline,
+    sandbox: sandbox::Sandbox,
     slot: Slot,
     scripts: Vec<Script>,
     flows: HashMap<u64, FlowScriptState>,
@@ -148,13 +149,15 @@ pub fn check_source(cfg: &HostConfig, src: &ScriptSource) -> Result<(), ScriptEr
 
 impl ScriptHost {
     fn empty(cfg: &HostConfig) -> mlua::Result<Self> {
-        let (lua, deadline) = sandbox::new_state(&cfg.dir, cfg.memory_limit)?;
+        let sb = sandbox::new_sandbox(&cfg.dir, cfg.memory_limit)?;
+        let (lua, deadline) = (sb.lua.clone(), sb.deadline.clone());
         let slot: Slot = Default::default();
         slot.borrow_mut().have_local_networks = cfg.have_local_networks;
         api::install(&lua, slot.clone())?;
         Ok(ScriptHost {
             lua,
             deadline,
+            sandbox: sb,
             slot,
             scripts: Vec::new(),
             flows: HashMap::new(),
@@ -195,11 +198,14 @@ impl ScriptHost {
             script: src.name.clone(),
             detail,
         };
+        // its own globals: what it assigns no other script sees
+        let env = self.sandbox.env().map_err(|e| err(e.to_string()))?;
         let chunk = self
             .lua
             .load(&src.source[..])
             .set_name(format!("@{}", src.path.display()))
-            .set_mode(ChunkMode::Text);
+            .set_mode(ChunkMode::Text)
+            .set_environment(env);
         self.deadline
             .arm(Instant::now() + self.cfg.deadline.max(Duration::from_millis(100)) * 10);
         let r = chunk.eval::<Value>();

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod host;
 pub mod info;
+pub mod pattern;
 pub mod sandbox;
 #[cfg(test)]
 mod tests;

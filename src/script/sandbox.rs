@@ -1,12 +1,24 @@
 //! The Lua state every worker runs scripts in: Lua 5.4 with `base` (no
 //! `dofile`, `loadfile`, bytecode), `table`, `string` (no `dump`), `math`,
 //! `utf8`, `coroutine`, and `os.time`/`os.clock`/`os.date`; a memory limit; an
-//! instruction-count hook that aborts a call past its deadline; `require`
-//! that finds `user_scripts` (built in) and modules in the scripts directory
-//! only; `tprint` that logs any value readably.
+//! instruction-count hook on every thread (coroutines included) that aborts
+//! a call past its deadline; `require` that finds `user_scripts` (built in)
+//! and modules in the scripts directory only; `tprint` that logs any value
+//! readably.
 //!
-//! In: the scripts directory and the limits. Out: a ready `Lua` and the
-//! shared deadline it checks.
+//! Each script gets its own global environment ([`Sandbox::env`]): copies
+//! of the library tables and of `flow`, so what one script assigns (a
+//! global without `local`, `string.rep = …`, `flow = nil`) only it sees; its
+//! own `require` cache; and wrappers that keep the deadline sticky —
+//! `pcall`, `xpcall`, `coroutine.resume` and `coroutine.close` re-raise the
+//! deadline error once the call is past it, so no script can catch it and
+//! go on. `setmetatable` refuses `__gc` (Lua runs finalisers with hooks
+//! off), `collectgarbage` only counts, steps and collects, the string
+//! metatable is hidden, and the pattern functions are flowhook's own with a
+//! step budget (`pattern`).
+//!
+//! In: the scripts directory and the limits. Out: a ready `Lua`, the
+//! shared deadline it checks, and the maker of script environments.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -34,6 +46,10 @@ impl Deadline {
     }
     pub fn disarm(&self) {
         self.0.set(None);
+    }
+    /// Whether a call is running and past its deadline.
+    pub fn passed(&self) -> bool {
+        self.0.get().is_some_and(|until| Instant::now() >= until)
     }
 }
 
@@ -98,8 +114,140 @@ fn user_scripts(lua: &Lua) -> mlua::Result<Table> {
     Ok(m)
 }
 
+/// Builds one script's environment (run once per script load).
+const ENV_MAKER: &str = r#"
+local check, passed, require_for = ...
+local G = _G
+local raw_pcall, raw_xpcall, raw_setmetatable, raw_collect = pcall, xpcall, setmetatable, collectgarbage
+local raw_resume, raw_close, raw_load = coroutine.resume, coroutine.close, load
+local next, type, error, rawget, tostring = next, type, error, rawget, tostring
+local gc_ok = { count = true, step = true, collect = true, isrunning = true }
+local function copy(t)
+  local c = {}
+  for k, v in next, t do c[k] = v end
+  return c
+end
+return function()
+  local env = {}
+  for k, v in next, G do
+    if type(v) == "table" and k ~= "_G" then env[k] = copy(v) else env[k] = v end
+  end
+  env._G = env
+  env.pcall = function(...) return check(raw_pcall(...)) end
+  -- past the deadline the error comes from the instruction hook, and Lua runs
+  -- the message handler with hooks off: the script's handler is skipped then
+  env.xpcall = function(f, h, ...)
+    local handler = h
+    if type(h) == "function" then
+      handler = function(e) if passed() then return e end return h(e) end
+    end
+    return check(raw_xpcall(f, handler, ...))
+  end
+  env.coroutine.resume = function(...) return check(raw_resume(...)) end
+  env.coroutine.close = function(...) return check(raw_close(...)) end
+  env.setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      error("setmetatable: __gc finalisers are not allowed in flow scripts", 2)
+    end
+    return raw_setmetatable(t, mt)
+  end
+  env.collectgarbage = function(opt, ...)
+    if opt ~= nil and not gc_ok[opt] then
+      error("collectgarbage('" .. tostring(opt) .. "') is not allowed in flow scripts", 2)
+    end
+    return raw_collect(opt, ...)
+  end
+  env.load = function(chunk, name, mode, e)
+    if e == nil then e = env end
+    return raw_load(chunk, name, mode, e)
+  end
+  env.require = require_for(env)
+  return env
+end
+"#;
+
+/// A worker's Lua state and what its scripts run under.
+pub struct Sandbox {
+    pub lua: Lua,
+    pub deadline: Deadline,
+    make_env: mlua::Function,
+}
+
+impl Sandbox {
+    /// A fresh global environment for one script (see the module header).
+    pub fn env(&self) -> mlua::Result<Table> {
+        self.make_env.call(())
+    }
+}
+
+/// A `require` for one script environment: `user_scripts` (built in), else
+/// `<dir>/<name>.lua` run in that environment, each loaded once per script.
+fn require_maker(lua: &Lua, dir: PathBuf) -> mlua::Result<mlua::Function> {
+    lua.create_function(move |lua, env: Table| {
+        let dir = dir.clone();
+        let loaded = lua.create_table()?;
+        lua.create_function(move |lua, name: String| {
+            if let Ok(Value::Table(t)) = loaded.get::<Value>(name.as_str()) {
+                return Ok(Value::Table(t));
+            }
+            let module: Value = if name == "user_scripts" {
+                Value::Table(user_scripts(lua)?)
+            } else {
+                if !valid_module_name(&name) {
+                    return Err(mlua::Error::runtime(format!(
+                        "require '{name}': only modules in the scripts directory"
+                    )));
+                }
+                let path = dir.join(format!("{name}.lua"));
+                let src = std::fs::read(&path).map_err(|_| {
+                    mlua::Error::runtime(format!(
+                        "require '{name}': no module {name}.lua in the scripts directory"
+                    ))
+                })?;
+                lua.load(src)
+                    .set_name(format!("@{}", path.display()))
+                    .set_mode(ChunkMode::Text)
+                    .set_environment(env.clone())
+                    .eval::<Value>()?
+            };
+            let module = if module.is_nil() {
+                Value::Boolean(true)
+            } else {
+                module
+            };
+            loaded.set(name.as_str(), module.clone())?;
+            Ok(module)
+        })
+    })
+}
+
 /// A new sandboxed state for scripts in `dir`.
-pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline)> {
+pub fn new_sandbox(dir: &Path, memory_limit: usize) -> mlua::Result<Sandbox> {
+    let (lua, deadline) = new_state(memory_limit)?;
+    let d = deadline.clone();
+    let check = lua.create_function(move |_, v: MultiValue| {
+        if d.passed() {
+            Err(mlua::Error::external(DeadlineExceeded))
+        } else {
+            Ok(v)
+        }
+    })?;
+    let d = deadline.clone();
+    let passed = lua.create_function(move |_, ()| Ok(d.passed()))?;
+    let require_for = require_maker(&lua, dir.to_path_buf())?;
+    let make_env: mlua::Function =
+        lua.load(ENV_MAKER)
+            .set_name("=flowhook sandbox")
+            .call((check, passed, require_for))?;
+    Ok(Sandbox {
+        lua,
+        deadline,
+        make_env,
+    })
+}
+
+/// The shared state under the script environments.
+fn new_state(memory_limit: usize) -> mlua::Result<(Lua, Deadline)> {
     let libs = StdLib::TABLE
         | StdLib::STRING
         | StdLib::MATH
@@ -130,6 +278,11 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
     )?;
     let string: Table = g.get("string")?;
     string.set("dump", Value::Nil)?;
+    let deadline = Deadline::default();
+    super::pattern::install(&lua, &string, &deadline)?;
+    // the string metatable (its __index is the shared `string`) stays out of reach
+    let string_mt: Table = lua.load("return getmetatable('')").eval()?;
+    string_mt.set("__metatable", false)?;
     // os: time, clock, date only
     let os_full: Table = g.get("os")?;
     let os = lua.create_table()?;
@@ -137,43 +290,6 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
         os.set(name, os_full.get::<Value>(name)?)?;
     }
     g.set("os", os)?;
-    // require: the built-in user_scripts, else <dir>/<name>.lua, loaded once
-    let dir: PathBuf = dir.to_path_buf();
-    let loaded = lua.create_table()?;
-    g.set(
-        "require",
-        lua.create_function(move |lua, name: String| {
-            if let Ok(Value::Table(t)) = loaded.get::<Value>(name.as_str()) {
-                return Ok(Value::Table(t));
-            }
-            let module: Value = if name == "user_scripts" {
-                Value::Table(user_scripts(lua)?)
-            } else {
-                if !valid_module_name(&name) {
-                    return Err(mlua::Error::runtime(format!(
-                        "require '{name}': only modules in the scripts directory"
-                    )));
-                }
-                let path = dir.join(format!("{name}.lua"));
-                let src = std::fs::read(&path).map_err(|_| {
-                    mlua::Error::runtime(format!(
-                        "require '{name}': no module {name}.lua in the scripts directory"
-                    ))
-                })?;
-                lua.load(src)
-                    .set_name(format!("@{}", path.display()))
-                    .set_mode(ChunkMode::Text)
-                    .eval::<Value>()?
-            };
-            let module = if module.is_nil() {
-                Value::Boolean(true)
-            } else {
-                module
-            };
-            loaded.set(name.as_str(), module.clone())?;
-            Ok(module)
-        })?,
-    )?;
     g.set(
         "tprint",
         lua.create_function(|_, v: Value| {
@@ -201,9 +317,9 @@ pub fn new_state(dir: &Path, memory_limit: usize) -> mlua::Result<(Lua, Deadline
         })?,
     )?;
     lua.set_memory_limit(memory_limit)?;
-    let deadline = Deadline::default();
     let d = deadline.clone();
-    lua.set_hook(
+    // global: every thread, coroutines the scripts create included
+    lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(CHECK_EVERY),
         move |_, _| match d.0.get() {
             Some(until) if Instant::now() >= until => Err(mlua::Error::external(DeadlineExceeded)),
