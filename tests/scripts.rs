@@ -598,6 +598,12 @@ fn hostile_scripts_are_stopped_and_isolated() {
             "memory|timeout",
         ),
         (
+            "empty_rep",
+            r#"local s = string.rep("", 1e15) .. ("").rep("", 1e15)"#,
+            "",
+        ),
+        ("table_move", "table.move({}, 1, 1e15, 2)", "timeout"),
+        (
             "huge_format",
             r#"local s = string.format("%099999d", 1)"#,
             "runtime",

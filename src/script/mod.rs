@@ -8,9 +8,18 @@
 //! so the output loses nothing. Out: event lines (with what scripts added),
 //! alert lines, timings per (script, hook).
 //!
-//! Layout: `sandbox` (the Lua state and its limits), `api` (the `flow`
-//! object; all Rust↔Lua conversion, `info` for `getInfo`), `host` (scripts loaded in one state,
-//! hook calls, statuses and alerts), this file (workers, queues, reload).
+//! A watchdog checks the workers: one busy with a single message for longer
+//! than the hard limit (ten times `scripts.deadline`, at least 250 ms —
+//! possible only inside a C function the sandbox cannot interrupt) is
+//! reported and replaced by a fresh worker with new Lua state on the same
+//! queue; the stuck thread is left to finish and exit, and the event it was
+//! on is counted as dropped. Shutdown does not wait for a stuck worker.
+//!
+//! Layout: `sandbox` (the Lua state and its limits), `pattern` (Lua
+//! patterns with a step budget), `api` (the `flow` object; all Rust↔Lua
+//! conversion, `info` for `getInfo`), `host` (scripts loaded in one state,
+//! hook calls, statuses and alerts), this file (workers, queues, reload,
+//! watchdog).
 
 pub mod api;
 pub mod host;
@@ -21,7 +30,7 @@ pub mod sandbox;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -75,15 +84,83 @@ struct Queue {
     depth: Arc<AtomicUsize>,
 }
 
+/// What a worker and the watchdog share: the queue's receiving end (the
+/// replacement of a stuck worker takes it over), when the current message
+/// started (Unix ms; 0 idle) and which incarnation is the live one.
+struct WorkerSlot {
+    rx: Mutex<Receiver<WorkerMsg>>,
+    depth: Arc<AtomicUsize>,
+    busy_since: AtomicI64,
+    incarnation: AtomicU64,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What a new worker needs (at start and when the watchdog replaces one).
+#[derive(Clone)]
+struct WorkerEnv {
+    cfg: HostConfig,
+    sources: Arc<Mutex<Arc<Vec<ScriptSource>>>>,
+    out: Option<SyncSender<OutputMsg>>,
+    write_event: Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
+}
+
 /// The worker pool.
 pub struct ScriptRunner {
     queues: Vec<Queue>,
     cap: usize,
     /// `flowhook_script_events_dropped_total` per hook, registered at start.
     dropped: [metrics::Counter; 4],
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    slots: Vec<Arc<WorkerSlot>>,
+    watchdog: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     cfg: HostConfig,
-    sources: Mutex<Arc<Vec<ScriptSource>>>,
+    sources: Arc<Mutex<Arc<Vec<ScriptSource>>>>,
+}
+
+fn now_ms() -> i64 {
+    crate::pipeline::wall_ms()
+}
+
+/// How long one message may keep a worker busy before the watchdog replaces it.
+pub fn hard_limit(deadline: std::time::Duration) -> std::time::Duration {
+    (deadline * 10).max(std::time::Duration::from_millis(250))
+}
+
+fn spawn_worker(w: usize, slot: Arc<WorkerSlot>, env: WorkerEnv) -> std::io::Result<()> {
+    let me = slot.incarnation.load(Ordering::SeqCst);
+    let s = slot.clone();
+    let t = std::thread::Builder::new()
+        .name(format!("flowhook-script-{w}"))
+        .spawn(move || worker(env, s, me))?;
+    if let Ok(mut h) = slot.thread.lock() {
+        // a replaced thread's handle is dropped: it is not waited for
+        *h = Some(t);
+    }
+    Ok(())
+}
+
+/// Replaces workers stuck in one message past the hard limit, until `stop`.
+fn watchdog(slots: Vec<Arc<WorkerSlot>>, env: WorkerEnv, stop: Arc<AtomicBool>) {
+    let limit = i64::try_from(hard_limit(env.cfg.deadline).as_millis()).unwrap_or(i64::MAX);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for (w, slot) in slots.iter().enumerate() {
+            let since = slot.busy_since.load(Ordering::SeqCst);
+            if since == 0 || now_ms() - since <= limit {
+                continue;
+            }
+            slot.incarnation.fetch_add(1, Ordering::SeqCst);
+            slot.busy_since.store(0, Ordering::SeqCst);
+            ScriptTelemetry::worker_replaced();
+            tracing::error!(
+                worker = w,
+                busy_ms = now_ms() - since,
+                "script worker stuck in one event past its hard limit (10x scripts.deadline): replaced by a fresh one; the event is dropped"
+            );
+            if let Err(e) = spawn_worker(w, slot.clone(), env.clone()) {
+                tracing::error!(worker = w, "cannot start a replacement script worker: {e}");
+            }
+        }
+    }
 }
 
 /// What a reload did.
@@ -117,9 +194,19 @@ impl ScriptRunner {
                 Err(e) => errors.push(e),
             }
         }
-        let sources = Arc::new(good);
+        let sources = Arc::new(Mutex::new(Arc::new(good)));
+        let env = WorkerEnv {
+            cfg: cfg.clone(),
+            sources: sources.clone(),
+            out,
+            write_event,
+        };
+        let start_err = |e: std::io::Error| ScriptError::Dir {
+            path: cfg.dir.display().to_string(),
+            detail: format!("cannot start worker: {e}"),
+        };
         let mut queues = Vec::new();
-        let mut threads = Vec::new();
+        let mut slots = Vec::new();
         for w in 0..workers.max(1) {
             let (tx, rx) = sync_channel(queue.max(1));
             let depth = Arc::new(AtomicUsize::new(0));
@@ -127,29 +214,31 @@ impl ScriptRunner {
                 tx,
                 depth: depth.clone(),
             });
-            let (c, src, o, we) = (
-                cfg.clone(),
-                sources.clone(),
-                out.clone(),
-                write_event.clone(),
-            );
-            let t = std::thread::Builder::new()
-                .name(format!("flowhook-script-{w}"))
-                .spawn(move || worker(c, src, rx, depth, o, we))
-                .map_err(|e| ScriptError::Dir {
-                    path: cfg.dir.display().to_string(),
-                    detail: format!("cannot start worker: {e}"),
-                })?;
-            threads.push(t);
+            let slot = Arc::new(WorkerSlot {
+                rx: Mutex::new(rx),
+                depth,
+                busy_since: AtomicI64::new(0),
+                incarnation: AtomicU64::new(0),
+                thread: Mutex::new(None),
+            });
+            spawn_worker(w, slot.clone(), env.clone()).map_err(start_err)?;
+            slots.push(slot);
         }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sl, st) = (slots.clone(), stop.clone());
+        let dog = std::thread::Builder::new()
+            .name("flowhook-script-watchdog".into())
+            .spawn(move || watchdog(sl, env, st))
+            .map_err(start_err)?;
         Ok((
             ScriptRunner {
                 queues,
                 cap: queue.max(1),
                 dropped: EventKind::ALL.map(ScriptTelemetry::dropped_handle),
-                threads: Mutex::new(threads),
+                slots,
+                watchdog: Some((stop, dog)),
                 cfg,
-                sources: Mutex::new(sources),
+                sources,
             },
             errors,
         ))
@@ -307,28 +396,58 @@ impl ScriptRunner {
         v
     }
 
-    /// Stops the workers after their queues drain (teardown runs in each).
-    pub fn shutdown(self) {
-        let ScriptRunner {
-            queues, threads, ..
-        } = self;
+    /// Stops the workers after their queues drain (teardown runs in each);
+    /// a worker stuck past the hard limit is not waited for.
+    pub fn shutdown(mut self) {
+        let queues = std::mem::take(&mut self.queues);
+        let slots = std::mem::take(&mut self.slots);
+        let cfg = self.cfg.clone();
+        if let Some((stop, dog)) = self.watchdog.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = dog.join();
+        }
         drop(queues);
-        if let Ok(mut t) = threads.lock() {
-            for h in t.drain(..) {
-                let _ = h.join();
+        let limit = i64::try_from(hard_limit(cfg.deadline).as_millis()).unwrap_or(i64::MAX);
+        for slot in slots {
+            let Some(h) = slot.thread.lock().ok().and_then(|mut t| t.take()) else {
+                continue;
+            };
+            // wait while it drains, unless it is stuck in one message
+            loop {
+                if h.is_finished() {
+                    let _ = h.join();
+                    break;
+                }
+                let since = slot.busy_since.load(Ordering::SeqCst);
+                if since != 0 && now_ms() - since > limit {
+                    tracing::error!("a script worker is stuck at shutdown; not waiting for it");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
     }
 }
 
-fn worker(
-    cfg: HostConfig,
-    sources: Arc<Vec<ScriptSource>>,
-    rx: Receiver<WorkerMsg>,
-    depth: Arc<AtomicUsize>,
-    out: Option<SyncSender<OutputMsg>>,
-    write_event: Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
-) {
+impl Drop for ScriptRunner {
+    /// Without [`ScriptRunner::shutdown`], the watchdog still stops (and lets
+    /// go of the output it would hand a replacement).
+    fn drop(&mut self) {
+        if let Some((stop, _)) = &self.watchdog {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn worker(env: WorkerEnv, slot: Arc<WorkerSlot>, me: u64) {
+    let WorkerEnv {
+        cfg,
+        sources,
+        out,
+        write_event,
+    } = env;
+    let sources = sources.lock().map(|s| s.clone()).unwrap_or_default();
+    let depth = slot.depth.clone();
     let mut host = match ScriptHost::new(&cfg, &sources) {
         Ok((h, _)) => h,
         Err(e) => {
@@ -336,7 +455,42 @@ fn worker(
             return;
         }
     };
-    while let Ok(msg) = rx.recv() {
+    loop {
+        // the live incarnation alone takes messages; a replaced one just ends
+        let msg = {
+            let Ok(rx) = slot.rx.lock() else { return };
+            if slot.incarnation.load(Ordering::SeqCst) != me {
+                return;
+            }
+            match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        };
+        slot.busy_since.store(now_ms().max(1), Ordering::SeqCst);
+        let done = handle_msg(&cfg, &mut host, msg, &depth, &out, &write_event);
+        if slot.incarnation.load(Ordering::SeqCst) != me {
+            // replaced while stuck: the replacement owns the queue now
+            return;
+        }
+        slot.busy_since.store(0, Ordering::SeqCst);
+        if !done {
+            break;
+        }
+    }
+    host.teardown();
+}
+
+/// One message; false when the output is gone.
+fn handle_msg(
+    cfg: &HostConfig,
+    host: &mut ScriptHost,
+    msg: WorkerMsg,
+    depth: &AtomicUsize,
+    out: &Option<SyncSender<OutputMsg>>,
+    write_event: &Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
+) -> bool {
+    {
         if matches!(msg, WorkerMsg::Reload(_)) {
             depth.fetch_sub(1, Ordering::Relaxed);
         }
@@ -345,10 +499,10 @@ fn worker(
                 depth.fetch_sub(1, Ordering::Relaxed);
                 let mut lines = Lines::default();
                 host.handle(&ev, |k| write_event(k), &mut lines);
-                if let (Some(tx), false) = (&out, lines.is_empty())
+                if let (Some(tx), false) = (out, lines.is_empty())
                     && tx.send(OutputMsg::Lines(lines)).is_err()
                 {
-                    break;
+                    return false;
                 }
             }
             WorkerMsg::Events(evs) => {
@@ -357,17 +511,17 @@ fn worker(
                     host.handle(ev, |k| write_event(k), &mut lines);
                     depth.fetch_sub(1, Ordering::Relaxed);
                 }
-                if let (Some(tx), false) = (&out, lines.is_empty())
+                if let (Some(tx), false) = (out, lines.is_empty())
                     && tx.send(OutputMsg::Lines(lines)).is_err()
                 {
-                    break;
+                    return false;
                 }
             }
-            WorkerMsg::Reload(src) => match ScriptHost::new(&cfg, &src) {
+            WorkerMsg::Reload(src) => match ScriptHost::new(cfg, &src) {
                 Ok((mut fresh, _)) => {
                     host.teardown();
-                    fresh.adopt_flows(&mut host);
-                    host = fresh;
+                    fresh.adopt_flows(host);
+                    *host = fresh;
                     tracing::info!(scripts = ?host.enabled(), "scripts reloaded");
                 }
                 Err(e) => {
@@ -376,5 +530,5 @@ fn worker(
             },
         }
     }
-    host.teardown();
+    true
 }

@@ -122,6 +122,33 @@ local raw_pcall, raw_xpcall, raw_setmetatable, raw_collect = pcall, xpcall, setm
 local raw_resume, raw_close, raw_load = coroutine.resume, coroutine.close, load
 local next, type, error, rawget, tostring = next, type, error, rawget, tostring
 local gc_ok = { count = true, step = true, collect = true, isrunning = true }
+-- C functions that loop without allocating: made bounded (shared, so method calls get them too)
+local raw_rep, mtype, tointeger = string.rep, math.type, math.tointeger
+string.rep = function(s, n, sep)
+  -- an empty result repeated n times costs n steps in C and no memory
+  if s == "" and (sep == nil or sep == "") and mtype(n) then return "" end
+  return raw_rep(s, n, sep)
+end
+table.move = function(a1, f, e, t, a2)
+  -- as Lua's, in Lua: every element is an instruction the deadline counts
+  local function int(v, i)
+    local x = tointeger(v)
+    if x == nil then
+      error("bad argument #" .. i .. " to 'move' (number has no integer representation)", 3)
+    end
+    return x
+  end
+  f, e, t = int(f, 2), int(e, 3), int(t, 4)
+  if a2 == nil then a2 = a1 end
+  if e >= f then
+    if t > e or t <= f or a1 ~= a2 then
+      for i = 0, e - f do a2[t + i] = a1[f + i] end
+    else
+      for i = e - f, 0, -1 do a2[t + i] = a1[f + i] end
+    end
+  end
+  return a2
+end
 local function copy(t)
   local c = {}
   for k, v in next, t do c[k] = v end

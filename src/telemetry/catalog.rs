@@ -166,6 +166,11 @@ pub const METRICS: &[Metric] = &[
         &["result"],
         "Database reloads, ok or failed.",
     ),
+    c(
+        "flowhook_script_workers_replaced_total",
+        &[],
+        "Script workers replaced by the watchdog: busy with one event past the hard limit (10x scripts.deadline, at least 250 ms); that event is lost.",
+    ),
     // state
     c(
         "flowhook_state_writes_total",

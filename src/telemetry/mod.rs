@@ -164,6 +164,7 @@ pub fn register_known_series(scripts: &[String], geo_dbs: &[&'static str]) {
         counter!("flowhook_state_load_errors_total", "reason" => reason).absolute(0);
     }
     counter!("flowhook_state_snapshots_deferred_total").absolute(0);
+    counter!("flowhook_script_workers_replaced_total").absolute(0);
     counter!("flowhook_state_templates_restored_total").absolute(0);
     gauge!("flowhook_state_templates").set(0.0);
     for s in scripts {
@@ -568,6 +569,11 @@ impl ScriptTelemetry {
 
     /// The counter of events of hook `k` that did not reach the scripts
     /// because a worker's queue was full (registered once, by the runner).
+    /// A script worker stuck past its hard limit was replaced (its event lost).
+    pub fn worker_replaced() {
+        counter!("flowhook_script_workers_replaced_total").increment(1);
+    }
+
     pub fn dropped_handle(k: crate::flow::EventKind) -> Counter {
         counter!("flowhook_script_events_dropped_total", "hook" => k.name())
     }

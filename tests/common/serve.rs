@@ -108,7 +108,7 @@ impl Serve {
 
     /// The metrics endpoint's address, from the start-up log.
     pub fn metrics_addr(&self) -> String {
-        let l = self.wait_for("metrics endpoint listening");
+        let l = self.logged("metrics endpoint listening");
         l.split("local=")
             .nth(1)
             .unwrap()

@@ -1,0 +1,131 @@
+//! The script sandbox under `serve`: a script stuck inside a C function the
+//! instruction hook cannot reach (a large `table.sort`) on one worker is
+//! replaced by the watchdog; the flows of the other worker keep their
+//! events, `/readyz` stays 200, and SIGTERM still ends the process within
+//! its timeout.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::serve::Serve;
+use common::v9::{Rec, v9};
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+const STUCK: &str = r#"
+-- built at load (under the load deadline); sorted in C per event: no hook reaches it
+local base = {}
+for i = 1, 900000 do base[i] = (i * 7919) % 900001 end
+local script = { hooks = {} }
+function script.hooks.protocolDetected(now)
+  if flow.getInfo()["srv.port"] == 9999 then
+    local c = { table.unpack(base) }
+    table.sort(c)
+    table.sort(c, nil)
+  end
+end
+return script
+"#;
+
+const VICTIM: &str = r#"
+local script = { hooks = {} }
+function script.hooks.flowEnd(now)
+  flow.triggerAlert(0, "seen " .. flow.getInfo()["srv.port"])
+end
+return script
+"#;
+
+#[test]
+fn a_stuck_worker_is_replaced_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("stuck.lua"), STUCK).unwrap();
+    std::fs::write(scripts.join("victim.lua"), VICTIM).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Serve::start(&[
+        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
+        ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
+        ("FLOWHOOK__SCRIPTS__DIR", scripts.display().to_string()),
+        ("FLOWHOOK__SCRIPTS__WORKERS", "2".into()),
+        ("FLOWHOOK__SCRIPTS__DEADLINE", "10ms".into()),
+        ("FLOWHOOK__SCRIPTS__ALERT_RATE_PER_SEC", "100000".into()),
+        ("FLOWHOOK__FLOW__SHUTDOWN_TIMEOUT_SECS", "10".into()),
+    ]);
+    let metrics = s.metrics_addr();
+    // 40 flows, one of them to port 9999 (the stuck one)
+    let recs: Vec<Rec> = (0..40u16)
+        .map(|i| Rec {
+            src: [10, 0, 1, (i % 200) as u8],
+            dst: [192, 0, 2, 1],
+            sport: 20000 + i,
+            dport: if i == 7 { 9999 } else { 1000 + i },
+            proto: 17,
+            flags: 0,
+            bytes: 100,
+            packets: 1,
+            first_up: 1_000,
+            last_up: 2_000,
+            end: 0,
+        })
+        .collect();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, chunk) in recs.chunks(10).enumerate() {
+        let d = v9(10_000, 1_700_000_000, i as u32, chunk, i == 0);
+        sock.send_to(&d, ("127.0.0.1", port)).unwrap();
+    }
+    s.wait_for("script worker stuck in one event");
+    assert_eq!(
+        get(&metrics, "/readyz").0,
+        200,
+        "ready while a worker is stuck"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, page) = get(&metrics, "/metrics");
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("flowhook_script_workers_replaced_total") && !l.ends_with(" 0")),
+        "{page}"
+    );
+    let t = Instant::now();
+    assert!(s.stop().success());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stopped in {:?}",
+        t.elapsed()
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let seen = text.lines().filter(|l| l.contains("\"seen ")).count();
+    assert_eq!(
+        seen, 40,
+        "every flow's flowEnd reached the victim script: {text}"
+    );
+}
