@@ -142,7 +142,21 @@ impl Announced {
 
     /// The rate for a flow record with the ids it carries, `header` being the
     /// v5/v7 header's rate (checked before the exporter's only selector).
+    #[inline]
     pub fn resolve(&self, a: &Announcement, header: Option<u32>) -> Resolved {
+        // the common case: nothing announced anywhere
+        if header.is_none()
+            && self.default.is_none()
+            && self.selectors.is_empty()
+            && self.samplers.is_empty()
+            && *a == Announcement::default()
+        {
+            return Resolved::Unknown;
+        }
+        self.resolve_slow(a, header)
+    }
+
+    fn resolve_slow(&self, a: &Announcement, header: Option<u32>) -> Resolved {
         let found = |r: Option<Rate>, src| match r {
             Some(Rate::OneIn(n)) => Some(Resolved::Rate(n, src)),
             Some(Rate::TimeBased) => Some(Resolved::Unscalable),
