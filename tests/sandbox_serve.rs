@@ -1,5 +1,5 @@
-//! The script sandbox under `serve`: a script stuck inside a C function the
-//! instruction hook cannot reach (a large `table.sort`) on one worker is
+//! The script sandbox under `serve`: a script stuck inside C functions the
+//! instruction hook cannot reach (large `table.sort`s) on one worker is
 //! replaced by the watchdog; the flows of the other worker keep their
 //! events, `/readyz` stays 200, and SIGTERM still ends the process within
 //! its timeout.
@@ -36,14 +36,17 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 }
 
 const STUCK: &str = r#"
--- built at load (under the load deadline); sorted in C per event: no hook reaches it
--- (strings: each comparison is a strcoll, so the one C call takes seconds)
-local base = {}
-for i = 1, 600000 do base[i] = tostring((i * 7919) % 600011) end
+-- 900,000 bytes as numbers, sorted three times: long C calls, built by C
+-- calls too (no Lua loop at load), a handful of Lua instructions in all
+local s = string.rep("\1\200\50\7\255\3\99\13\250", 100000)
 local script = { hooks = {} }
 function script.hooks.protocolDetected(now)
   if flow.getInfo()["srv.port"] == 9999 then
-    local c = { table.unpack(base) }
+    local a = { s:byte(1, -1) }
+    table.sort(a)
+    local b = { s:byte(1, -1) }
+    table.sort(b)
+    local c = { s:byte(1, -1) }
     table.sort(c)
   end
 end
@@ -103,7 +106,7 @@ fn a_stuck_worker_is_replaced_and_the_rest_goes_on() {
         let d = v9(10_000, 1_700_000_000, i as u32, chunk, i == 0);
         sock.send_to(&d, ("127.0.0.1", port)).unwrap();
     }
-    s.wait_for("script worker stuck in one event");
+    s.wait_for("script worker stuck in one hook call");
     assert_eq!(
         get(&metrics, "/readyz").0,
         200,

@@ -136,6 +136,8 @@ pub struct ScriptHost {
     flows: HashMap<u64, FlowScriptState>,
     cfg: HostConfig,
     tel: ScriptTelemetry,
+    /// When the hook call running now started (`mono_ms`; 0 between calls), for the runner's watchdog.
+    call_started: Option<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 /// Compiles `src` in a scratch state: the way `check` and reload find errors with file and line.
@@ -163,6 +165,7 @@ impl ScriptHost {
             flows: HashMap::new(),
             cfg: cfg.clone(),
             tel: ScriptTelemetry::default(),
+            call_started: None,
         })
     }
 
@@ -314,6 +317,12 @@ impl ScriptHost {
         }
     }
 
+    /// Publishes when each hook call starts (and 0 when it ends) to `clock`,
+    /// which the runner's watchdog reads.
+    pub fn watch_calls(&mut self, clock: Arc<std::sync::atomic::AtomicI64>) {
+        self.call_started = Some(clock);
+    }
+
     /// Takes over the per-flow script state of `old` (reload keeps statuses and scores).
     pub fn adopt_flows(&mut self, old: &mut ScriptHost) {
         self.flows = std::mem::take(&mut old.flows);
@@ -430,7 +439,13 @@ impl ScriptHost {
             }
             let started = Instant::now();
             self.deadline.arm(started + self.cfg.deadline);
+            if let Some(c) = &self.call_started {
+                c.store(super::mono_ms(), std::sync::atomic::Ordering::Relaxed);
+            }
             let r = f.call::<()>((now, conf));
+            if let Some(c) = &self.call_started {
+                c.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
             self.deadline.disarm();
             let took = started.elapsed();
             let (actions, new_state) = {

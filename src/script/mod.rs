@@ -8,7 +8,7 @@
 //! so the output loses nothing. Out: event lines (with what scripts added),
 //! alert lines, timings per (script, hook).
 //!
-//! A watchdog checks the workers: one busy with a single message for longer
+//! A watchdog checks the workers: one inside a single hook call for longer
 //! than the hard limit (ten times `scripts.deadline`, at least 250 ms —
 //! possible only inside a C function the sandbox cannot interrupt) is
 //! reported and replaced by a fresh worker with new Lua state on the same
@@ -85,12 +85,14 @@ struct Queue {
 }
 
 /// What a worker and the watchdog share: the queue's receiving end (the
-/// replacement of a stuck worker takes it over), when the current message
-/// started (Unix ms; 0 idle) and which incarnation is the live one.
+/// replacement of a stuck worker takes it over), when the hook call running
+/// now started ([`mono_ms`]; 0 between calls) and which incarnation is the
+/// live one.
 struct WorkerSlot {
     rx: Mutex<Receiver<WorkerMsg>>,
     depth: Arc<AtomicUsize>,
-    busy_since: AtomicI64,
+    /// The live incarnation's call clock (a replacement gets a new one).
+    busy_since: Mutex<Arc<AtomicI64>>,
     incarnation: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -116,8 +118,19 @@ pub struct ScriptRunner {
     sources: Arc<Mutex<Arc<Vec<ScriptSource>>>>,
 }
 
+/// Milliseconds on a monotonic clock (1 at the first call): what the hook
+/// calls' start times are kept in.
+pub fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+        + 1
+}
+
 fn now_ms() -> i64 {
-    crate::pipeline::wall_ms()
+    mono_ms()
 }
 
 /// How long one message may keep a worker busy before the watchdog replaces it.
@@ -138,23 +151,33 @@ fn spawn_worker(w: usize, slot: Arc<WorkerSlot>, env: WorkerEnv) -> std::io::Res
     Ok(())
 }
 
-/// Replaces workers stuck in one message past the hard limit, until `stop`.
+/// The live incarnation's call clock.
+fn clock(slot: &WorkerSlot) -> Arc<AtomicI64> {
+    slot.busy_since
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_else(|_| Arc::new(AtomicI64::new(0)))
+}
+
+/// Replaces workers stuck in one hook call past the hard limit, until `stop`.
 fn watchdog(slots: Vec<Arc<WorkerSlot>>, env: WorkerEnv, stop: Arc<AtomicBool>) {
     let limit = i64::try_from(hard_limit(env.cfg.deadline).as_millis()).unwrap_or(i64::MAX);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         for (w, slot) in slots.iter().enumerate() {
-            let since = slot.busy_since.load(Ordering::SeqCst);
+            let since = clock(slot).load(Ordering::SeqCst);
             if since == 0 || now_ms() - since <= limit {
                 continue;
             }
             slot.incarnation.fetch_add(1, Ordering::SeqCst);
-            slot.busy_since.store(0, Ordering::SeqCst);
+            if let Ok(mut c) = slot.busy_since.lock() {
+                *c = Arc::new(AtomicI64::new(0));
+            }
             ScriptTelemetry::worker_replaced();
             tracing::error!(
                 worker = w,
                 busy_ms = now_ms() - since,
-                "script worker stuck in one event past its hard limit (10x scripts.deadline): replaced by a fresh one; the event is dropped"
+                "script worker stuck in one hook call past its hard limit (10x scripts.deadline): replaced by a fresh one; the event is dropped"
             );
             if let Err(e) = spawn_worker(w, slot.clone(), env.clone()) {
                 tracing::error!(worker = w, "cannot start a replacement script worker: {e}");
@@ -217,7 +240,7 @@ impl ScriptRunner {
             let slot = Arc::new(WorkerSlot {
                 rx: Mutex::new(rx),
                 depth,
-                busy_since: AtomicI64::new(0),
+                busy_since: Mutex::new(Arc::new(AtomicI64::new(0))),
                 incarnation: AtomicU64::new(0),
                 thread: Mutex::new(None),
             });
@@ -418,7 +441,7 @@ impl ScriptRunner {
                     let _ = h.join();
                     break;
                 }
-                let since = slot.busy_since.load(Ordering::SeqCst);
+                let since = clock(&slot).load(Ordering::SeqCst);
                 if since != 0 && now_ms() - since > limit {
                     tracing::error!("a script worker is stuck at shutdown; not waiting for it");
                     break;
@@ -455,6 +478,8 @@ fn worker(env: WorkerEnv, slot: Arc<WorkerSlot>, me: u64) {
             return;
         }
     };
+    let my_clock = clock(&slot);
+    host.watch_calls(my_clock.clone());
     loop {
         // the live incarnation alone takes messages; a replaced one just ends
         let msg = {
@@ -467,13 +492,13 @@ fn worker(env: WorkerEnv, slot: Arc<WorkerSlot>, me: u64) {
                 Err(_) => break,
             }
         };
-        slot.busy_since.store(now_ms().max(1), Ordering::SeqCst);
         let done = handle_msg(&cfg, &mut host, msg, &depth, &out, &write_event);
         if slot.incarnation.load(Ordering::SeqCst) != me {
             // replaced while stuck: the replacement owns the queue now
             return;
         }
-        slot.busy_since.store(0, Ordering::SeqCst);
+        // a reload builds a new host: it reports its calls on the same clock
+        host.watch_calls(my_clock.clone());
         if !done {
             break;
         }

@@ -169,7 +169,7 @@ pub const METRICS: &[Metric] = &[
     c(
         "flowhook_script_workers_replaced_total",
         &[],
-        "Script workers replaced by the watchdog: busy with one event past the hard limit (10x scripts.deadline, at least 250 ms); that event is lost.",
+        "Script workers replaced by the watchdog: inside one hook call past the hard limit (10x scripts.deadline, at least 250 ms); that event is lost.",
     ),
     // state
     c(
