@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every flowhook test. Installs what the tests talk to (softflowd, and
-# prometheus with promtool) when missing, checks formatting and lints, runs
+# Runs every flowhook test. Installs what the tests talk to (softflowd,
+# prometheus with promtool, systemd-analyze) when missing, checks formatting and lints, runs
 # the whole cargo test suite, then the side-by-side smoke run
 # (benches/compare.sh --smoke, which installs nfdump and pmacct). Used as is by .ci/run.
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 need=()
 command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if ((${#need[@]})); then
   echo "run-tests: installing ${need[*]}"
   SUDO=""

@@ -29,6 +29,7 @@ const EXAMPLES: &str = "Examples:
   flowhook decode exports.pcap | jq .              # decode a capture offline, one line per record
   flowhook replay exports.pcap                     # lifecycle events of a capture, on its own clock
   flowhook check --config flowhook.toml            # validate and print the effective configuration
+  flowhook health                                  # is the instance on metrics.listen ready? (exit 0/1)
   flowhook generate --rate 20000 --duration 10s    # load: v9 exports to 127.0.0.1:2055, 30 records per datagram";
 
 #[derive(Subcommand)]
@@ -55,6 +56,15 @@ enum Cmd {
     Check,
     /// Send NetFlow v5/v9/IPFIX exports at a set rate or flat out (load generator); print what was sent as JSON.
     Generate(GenerateArgs),
+    /// Ask a running instance whether it is ready (`/readyz` on `metrics.listen`); exit 0 when it is, 1 otherwise (for HEALTHCHECK and exec probes).
+    Health {
+        /// Metrics address to ask (default: `metrics.listen`, an unspecified address meaning loopback).
+        #[arg(long)]
+        address: Option<std::net::SocketAddr>,
+        /// Endpoint: `/readyz` (ready to receive) or `/healthz` (alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -163,6 +173,24 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Generate(a) => generate(a),
+        Cmd::Health { address, path } => {
+            use flowhook::telemetry::probe;
+            let addr = address.unwrap_or_else(|| probe::local_address(cfg.metrics.listen));
+            match probe::status(addr, &path, std::time::Duration::from_secs(2)) {
+                Ok(200) => {
+                    println!("flowhook health: {addr}{path}: 200");
+                    ExitCode::SUCCESS
+                }
+                Ok(code) => {
+                    eprintln!("flowhook health: {addr}{path}: {code}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("flowhook health: {addr}{path}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Decode { file, flows_only } => {
             init_logging(&cfg.log.level);
             decode(&cfg, &file, flows_only)

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod exporter;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
