@@ -2,7 +2,9 @@
 # Runs every flowhook test. Installs what the tests talk to (softflowd,
 # prometheus with promtool, systemd-analyze) when missing, checks formatting and lints, runs
 # the whole cargo test suite, then the side-by-side smoke run
-# (benches/compare.sh --smoke, which installs nfdump and pmacct). Used as is by .ci/run.
+# (benches/compare.sh --smoke, which installs nfdump and pmacct), then the
+# container image test (deploy/container-test.sh, which installs podman).
+# Used as is by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,3 +34,6 @@ cargo test --locked "$@"
 
 # end to end against the peers: every collector accounts every record of a low-rate stream
 benches/compare.sh --smoke
+
+# the container image, built from deploy/Dockerfile with podman and run (installs podman when missing)
+deploy/container-test.sh
