@@ -172,19 +172,11 @@ fn check_prints_config_and_rejects_bad_keys_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn serve_receives_over_udp_and_flushes_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
-    let port = free_udp_port();
+    let port = common::free_udp_port();
     let k = Serve::start(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
@@ -230,7 +222,7 @@ fn serve_receives_over_udp_and_flushes_on_sigterm() {
 fn serve_drops_exporters_outside_the_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
-    let port = free_udp_port();
+    let port = common::free_udp_port();
     let k = Serve::start(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__INGEST__ALLOW", "10.0.0.0/8,127.0.0.2/32".into()),
@@ -261,7 +253,7 @@ fn output_file_is_reopened_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");
     let rotated = dir.path().join("flows.jsonl.1");
-    let port = free_udp_port();
+    let port = common::free_udp_port();
     let k = Serve::start(&[
         ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
         ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),

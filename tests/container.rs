@@ -10,34 +10,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn podman(args: &[&str]) -> std::process::Output {
     Command::new("podman").args(args).output().unwrap()
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut r = String::new();
-    s.read_to_string(&mut r).ok()?;
-    r.split_whitespace().nth(1)?.parse().ok()
 }
 
 struct Container(String);
@@ -52,7 +29,7 @@ impl Drop for Container {
 #[ignore = "run by deploy/container-test.sh, which builds the image"]
 fn image_runs_with_host_networking() {
     let image = std::env::var("FLOWHOOK_IMAGE").expect("FLOWHOOK_IMAGE names the image to test");
-    let (port, mport) = (free_port(), free_port());
+    let (port, mport) = (common::free_udp_port(), common::free_udp_port());
     let name = format!("flowhook-test-{}", std::process::id());
     let metrics = format!("127.0.0.1:{mport}");
     let run = podman(&[
@@ -88,7 +65,7 @@ fn image_runs_with_host_networking() {
         assert!(Instant::now() < deadline, "never healthy: {}", logs(&c.0));
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(http_status(&metrics, "/readyz"), Some(200));
+    assert_eq!(common::http_get(&metrics, "/readyz").0, 200);
 
     // not root
     let pid =

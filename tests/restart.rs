@@ -12,25 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::export::*;
-use common::serve::{Serve, fresh_state_dir};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn envs(port: u16, out: &Path, state: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
-        ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
-        ("FLOWHOOK__STATE__DIR", state.display().to_string()),
-        ("FLOWHOOK__STATE__WRITE_INTERVAL", "100ms".into()),
-        ("FLOWHOOK__SCRIPTS__DIR", "/nonexistent".into()),
-    ]
-}
+use common::serve::{Serve, flow_end_packets, fresh_state_dir, restart_envs};
 
 /// Sends `datagrams` from `from` (a loopback address: one exporter each).
 fn send(from: &str, port: u16, datagrams: &[Vec<u8>]) {
@@ -39,24 +21,6 @@ fn send(from: &str, port: u16, datagrams: &[Vec<u8>]) {
         s.send_to(d, ("127.0.0.1", port)).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// Packets accounted in an output file (`flowEnd` events: every flow ends
-/// at shutdown), per exporter.
-fn packets(out: &Path) -> std::collections::BTreeMap<String, u64> {
-    let mut m = std::collections::BTreeMap::new();
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    for l in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        if v["event"] != "flowEnd" {
-            continue;
-        }
-        let f = &v["flow"];
-        let n = f["cli2srv.packets"].as_u64().unwrap() + f["srv2cli.packets"].as_u64().unwrap();
-        *m.entry(f["exporter"].as_str().unwrap().to_string())
-            .or_default() += n;
-    }
-    m
 }
 
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
@@ -149,10 +113,10 @@ fn state_file_holds(dir: &Path, streams: usize) -> bool {
 fn templates_and_sampling_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = fresh_state_dir();
-    let port = free_port();
+    let port = common::free_udp_port();
     let (ipfix_t, v9_t) = templates();
 
-    let a = Serve::start(&envs(port, &dir.path().join("a.jsonl"), &state));
+    let a = Serve::start(&restart_envs(port, &dir.path().join("a.jsonl"), &state));
     send("127.0.0.2", port, &[ipfix_t]);
     send("127.0.0.3", port, &[v9_t]);
     wait_until("the state file with both streams", || {
@@ -162,7 +126,7 @@ fn templates_and_sampling_survive_a_restart() {
 
     // a new process, the same state directory, data only
     let out = dir.path().join("b.jsonl");
-    let b = Serve::start(&envs(port, &out, &state));
+    let b = Serve::start(&restart_envs(port, &out, &state));
     let line = b.logged("state restored");
     assert!(line.contains("templates=3"), "{line}");
     let (ipfix_d, v9_d) = data(20);
@@ -170,7 +134,7 @@ fn templates_and_sampling_survive_a_restart() {
     send("127.0.0.3", port, &v9_d);
     std::thread::sleep(Duration::from_millis(300));
     assert!(b.stop().success());
-    let got = packets(&out);
+    let got = flow_end_packets(&out);
     // IPFIX: 20 records of 10 packets at 1 in 256 (the selector restored too)
     assert_eq!(got.get("127.0.0.2"), Some(&(20 * 10 * 256)), "{got:?}");
     // v9: 20 records of 7 packets, unsampled
@@ -181,14 +145,14 @@ fn templates_and_sampling_survive_a_restart() {
 fn a_template_redefined_after_a_restore_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
     let state = fresh_state_dir();
-    let port = free_port();
-    let a = Serve::start(&envs(port, &dir.path().join("a.jsonl"), &state));
+    let port = common::free_udp_port();
+    let a = Serve::start(&restart_envs(port, &dir.path().join("a.jsonl"), &state));
     send("127.0.0.3", port, &[v9(0, 0, &[v9_template()], 1)]);
     wait_until("the state file", || state_file_holds(&state, 1));
     assert!(a.stop().success());
 
     let out = dir.path().join("b.jsonl");
-    let b = Serve::start(&envs(port, &out, &state));
+    let b = Serve::start(&restart_envs(port, &out, &state));
     b.logged("state restored");
     // template 259 again, now with 64-bit counters in front of the tuple
     let redefined = set(
@@ -217,7 +181,7 @@ fn a_template_redefined_after_a_restore_replaces_it() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(b.stop().success());
-    assert_eq!(packets(&out).get("127.0.0.3"), Some(&6));
+    assert_eq!(flow_end_packets(&out).get("127.0.0.3"), Some(&6));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
         text.contains("\"srv.port\":26"),
@@ -265,9 +229,9 @@ fn unusable_state_files_are_reported_and_ignored() {
         std::fs::create_dir_all(&state).unwrap();
         let file = flowhook::state::path(&state);
         damage(&file);
-        let port = free_port();
+        let port = common::free_udp_port();
         let out = dir.path().join("out.jsonl");
-        let s = Serve::spawn(&envs(port, &out, &state));
+        let s = Serve::spawn(&restart_envs(port, &out, &state));
         let line = s.logged("ignored: templates are learnt again");
         assert!(
             line.contains(&file.display().to_string()) && line.contains(why),
@@ -281,7 +245,7 @@ fn unusable_state_files_are_reported_and_ignored() {
         std::thread::sleep(Duration::from_millis(300));
         assert!(s.stop().success());
         assert_eq!(
-            packets(&out).get("127.0.0.2"),
+            flow_end_packets(&out).get("127.0.0.2"),
             Some(&(3 * 10 * 256)),
             "{why}: templates learnt again"
         );

@@ -6,60 +6,14 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::serve::{Serve, fresh_state_dir};
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn envs(port: u16, out: &Path, state: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
-        ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
-        ("FLOWHOOK__STATE__DIR", state.display().to_string()),
-        ("FLOWHOOK__STATE__WRITE_INTERVAL", "100ms".into()),
-        ("FLOWHOOK__SCRIPTS__DIR", "/nonexistent".into()),
-    ]
-}
-
-/// Packets accounted in an output file (`flowEnd` events), per exporter.
-fn packets(out: &Path) -> std::collections::BTreeMap<String, u64> {
-    let mut m = std::collections::BTreeMap::new();
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    for l in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        if v["event"] != "flowEnd" {
-            continue;
-        }
-        let f = &v["flow"];
-        let n = f["cli2srv.packets"].as_u64().unwrap() + f["srv2cli.packets"].as_u64().unwrap();
-        *m.entry(f["exporter"].as_str().unwrap().to_string())
-            .or_default() += n;
-    }
-    m
-}
+use common::serve::{Serve, flow_end_packets, fresh_state_dir, restart_envs};
 
 /// The drop counters of an instance's /metrics (for the failure message).
 fn drops(metrics: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(metrics) else {
-        return "(metrics unreachable)".into();
-    };
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut page = String::new();
-    let _ = s.read_to_string(&mut page);
+    let (_, page) = common::http_get(metrics, "/metrics");
     page.lines()
         .filter(|l| {
             l.contains("dropped") || l.contains("kernel_drops") || l.contains("pending_sets_total")
@@ -75,9 +29,9 @@ fn drops(metrics: &str) -> String {
 fn rolling_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = fresh_state_dir();
-    let port = free_port();
+    let port = common::free_udp_port();
     let (out_a, out_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
-    let a = Serve::start(&envs(port, &out_a, &state));
+    let a = Serve::start(&restart_envs(port, &out_a, &state));
     let metrics_a = a.metrics_addr();
     // templates only at the start of each stream: after the handover the
     // second instance decodes with what the first saved
@@ -107,7 +61,7 @@ fn rolling_restart_loses_nothing() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let b = Serve::start(&envs(port, &out_b, &state));
+    let b = Serve::start(&restart_envs(port, &out_b, &state));
     let metrics_b = b.metrics_addr();
     b.logged("new datagrams come here from now on");
     let drops_a = drops(&metrics_a);
@@ -119,7 +73,7 @@ fn rolling_restart_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let drops_b = drops(&metrics_b);
     assert!(b.stop().success());
-    let (pa, pb) = (packets(&out_a), packets(&out_b));
+    let (pa, pb) = (flow_end_packets(&out_a), flow_end_packets(&out_b));
     let total: u64 = pa.values().chain(pb.values()).sum();
     assert!(
         pa.values().sum::<u64>() > 0 && pb.values().sum::<u64>() > 0,

@@ -6,34 +6,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::serve::Serve;
 use common::v9::{Rec, v9};
-
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
 
 const STUCK: &str = r#"
 -- 900,000 bytes as numbers, sorted three times: long C calls, built by C
@@ -108,12 +85,12 @@ fn a_stuck_worker_is_replaced_and_the_rest_goes_on() {
     }
     s.wait_for("script worker stuck in one hook call");
     assert_eq!(
-        get(&metrics, "/readyz").0,
+        common::http_get(&metrics, "/readyz").0,
         200,
         "ready while a worker is stuck"
     );
     std::thread::sleep(Duration::from_millis(300));
-    let (_, page) = get(&metrics, "/metrics");
+    let (_, page) = common::http_get(&metrics, "/metrics");
     assert!(
         page.lines()
             .any(|l| l.starts_with("flowhook_script_workers_replaced_total") && !l.ends_with(" 0")),

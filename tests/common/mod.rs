@@ -1,5 +1,6 @@
 //! Shared helpers for black-box tests: where `../shared` is, how to skip
-//! without it (a failure under `CI=true`), and small pcap writing.
+//! without it (a failure under `CI=true`), small pcap writing, a free UDP
+//! port and a one-shot HTTP GET.
 
 #![allow(dead_code)]
 
@@ -90,4 +91,38 @@ impl Pcap {
     pub fn bytes(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// A UDP port free on loopback right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from `addr`: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
 }

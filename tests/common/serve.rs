@@ -135,3 +135,37 @@ impl Serve {
         }
     }
 }
+
+/// The settings of a `serve` on `port` writing to `out` with its state in
+/// `state` (written often), without scripts.
+pub fn restart_envs(
+    port: u16,
+    out: &std::path::Path,
+    state: &std::path::Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
+        ("FLOWHOOK__OUTPUT__PATH", out.display().to_string()),
+        ("FLOWHOOK__STATE__DIR", state.display().to_string()),
+        ("FLOWHOOK__STATE__WRITE_INTERVAL", "100ms".into()),
+        ("FLOWHOOK__SCRIPTS__DIR", "/nonexistent".into()),
+    ]
+}
+
+/// Packets accounted in an output file (`flowEnd` events: every flow ends
+/// at shutdown), per exporter.
+pub fn flow_end_packets(out: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["event"] != "flowEnd" {
+            continue;
+        }
+        let f = &v["flow"];
+        let n = f["cli2srv.packets"].as_u64().unwrap() + f["srv2cli.packets"].as_u64().unwrap();
+        *m.entry(f["exporter"].as_str().unwrap().to_string())
+            .or_default() += n;
+    }
+    m
+}
