@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every flowhook test. Installs what the tests talk to (softflowd,
-# prometheus with promtool, systemd-analyze) when missing, checks formatting and lints, runs
+# prometheus with promtool, prometheus-alertmanager with amtool, rsyslog,
+# systemd-analyze) when missing, checks formatting and lints, runs
 # the whole cargo test suite, then the side-by-side smoke run
 # (benches/compare.sh --smoke, which installs nfdump and pmacct), then the
 # container image test (deploy/container-test.sh, which installs podman).
@@ -12,6 +13,8 @@ need=()
 command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+{ command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || need+=(rsyslog)
 if ((${#need[@]})); then
   echo "run-tests: installing ${need[*]}"
   SUDO=""
@@ -21,6 +24,7 @@ if ((${#need[@]})); then
   # the packages' services are not ours to run
   $SUDO pkill -x softflowd 2>/dev/null || true
   $SUDO pkill -x prometheus 2>/dev/null || true
+  $SUDO pkill -x prometheus-alertmanager 2>/dev/null || true
 fi
 
 # hygiene first: formatting and lints are part of the suite

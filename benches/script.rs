@@ -38,6 +38,7 @@ fn host(src: &str) -> ScriptHost {
         disable: vec![],
         conf: Default::default(),
         have_local_networks: false,
+        alerts: Default::default(),
     };
     let s = ScriptSource {
         name: "bench".into(),

@@ -15,6 +15,7 @@
 //! - [`offline`]: `decode` and `replay` of captures, inline on one thread.
 //! - [`generate`]: the load generator (`flowhook generate`): exports at a set rate or flat out, or into a pcap.
 
+pub mod alert;
 pub mod capture;
 pub mod config;
 pub mod decode;

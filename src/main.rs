@@ -151,6 +151,10 @@ fn main() -> ExitCode {
             if let Err(code) = open_geo(&cfg, false) {
                 return code;
             }
+            if let Err(e) = flowhook::alert::Delivery::check(&cfg) {
+                eprintln!("flowhook: {e}");
+                return ExitCode::from(2);
+            }
             match flowhook::script::check_all(&flowhook::script::HostConfig::from_config(&cfg)) {
                 Ok(enabled) => {
                     print!("{}", cfg.to_toml());
@@ -228,7 +232,9 @@ fn main() -> ExitCode {
                 Err(e)
                     if matches!(
                         e.downcast_ref::<pipeline::PipelineError>(),
-                        Some(pipeline::PipelineError::Scripts(_))
+                        Some(
+                            pipeline::PipelineError::Scripts(_) | pipeline::PipelineError::Alert(_)
+                        )
                     ) =>
                 {
                     eprintln!("flowhook: {e}");

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -50,6 +50,8 @@ pub enum PipelineError {
     Scripts(Vec<ScriptError>),
     #[error("stage {0} stopped unexpectedly")]
     StageStopped(String),
+    #[error(transparent)]
+    Alert(#[from] crate::alert::AlertError),
 }
 
 impl PipelineError {
@@ -63,6 +65,7 @@ impl PipelineError {
             PipelineError::Thread(_) => "thread",
             PipelineError::Scripts(_) => "scripts",
             PipelineError::StageStopped(_) => "stage_stopped",
+            PipelineError::Alert(e) => e.code(),
         }
     }
 }
@@ -146,6 +149,8 @@ pub struct Running {
     scripts: Option<Arc<ScriptRunner>>,
     /// The state file's writer (ends after the shards).
     state: Option<JoinHandle<()>>,
+    /// Alert delivery (ends after the scripts).
+    delivery: Option<crate::alert::Delivery>,
 }
 
 /// Reloads the databases when asked (`force`, SIGHUP) or when a file changed on disk.
@@ -198,6 +203,13 @@ impl Running {
         let output = self.output.take();
         let scripts = self.scripts.take();
         let state = self.state.take();
+        let delivery = self.delivery.take();
+        // what the alert sinks still hold gets until shortly before the overall limit
+        let deliver_until = Instant::now()
+            + self
+                .shutdown_timeout
+                .saturating_sub(Duration::from_secs(1))
+                .max(Duration::from_millis(500));
         let join = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -209,6 +221,9 @@ impl Running {
             // the flow shards are done: the scripts get the last flowEnd events, then tear down
             if let Some(r) = scripts.and_then(|r| Arc::try_unwrap(r).ok()) {
                 r.shutdown();
+            }
+            if let Some(d) = delivery {
+                d.shutdown(deliver_until);
             }
             if let Some(o) = output {
                 let _ = o.join();
@@ -233,21 +248,25 @@ pub fn log_reload(r: &ScriptRunner) {
 pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, PipelineError> {
     let cancel = CancellationToken::new();
     let filter = OutputFilter::from_config(cfg);
+    let delivery = crate::alert::Delivery::start(cfg)?;
     let (output, output_tx) = if cfg.output.enabled {
         let sink = JsonLines::open(&cfg.output.path)?;
         let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
+        let tap = Some(delivery.router.clone()).filter(|r| r.wants_events());
         (
             Some(output::spawn(
                 Box::new(sink),
                 rx,
                 cfg.output.flush_interval,
+                tap,
             )?),
             Some(tx),
         )
     } else {
         (None, None)
     };
-    let host_cfg = HostConfig::from_config(cfg);
+    let mut host_cfg = HostConfig::from_config(cfg);
+    host_cfg.alerts = delivery.router.clone();
     let scripts = if crate::script::read_dir(&cfg.scripts.dir)
         .map(|s| !s.is_empty())
         .unwrap_or(true)
@@ -456,6 +475,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         shutdown_timeout: Duration::from_secs(cfg.flow.shutdown_timeout_secs),
         geo,
         scripts,
+        delivery: Some(delivery),
         state: state_thread,
     })
 }

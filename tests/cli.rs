@@ -173,6 +173,47 @@ fn check_prints_config_and_rejects_bad_keys_with_exit_2() {
 }
 
 #[test]
+fn check_and_serve_name_an_unreadable_sink_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-ca.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    for (k, v) in [
+        ("FLOWHOOK__ALERTMANAGER__TLS__CA_FILE", &missing),
+        ("FLOWHOOK__ALERTMANAGER__TLS__CA_FILE", &garbage),
+    ] {
+        for cmd in ["check", "serve"] {
+            let out = Command::new(BIN)
+                .arg(cmd)
+                .env("FLOWHOOK__ALERTMANAGER__URL", "https://am.example:9093")
+                .env(k, v)
+                .env("FLOWHOOK__INGEST__LISTEN", "127.0.0.1:0")
+                .env("FLOWHOOK__METRICS__LISTEN", "127.0.0.1:0")
+                .env("FLOWHOOK__STATE__ENABLED", "false")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+            assert!(
+                err.contains("alertmanager") && err.contains(&v.display().to_string()),
+                "{cmd}: {err}"
+            );
+        }
+    }
+    // syslog over TLS with a token-less, file-less setup starts
+    let out = Command::new(BIN)
+        .arg("check")
+        .env("FLOWHOOK__SYSLOG__TARGET", "tls://siem.example:6514")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn serve_receives_over_udp_and_flushes_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl");

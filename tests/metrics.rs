@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
@@ -16,60 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::http_get as get;
 use common::serve::Serve;
-
-fn have(tool: &str, arg: &str) -> bool {
-    if Command::new(tool)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-    {
-        return true;
-    }
-    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("{tool} is not installed; ./run-tests.sh installs it");
-    }
-    eprintln!("SKIPPED: {tool} not installed");
-    false
-}
-
-/// `name{labels} value` samples of a scrape.
-fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    let mut out = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => {
-                let body = rest.trim_end_matches('}');
-                let mut m = BTreeMap::new();
-                for kv in body.split("\",").filter(|s| !s.is_empty()) {
-                    let (k, v) = kv.split_once("=\"").unwrap();
-                    m.insert(k.to_string(), v.trim_end_matches('"').to_string());
-                }
-                (n.to_string(), m)
-            }
-            None => (series.to_string(), BTreeMap::new()),
-        };
-        out.push((name, labels, value.parse().unwrap_or(f64::NAN)));
-    }
-    out
-}
-
-fn sum(s: &[(String, BTreeMap<String, String>, f64)], name: &str, filter: &[(&str, &str)]) -> f64 {
-    s.iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && filter
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| *v)
-        .sum()
-}
+use common::{free_tcp_port as free_port, have, samples, sum};
 
 fn urlencode(s: &str) -> String {
     s.bytes()
@@ -78,14 +25,6 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Names of the metric families in docs/metrics.md.
@@ -156,6 +95,11 @@ fn scraped_by_promtool_and_a_real_prometheus() {
         ),
         ("FLOWHOOK__FLOW__END_GRACE_SECS", "0".into()),
         ("FLOWHOOK__FLOW__PERIODIC_UPDATE_SECS", "1".into()),
+        // an alert sink, so its series are on the page too
+        (
+            "FLOWHOOK__SYSLOG__TARGET",
+            format!("udp://127.0.0.1:{}", common::free_udp_port()),
+        ),
     ]);
     let addr = serve.metrics_addr();
     serve.wait_for("flowhook serving");

@@ -9,6 +9,7 @@
 //! configuration imports no stage; each stage converts its section into its
 //! runtime settings (`DecoderLimits::from_config`, `TableConfig::from_config`).
 
+mod alerts;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use alerts::{
+    ALERT_LABELS, AlertmanagerConfig, BasicAuth, FACILITIES, HttpSinkConfig, SEVERITY_ORDER,
+    SyslogConfig, TlsConfig, WebhookConfig, WebhookFormat, severity_rank,
+};
 pub use sections::{
     DecodeConfig, EVENT_NAMES, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig,
     NetworkConfig, OutputConfig, SamplingConfig, SamplingMode, ScriptsConfig, StateConfig,
@@ -51,6 +56,12 @@ pub struct Config {
     pub sampling: Vec<SamplingConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// Script alerts to Prometheus Alertmanager.
+    pub alertmanager: AlertmanagerConfig,
+    /// Script alerts to HTTP endpoints as JSON.
+    pub webhook: WebhookConfig,
+    /// Script alerts (and optionally events) as RFC 5424 syslog messages.
+    pub syslog: SyslogConfig,
 }
 
 /// A configuration that cannot be used.
@@ -116,6 +127,12 @@ impl Config {
                 .with_list_parse_key("output.events")
                 .with_list_parse_key("scripts.enable")
                 .with_list_parse_key("scripts.disable")
+                .with_list_parse_key("alertmanager.url")
+                .with_list_parse_key("alertmanager.scripts")
+                .with_list_parse_key("webhook.url")
+                .with_list_parse_key("webhook.scripts")
+                .with_list_parse_key("syslog.target")
+                .with_list_parse_key("syslog.scripts")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -139,11 +156,44 @@ impl Config {
         for s in &self.sampling {
             s.validate()?;
         }
+        self.alertmanager.validate()?;
+        self.webhook.validate()?;
+        self.syslog.validate()?;
+        if self.syslog.events && !self.syslog.target.is_empty() && !self.output.enabled {
+            return Err(ConfigError::Invalid {
+                key: "syslog.events",
+                problem: "sends the output's event lines, so it needs output.enabled = true".into(),
+            });
+        }
         Ok(())
     }
 
-    /// The effective configuration as TOML (for `flowhook check`).
+    /// The effective configuration as TOML (for `flowhook check`), secrets hidden.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut c = self.clone();
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("<hidden>".into());
+            }
+        };
+        hide(&mut c.alertmanager.bearer_token);
+        hide(&mut c.webhook.bearer_token);
+        for b in [&mut c.alertmanager.basic_auth, &mut c.webhook.basic_auth]
+            .into_iter()
+            .flatten()
+        {
+            hide(&mut b.password);
+        }
+        for u in c
+            .alertmanager
+            .url
+            .iter_mut()
+            .chain(c.webhook.url.iter_mut())
+        {
+            if u.contains('@') {
+                *u = crate::alert::http::redact(u);
+            }
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }

@@ -148,6 +148,21 @@ fn every_key_is_documented() {
     cfg.geo.asn_db = Some("x".into());
     cfg.state.dir = Some("x".into());
     cfg.scripts.conf.insert("x".into(), toml::Value::Integer(1));
+    cfg.alertmanager.bearer_token = Some("x".into());
+    cfg.alertmanager.bearer_token_file = Some("x".into());
+    cfg.alertmanager.basic_auth = Some(Default::default());
+    cfg.webhook.bearer_token = Some("x".into());
+    cfg.webhook.bearer_token_file = Some("x".into());
+    cfg.webhook.basic_auth = Some(Default::default());
+    for t in [
+        &mut cfg.alertmanager.tls,
+        &mut cfg.webhook.tls,
+        &mut cfg.syslog.tls,
+    ] {
+        t.ca_file = Some("x".into());
+        t.cert_file = Some("x".into());
+        t.key_file = Some("x".into());
+    }
     let table: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
     let mut missing = Vec::new();
     for (section, keys) in &table {
@@ -156,7 +171,109 @@ fn every_key_is_documented() {
             if !doc.contains(&name) {
                 missing.push(name);
             }
+            // nested tables of fixed keys (`alertmanager.tls.ca_file`)
+            if let Some(sub) = keys[key].as_table().filter(|_| key == "tls") {
+                for k in sub.keys() {
+                    let name = format!("{section}.tls.{k}");
+                    // the other sections refer to alertmanager's table by key name
+                    let found = if section == "alertmanager" {
+                        doc.contains(&name)
+                    } else {
+                        doc.contains(&format!("`{k}`"))
+                    };
+                    if !found {
+                        missing.push(name);
+                    }
+                }
+            }
         }
     }
     assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+}
+
+#[test]
+fn alert_sinks_from_file_and_environment() {
+    let f = toml_file(
+        "[alertmanager]\nurl = \"http://am:9093\"\nmin_severity = \"warning\"\nlabels = { site = \"fra1\" }\nbearer_token = \"t0p\"\n\n[webhook]\nurl = [\"https://a.example/h\", \"https://b.example/h\"]\nformat = \"alertmanager\"\nheaders = { \"X-Site\" = \"fra1\" }\n\n[syslog]\ntarget = \"tcp://siem:601\"\nfacility = \"local3\"\n",
+    );
+    let c = Config::load_with_env(
+        Some(f.path()),
+        env(&[
+            (
+                "FLOWHOOK__ALERTMANAGER__URL",
+                "http://am-0:9093,http://am-1:9093",
+            ),
+            ("FLOWHOOK__SYSLOG__SCRIPTS", "blocklist"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.alertmanager.url, ["http://am-0:9093", "http://am-1:9093"]);
+    assert_eq!(c.alertmanager.min_severity, "warning");
+    assert_eq!(c.alertmanager.labels["site"], "fra1");
+    assert_eq!(c.webhook.url.len(), 2);
+    assert_eq!(c.webhook.format, WebhookFormat::Alertmanager);
+    assert_eq!(c.syslog.target, ["tcp://siem:601"]);
+    assert_eq!(c.syslog.facility_code(), 19);
+    assert_eq!(c.syslog.scripts, ["blocklist"]);
+    // the effective configuration hides secrets
+    let shown = c.to_toml();
+    assert!(!shown.contains("t0p"), "{shown}");
+    assert!(shown.contains("bearer_token = \"<hidden>\""), "{shown}");
+}
+
+#[test]
+fn alert_sink_mistakes_name_their_key() {
+    for (k, v, key) in [
+        ("FLOWHOOK__ALERTMANAGER__URL", "am:9093", "alertmanager.url"),
+        ("FLOWHOOK__WEBHOOK__URL", "ftp://x/y", "webhook.url"),
+        (
+            "FLOWHOOK__WEBHOOK__MIN_SEVERITY",
+            "loud",
+            "webhook.min_severity",
+        ),
+        (
+            "FLOWHOOK__ALERTMANAGER__LABELS__SEVERITY",
+            "x",
+            "alertmanager.labels",
+        ),
+        ("FLOWHOOK__SYSLOG__TARGET", "udp://host", "syslog.target"),
+        (
+            "FLOWHOOK__SYSLOG__TARGET",
+            "http://host:514",
+            "syslog.target",
+        ),
+        ("FLOWHOOK__SYSLOG__FACILITY", "local9", "syslog.facility"),
+        ("FLOWHOOK__SYSLOG__APP_NAME", "two words", "syslog.app_name"),
+        ("FLOWHOOK__WEBHOOK__QUEUE", "0", "webhook.queue"),
+        (
+            "FLOWHOOK__ALERTMANAGER__RESOLVE_TIMEOUT",
+            "10ms",
+            "alertmanager.resolve_timeout",
+        ),
+    ] {
+        let e = Config::load_with_env(None, env(&[(k, v)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{k}={v}: {e}");
+    }
+    let f = toml_file(
+        "[alertmanager]\nurl = \"http://am:9093\"\nbearer_token = \"a\"\nbearer_token_file = \"/b\"\n",
+    );
+    let e = Config::load_with_env(Some(f.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("alertmanager.bearer_token"), "{e}");
+    let f = toml_file("[webhook]\nurl = \"http://h\"\ntls = { cert_file = \"/c\" }\n");
+    let e = Config::load_with_env(Some(f.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("webhook.tls"), "{e}");
+    let f =
+        toml_file("[syslog]\ntarget = \"udp://h:514\"\nevents = true\n[output]\nenabled = false\n");
+    let e = Config::load_with_env(Some(f.path()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("syslog.events"), "{e}");
+    let f = toml_file("[webhook]\nurl = \"http://h\"\nunknown_key = 1\n");
+    assert!(Config::load_with_env(Some(f.path()), env(&[])).is_err());
 }

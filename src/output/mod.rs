@@ -5,7 +5,9 @@
 //! standard output or in a file. The sink
 //! buffers and flushes at least every `output.flush_interval`, at shutdown
 //! and on request; a file sink reopens its path on SIGHUP so log rotation
-//! works. Later sinks (Kafka) implement the same [`Sink`] trait.
+//! works. Later sinks (Kafka) implement the same [`Sink`] trait. With
+//! `syslog.events`, each batch's event lines are also handed to the alert
+//! delivery stage (`alert::Router::events`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -176,6 +178,7 @@ pub fn spawn(
     mut sink: Box<dyn Sink>,
     rx: Receiver<OutputMsg>,
     flush_every: Duration,
+    events_tap: Option<crate::alert::Router>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("flowhook-output".into())
@@ -191,6 +194,9 @@ pub fn spawn(
                     Duration::from_secs(3600)
                 }) {
                     Ok(OutputMsg::Lines(batch)) => {
+                        if let Some(t) = &events_tap {
+                            t.events(&batch.buf);
+                        }
                         match sink.write(&batch.buf, batch.count) {
                             Ok(()) => tel.written.increment(batch.count as u64),
                             Err(e) => tel.write_failed(&e),

@@ -54,6 +54,8 @@ pub struct FlowScriptState {
     pub custom_info: Option<String>,
     /// Last `periodicUpdate` time per script (for `periodic_update_seconds`), seconds.
     pub last_periodic: Vec<(u16, i64)>,
+    /// An alert of this flow went to a delivery sink (resolved at its end).
+    pub delivered: bool,
 }
 
 /// The flow a hook call is about.

@@ -44,6 +44,8 @@ pub struct HostConfig {
     pub disable: Vec<String>,
     pub conf: std::collections::BTreeMap<String, toml::Value>,
     pub have_local_networks: bool,
+    /// Where alerts are delivered besides the output (Alertmanager, webhooks, syslog).
+    pub alerts: crate::alert::Router,
 }
 
 impl HostConfig {
@@ -58,6 +60,7 @@ impl HostConfig {
             disable: cfg.scripts.disable.clone(),
             conf: cfg.scripts.conf.clone(),
             have_local_networks: cfg.networks.iter().any(|n| n.local),
+            alerts: crate::alert::Router::default(),
         }
     }
 }
@@ -366,6 +369,9 @@ impl ScriptHost {
         }
         self.slot.borrow_mut().view = None;
         if ev.kind == EventKind::FlowEnd {
+            if state.delivered && self.cfg.alerts.tracks_flow_end() {
+                self.cfg.alerts.flow_ended(key);
+            }
             self.flows.remove(&key);
         } else {
             match self.flows.get_mut(&key) {
@@ -549,7 +555,32 @@ impl ScriptHost {
             info: &info,
             flow: view,
         };
+        let start = out.buf.len();
         alert.write(out);
+        if self.cfg.alerts.wants(&s.name, severity) {
+            let line = &out.buf[start..out.buf.len() - 1];
+            self.cfg.alerts.alert(crate::alert::AlertRecord {
+                time_ms,
+                flow_key: view.key,
+                script: s.name.clone(),
+                status: status_name,
+                severity,
+                score,
+                message,
+                info,
+                exporter: view.exporter,
+                cli_ip: view.cli_ip,
+                srv_ip: view.srv_ip,
+                cli_port: view.cli_port,
+                srv_port: view.srv_port,
+                proto: view.proto,
+                l7: view.l7.clone(),
+                bytes: view.cli2srv_bytes + view.srv2cli_bytes,
+                packets: view.cli2srv_packets + view.srv2cli_packets,
+                json: String::from_utf8_lossy(line).into(),
+            });
+            state.delivered = true;
+        }
     }
 }
 

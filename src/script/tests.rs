@@ -21,6 +21,7 @@ fn cfg(dir: &std::path::Path) -> HostConfig {
         disable: vec![],
         conf: Default::default(),
         have_local_networks: false,
+        alerts: Default::default(),
     }
 }
 

@@ -250,4 +250,31 @@ pub const METRICS: &[Metric] = &[
         &["sink"],
         "Sink write failures.",
     ),
+    // alert delivery (alertmanager, webhook, syslog), per target
+    c(
+        "flowhook_sink_sent_total",
+        &["sink", "target"],
+        "Alerts (and syslog events) delivered to a target.",
+    ),
+    c(
+        "flowhook_sink_failed_total",
+        &["sink", "target", "code"],
+        "Failed delivery attempts by error code (connect, timeout, tls, io, http_4xx, http_5xx); retried unless the code is http_4xx.",
+    ),
+    c(
+        "flowhook_sink_dropped_total",
+        &["sink", "target", "reason"],
+        "Alerts given up: queue_full (the oldest, when the queue is full), rejected (the target refused them), shutdown (undelivered when the deadline passed).",
+    ),
+    g(
+        "flowhook_sink_queue_depth",
+        &["sink", "target"],
+        "Alerts waiting for a target, the batch in flight included.",
+    ),
+    Metric {
+        name: "flowhook_sink_request_duration_seconds",
+        kind: Kind::Histogram,
+        labels: &["sink", "target"],
+        help: "Time of each delivery attempt (an HTTP request, a syslog write), failed ones included.",
+    },
 ];

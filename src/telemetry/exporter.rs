@@ -24,12 +24,22 @@ pub const HOOK_BUCKETS: [f64; 19] = [
     5e-2, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// Buckets of `flowhook_sink_request_duration_seconds`: 1 ms … 30 s.
+pub const REQUEST_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
 /// Installs the global recorder. Call before any stage registers a metric.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("flowhook_script_hook_duration_seconds".into()),
             &HOOK_BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full("flowhook_sink_request_duration_seconds".into()),
+            &REQUEST_BUCKETS,
         )
         .map_err(|e| e.to_string())?
         .install_recorder()

@@ -604,6 +604,62 @@ impl SinkTelemetry {
     }
 }
 
+/// One alert delivery target's metrics (`flowhook_sink_…{sink,target}`).
+#[derive(Clone)]
+pub struct DeliveryTelemetry {
+    sink: &'static str,
+    target: String,
+    pub sent: Counter,
+    pub queue_full: Counter,
+    pub rejected: Counter,
+    pub shutdown: Counter,
+    pub depth: metrics::Gauge,
+    pub duration: metrics::Histogram,
+}
+
+/// Error codes of `flowhook_sink_failed_total`.
+pub const DELIVERY_ERROR_CODES: [&str; 6] =
+    ["connect", "timeout", "tls", "io", "http_4xx", "http_5xx"];
+
+impl DeliveryTelemetry {
+    /// Registers every series of `target` (so they read 0 before anything happens).
+    pub fn new(sink: &'static str, target: &str) -> Self {
+        let t = target.to_string();
+        for code in DELIVERY_ERROR_CODES {
+            counter!("flowhook_sink_failed_total", "sink" => sink, "target" => t.clone(), "code" => code).absolute(0);
+        }
+        let dropped = |reason: &'static str| {
+            let c = counter!("flowhook_sink_dropped_total", "sink" => sink, "target" => t.clone(), "reason" => reason);
+            c.absolute(0);
+            c
+        };
+        let sent = counter!("flowhook_sink_sent_total", "sink" => sink, "target" => t.clone());
+        sent.absolute(0);
+        let depth = gauge!("flowhook_sink_queue_depth", "sink" => sink, "target" => t.clone());
+        depth.set(0.0);
+        DeliveryTelemetry {
+            sink,
+            sent,
+            queue_full: dropped("queue_full"),
+            rejected: dropped("rejected"),
+            shutdown: dropped("shutdown"),
+            depth,
+            duration: metrics::histogram!("flowhook_sink_request_duration_seconds", "sink" => sink, "target" => t.clone()),
+            target: t,
+        }
+    }
+
+    /// The target's label value.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Counts a failed attempt with its stable code.
+    pub fn failed(&self, code: &'static str) {
+        counter!("flowhook_sink_failed_total", "sink" => self.sink, "target" => self.target.clone(), "code" => code).increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,74 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A TCP port free on loopback right now.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One metric sample: name, labels, value.
+pub type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// Whether `tool` runs; under `CI=true` a missing tool fails the test, elsewhere it says it skipped.
+pub fn have(tool: &str, arg: &str) -> bool {
+    if std::process::Command::new(tool)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+    {
+        return true;
+    }
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{tool} is not installed; ./run-tests.sh installs it");
+    }
+    eprintln!("SKIPPED: {tool} not installed");
+    false
+}
+
+/// `name{labels} value` samples of a Prometheus text scrape.
+pub fn samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let body = rest.trim_end_matches('}');
+                let mut m = std::collections::BTreeMap::new();
+                for kv in body.split("\",").filter(|s| !s.is_empty()) {
+                    let (k, v) = kv.split_once("=\"").unwrap();
+                    m.insert(k.to_string(), v.trim_end_matches('"').to_string());
+                }
+                (n.to_string(), m)
+            }
+            None => (series.to_string(), std::collections::BTreeMap::new()),
+        };
+        out.push((name, labels, value.parse().unwrap_or(f64::NAN)));
+    }
+    out
+}
+
+/// Sum of the samples of `name` whose labels include `filter`.
+pub fn sum(s: &[Sample], name: &str, filter: &[(&str, &str)]) -> f64 {
+    s.iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && filter
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
 /// GET `path` from `addr`: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -120,9 +188,29 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     (code, body)
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n =
+            usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -357,3 +357,69 @@ pub fn generate(t0_secs: u64) -> Traffic {
         conversations: conv,
     }
 }
+
+/// An address and port.
+pub type Endpoint<'a> = (&'a str, u16);
+
+/// A capture of complete TCP sessions (handshake, `exchanges` request and
+/// response pairs, FIN close) between the given (client, server) endpoints.
+pub fn tcp_sessions(t0_secs: u64, pairs: &[(Endpoint, Endpoint)]) -> Traffic {
+    let mut g = Gen {
+        pcap: Pcap::new(),
+        t_us: t0_secs * 1_000_000,
+    };
+    let mut conv = Vec::new();
+    for ((ca, cp), (sa, sp)) in pairs {
+        let (c, s) = ((ca.parse().unwrap(), *cp), (sa.parse().unwrap(), *sp));
+        let (c2s, s2c) = g.tcp_conversation(c, s, 2);
+        conv.push(Conversation {
+            name: "tcp-session",
+            client: c,
+            server: s,
+            proto: 6,
+            c2s,
+            s2c,
+            srv_country: None,
+            srv_asn: None,
+            refused: false,
+        });
+    }
+    Traffic {
+        pcap: g.pcap.bytes().to_vec(),
+        conversations: conv,
+    }
+}
+
+/// softflowd reads `pcap` and exports it as NetFlow v9 to 127.0.0.1:`port`,
+/// then exits. `tag` (one character) names its control socket and
+/// pid file: softflowd 1.1.0 exports nothing when the socket path is long.
+pub fn softflowd_replay(pcap: &std::path::Path, port: u16, tag: &str) {
+    use std::process::{Command, Stdio};
+    assert_eq!(
+        tag.len(),
+        1,
+        "softflowd's control socket path must stay short"
+    );
+    let ctl = format!("/tmp/sf{tag}.ctl");
+    let _ = std::fs::remove_file(&ctl);
+    let mut sf = Command::new("softflowd")
+        .args(["-d", "-r"])
+        .arg(pcap)
+        .args(["-n", &format!("127.0.0.1:{port}"), "-v", "9", "-c", &ctl])
+        .args(["-p", &format!("/tmp/sf{tag}.pid")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while sf.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // softflowd 1.1.0 exits at the end of the capture; older ones export on SIGTERM
+    if sf.try_wait().unwrap().is_none() {
+        unsafe { libc::kill(sf.id() as i32, libc::SIGTERM) };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = sf.kill();
+    }
+    let _ = sf.wait();
+}

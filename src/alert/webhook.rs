@@ -1,0 +1,118 @@
+//! Webhook sink: alerts POSTed as JSON to HTTP endpoints.
+//!
+//! In: queued alerts. Out: one request per batch (at most `max_batch`
+//! alerts). `format = "flowhook"`: a JSON array of alerts, each exactly the
+//! alert line of the JSON output. `format = "alertmanager"`: the payload
+//! Alertmanager's webhook receiver sends (version 4: `status`, `receiver`,
+//! `groupLabels`, `commonLabels`, `alerts` with labels, annotations, times
+//! and fingerprints), so receivers written for Alertmanager take it as is.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::alertmanager::{annotations, fingerprint, labels};
+use super::http::Client;
+use super::queue::{Deliver, Failure};
+use super::{AlertRecord, Item};
+use crate::config::WebhookFormat;
+
+pub struct Webhook {
+    client: Client,
+    format: WebhookFormat,
+}
+
+impl Webhook {
+    pub fn new(client: Client, format: WebhookFormat) -> Self {
+        Webhook { client, format }
+    }
+}
+
+/// A JSON array of the alerts' output lines.
+pub fn flowhook_body(alerts: &[&AlertRecord]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(alerts.iter().map(|a| a.json.len() + 1).sum::<usize>() + 2);
+    b.push(b'[');
+    for (i, a) in alerts.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        b.extend_from_slice(a.json.as_bytes());
+    }
+    b.push(b']');
+    b
+}
+
+/// Alertmanager's webhook payload (version 4) for `alerts`.
+pub fn alertmanager_body(alerts: &[&AlertRecord]) -> Vec<u8> {
+    let none = BTreeMap::new();
+    let all: Vec<BTreeMap<String, String>> = alerts.iter().map(|a| labels(a, &none)).collect();
+    // labels every alert has with the same value
+    let mut common = all.first().cloned().unwrap_or_default();
+    common.retain(|k, v| all.iter().all(|l| l.get(k) == Some(v)));
+    let group: BTreeMap<&str, &String> = common
+        .get("alertname")
+        .map(|n| BTreeMap::from([("alertname", n)]))
+        .unwrap_or_default();
+    let group_key = format!(
+        "{{}}:{{{}}}",
+        group
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let list: Vec<Value> = alerts
+        .iter()
+        .zip(&all)
+        .map(|(a, l)| {
+            json!({
+                "status": "firing",
+                "labels": l,
+                "annotations": annotations(a),
+                "startsAt": super::http::rfc3339(a.time_ms),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": format!("{:016x}", fingerprint(l)),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "flowhook",
+        "groupLabels": group,
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "",
+        "alerts": list,
+    }))
+    .unwrap_or_default()
+}
+
+impl Deliver for Webhook {
+    type Batch = Vec<u8>;
+
+    fn prepare(&mut self, items: Vec<Item>) -> Option<(Vec<u8>, usize)> {
+        let alerts: Vec<_> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Alert(a) => Some(&**a),
+                _ => None,
+            })
+            .collect();
+        if alerts.is_empty() {
+            return None;
+        }
+        let body = match self.format {
+            WebhookFormat::Flowhook => flowhook_body(&alerts),
+            WebhookFormat::Alertmanager => alertmanager_body(&alerts),
+        };
+        Some((body, alerts.len()))
+    }
+
+    fn send(&mut self, body: &mut Vec<u8>) -> Result<(), Failure> {
+        self.client.post(body)
+    }
+}
