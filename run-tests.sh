@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every flowhook test. Installs what the tests talk to (softflowd,
-# prometheus with promtool, prometheus-alertmanager with amtool, rsyslog,
+# prometheus with promtool, prometheus-alertmanager with amtool, rsyslog
+# with its TLS driver, openssl,
 # systemd-analyze) when missing, checks formatting and lints, runs
 # the whole cargo test suite, then the side-by-side smoke run
 # (benches/compare.sh --smoke, which installs nfdump and pmacct), then the
@@ -15,6 +16,8 @@ command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 { command -v prometheus-alertmanager && command -v amtool; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v rsyslogd >/dev/null 2>&1 || [[ -x /usr/sbin/rsyslogd ]] || need+=(rsyslog)
+dpkg -s rsyslog-gnutls >/dev/null 2>&1 || need+=(rsyslog-gnutls)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if ((${#need[@]})); then
   echo "run-tests: installing ${need[*]}"
   SUDO=""

@@ -106,14 +106,14 @@ fn export(dir: &Path, port: u16, tag: &str, t0: u64, cn: &[u8]) -> Vec<(String, 
 
 // ---------------------------------------------------------------- Alertmanager
 
-fn start_alertmanager(dir: &Path, port: u16) -> Proc {
+/// Routes everything to a receiver that notifies no one.
+const AM_QUIET: &str =
+    "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n";
+
+fn start_alertmanager(dir: &Path, port: u16, config: &str) -> Proc {
     std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("am.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, config).unwrap();
     let p = Proc(
         Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", cfg.display()))
@@ -166,7 +166,11 @@ fn alerts_reach_alertmanager_and_survive_its_restart() {
     }
     let dir = tempfile::tempdir().unwrap();
     let am_port = free_tcp_port();
-    let mut am = Some(start_alertmanager(&dir.path().join("am1"), am_port));
+    let mut am = Some(start_alertmanager(
+        &dir.path().join("am1"),
+        am_port,
+        AM_QUIET,
+    ));
     let port = free_udp_port();
     let serve = serve(
         dir.path(),
@@ -248,7 +252,7 @@ fn alerts_reach_alertmanager_and_survive_its_restart() {
     });
 
     // back on the same address, with empty memory: the queued alerts arrive
-    let _am = start_alertmanager(&dir.path().join("am2"), am_port);
+    let _am = start_alertmanager(&dir.path().join("am2"), am_port, AM_QUIET);
     let alerts = eventually(30, "the queued alerts in the new Alertmanager", || {
         let a = am_alerts(am_port);
         pairs_in(&a, &second).then_some(a)
@@ -260,6 +264,82 @@ fn alerts_reach_alertmanager_and_survive_its_restart() {
     assert_eq!(sum(&m, "flowhook_sink_sent_total", &am_sink), 7.0);
     assert_eq!(sum(&m, "flowhook_sink_queue_depth", &am_sink), 0.0);
     assert!(sum(&m, "flowhook_sink_request_duration_seconds_count", &am_sink) >= 3.0);
+    assert!(serve.stop().success());
+}
+
+#[test]
+fn alertmanager_resolves_alerts_when_their_flows_end() {
+    if !have("prometheus-alertmanager", "--version") || !have("softflowd", "-h") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Alertmanager notifies this receiver, resolved alerts included
+    let (hook, notes) = receiver(|_| 200);
+    let am_port = free_tcp_port();
+    let _am = start_alertmanager(
+        &dir.path().join("am"),
+        am_port,
+        &format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, srv_ip]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/am\n        send_resolved: true\n"
+        ),
+    );
+    let port = free_udp_port();
+    let serve = serve(
+        dir.path(),
+        port,
+        &[
+            (
+                "FLOWHOOK__ALERTMANAGER__URL",
+                format!("http://127.0.0.1:{am_port}"),
+            ),
+            (
+                "FLOWHOOK__ALERTMANAGER__SCRIPTS",
+                "suspicious_countries".into(),
+            ),
+            ("FLOWHOOK__ALERTMANAGER__RESOLVE_ON_FLOW_END", "true".into()),
+            // the flows end (FIN) a few seconds after they alerted, so
+            // Alertmanager has notified them as firing before they resolve
+            ("FLOWHOOK__FLOW__END_GRACE_SECS", "6".into()),
+        ],
+    );
+    let cn = export(dir.path(), port, "r", 1_700_000_000, &[5, 6]);
+    // (srv_ip, status) pairs Alertmanager notified
+    let seen = || {
+        let mut out = Vec::new();
+        for (_, body) in notes.lock().unwrap().iter() {
+            let v: Value = serde_json::from_slice(body).unwrap();
+            for a in v["alerts"].as_array().unwrap() {
+                out.push((
+                    a["labels"]["srv_ip"].as_str().unwrap().to_string(),
+                    a["status"].as_str().unwrap().to_string(),
+                    a["endsAt"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        out
+    };
+    let notified = eventually(45, "resolved notifications", || {
+        let s = seen();
+        cn.iter()
+            .all(|(_, srv)| s.iter().any(|(ip, st, _)| ip == srv && st == "resolved"))
+            .then_some(s)
+    });
+    let now = std::time::SystemTime::now();
+    for (_, srv) in &cn {
+        let firing = notified
+            .iter()
+            .position(|(ip, st, _)| ip == srv && st == "firing");
+        let resolved = notified
+            .iter()
+            .position(|(ip, st, _)| ip == srv && st == "resolved");
+        assert!(firing < resolved && firing.is_some(), "{notified:?}");
+        // resolved at the flow's end, not by resolve_timeout (5 minutes)
+        let ends = &notified[resolved.unwrap()].2;
+        let ends = humantime::parse_rfc3339(ends).unwrap();
+        assert!(ends <= now, "{notified:?}");
+    }
+    // and Alertmanager lists them no more
+    assert!(am_alerts(am_port).is_empty());
     assert!(serve.stop().success());
 }
 
@@ -430,37 +510,27 @@ fn rsyslogd() -> &'static str {
     }
 }
 
-fn start_rsyslog(dir: &Path, udp: u16, tcp: u16) -> (Proc, PathBuf) {
+/// Runs rsyslogd with `conf` (a config body; `{out}` and `{work}` filled in)
+/// and waits until it accepts TCP connections on `tcp`.
+fn run_rsyslog(dir: &Path, conf: &str, tcp: u16) -> (Proc, PathBuf) {
     let out = dir.join("received.log");
     let work = dir.join("rsyslog-work");
     std::fs::create_dir_all(&work).unwrap();
-    let conf = dir.join("rsyslog.conf");
+    let path = dir.join("rsyslog.conf");
     std::fs::write(
-        &conf,
-        format!(
-            r#"global(workDirectory="{work}")
-module(load="imudp")
-module(load="imtcp")
-template(name="seen" type="string" string="%inputname%|%protocol-version%|%app-name%|%msgid%|%rawmsg%\n")
-ruleset(name="flowhook") {{
-  action(type="omfile" file="{out}" template="seen" flushOnTXEnd="on" asyncWriting="off")
-}}
-input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="flowhook")
-input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="flowhook")
-"#,
-            work = work.display(),
-            out = out.display(),
-        ),
+        &path,
+        conf.replace("{out}", &out.display().to_string())
+            .replace("{work}", &work.display().to_string()),
     )
     .unwrap();
     let p = Proc(
         Command::new(rsyslogd())
             .args(["-n", "-f"])
-            .arg(&conf)
+            .arg(&path)
             .arg("-i")
             .arg(dir.join("rsyslogd.pid"))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -468,6 +538,22 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="flowhook")
         std::net::TcpStream::connect(("127.0.0.1", tcp)).ok()
     });
     (p, out)
+}
+
+fn start_rsyslog(dir: &Path, udp: u16, tcp: u16) -> (Proc, PathBuf) {
+    let conf = format!(
+        r#"global(workDirectory="{{work}}")
+module(load="imudp")
+module(load="imtcp")
+template(name="seen" type="string" string="%inputname%|%protocol-version%|%app-name%|%msgid%|%rawmsg%\n")
+ruleset(name="flowhook") {{
+  action(type="omfile" file="{{out}}" template="seen" flushOnTXEnd="on" asyncWriting="off")
+}}
+input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="flowhook")
+input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="flowhook")
+"#
+    );
+    run_rsyslog(dir, &conf, tcp)
 }
 
 #[test]
@@ -745,5 +831,182 @@ fn webhooks_get_json_alerts_with_retries_and_refusals_counted() {
         3
     );
     drop(got);
+    assert!(serve.stop().success());
+}
+
+// ------------------------------------------------------------------------- TLS
+
+/// A private CA and a certificate it signed for localhost / 127.0.0.1:
+/// (ca.pem, server.pem, server.key).
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=flowhook test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// rsyslog's TLS network driver (Debian's `rsyslog-gnutls`).
+fn have_gtls() -> bool {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join("rsyslog/lmnsd_gtls.so").exists());
+    if !found {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "rsyslog-gnutls is not installed; ./run-tests.sh installs it"
+        );
+        eprintln!("SKIPPED: rsyslog-gnutls not installed");
+    }
+    found
+}
+
+#[test]
+fn tls_syslog_reaches_rsyslog_with_a_private_ca_and_unknown_issuers_are_refused() {
+    if !have(rsyslogd(), "-v")
+        || !have("softflowd", "-h")
+        || !have("openssl", "version")
+        || !have_gtls()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let tls = free_tcp_port();
+    let conf = format!(
+        r#"global(workDirectory="{{work}}" DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{cert}" DefaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+template(name="seen" type="string" string="%inputname%|%protocol-version%|%app-name%|%msgid%|%rawmsg%\n")
+ruleset(name="flowhook") {{
+  action(type="omfile" file="{{out}}" template="seen" flushOnTXEnd="on" asyncWriting="off")
+}}
+input(type="imtcp" address="127.0.0.1" port="{tls}" ruleset="flowhook")
+"#,
+        ca = ca.display(),
+        cert = cert.display(),
+        key = key.display(),
+    );
+    let (_rsyslog, received) = run_rsyslog(dir.path(), &conf, tls);
+    let port = free_udp_port();
+    let serve = serve(
+        dir.path(),
+        port,
+        &[
+            ("FLOWHOOK__SYSLOG__TARGET", format!("tls://localhost:{tls}")),
+            ("FLOWHOOK__SYSLOG__TLS__CA_FILE", ca.display().to_string()),
+            ("FLOWHOOK__SYSLOG__SCRIPTS", "suspicious_countries".into()),
+            // the same listener as an HTTPS endpoint, without the private CA:
+            // the handshake must fail on the certificate
+            (
+                "FLOWHOOK__WEBHOOK__URL",
+                format!("https://localhost:{tls}/hook"),
+            ),
+            ("FLOWHOOK__WEBHOOK__BACKOFF_MAX", "1s".into()),
+        ],
+    );
+    let cn = export(dir.path(), port, "t", 1_700_000_000, &[7, 8]);
+    let lines = eventually(30, "TLS syslog alerts in rsyslog's file", || {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        let l: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("|alert|"))
+            .map(str::to_string)
+            .collect();
+        (l.len() >= 2).then_some(l)
+    });
+    let mut got = BTreeSet::new();
+    for l in &lines {
+        let raw = l.splitn(5, '|').nth(4).unwrap();
+        let m = parse_5424(raw).unwrap_or_else(|e| panic!("{e}: {raw}"));
+        assert!(l.starts_with("imtcp|1|flowhook|alert|"), "{l}");
+        got.insert((m.sd["cli_ip"].clone(), m.sd["srv_ip"].clone()));
+    }
+    assert_eq!(got, cn.into_iter().collect());
+    let m = eventually(30, "the webhook's TLS failures", || {
+        let m = metrics(&serve);
+        (sum(
+            &m,
+            "flowhook_sink_failed_total",
+            &[("sink", "webhook"), ("code", "tls")],
+        ) >= 2.0)
+            .then_some(m)
+    });
+    assert_eq!(
+        sum(&m, "flowhook_sink_sent_total", &[("sink", "webhook")]),
+        0.0
+    );
+    assert_eq!(
+        sum(&m, "flowhook_sink_failed_total", &[("sink", "syslog")]),
+        0.0
+    );
+    assert_eq!(
+        sum(&m, "flowhook_sink_sent_total", &[("sink", "syslog")]),
+        2.0
+    );
     assert!(serve.stop().success());
 }

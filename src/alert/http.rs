@@ -237,6 +237,13 @@ fn classify(e: ureq::Error) -> Failure {
     let code = match &e {
         ureq::Error::Timeout(_) => "timeout",
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => "connect",
+        ureq::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            "tls"
+        }
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused
             | std::io::ErrorKind::ConnectionReset
