@@ -44,6 +44,7 @@ fn host(src: &str) -> ScriptHost {
         name: "bench".into(),
         path: "bench.lua".into(),
         source: src.as_bytes().to_vec(),
+        plugin: None,
     };
     let (h, errors) = ScriptHost::new(&cfg, &[s]).unwrap();
     assert!(errors.is_empty());

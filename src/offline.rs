@@ -87,8 +87,12 @@ pub fn replay_capture(
     );
     let mut tel = FlowTelemetry::new(0);
     let host_cfg = HostConfig::from_config(cfg);
-    let sources =
-        crate::script::read_dir(&host_cfg.dir).map_err(|e| PipelineError::Scripts(vec![e]))?;
+    let tree =
+        crate::script::plugins::scan(&host_cfg.dir).map_err(|e| PipelineError::Scripts(vec![e]))?;
+    if !tree.clashes.is_empty() {
+        return Err(PipelineError::Scripts(tree.clashes));
+    }
+    let sources = tree.scripts;
     let mut host = if sources.is_empty() {
         None
     } else {

@@ -176,6 +176,9 @@ impl Running {
         if self.listeners.iter().any(|l| l.is_finished()) {
             return Some("listener".into());
         }
+        if let Some(name) = self.delivery.as_ref().and_then(|d| d.stopped()) {
+            return Some(name);
+        }
         None
     }
 
@@ -222,11 +225,12 @@ impl Running {
             if let Some(r) = scripts.and_then(|r| Arc::try_unwrap(r).ok()) {
                 r.shutdown();
             }
-            if let Some(d) = delivery {
-                d.shutdown(deliver_until);
-            }
+            // the output thread hands event lines to syslog (`syslog.events`): it ends first
             if let Some(o) = output {
                 let _ = o.join();
+            }
+            if let Some(d) = delivery {
+                d.shutdown(deliver_until);
             }
         });
         tokio::time::timeout(self.shutdown_timeout, join)

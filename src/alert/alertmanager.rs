@@ -12,11 +12,10 @@
 //! alert again with `endsAt` = now once the last of them has ended.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 
 use serde_json::{Value, json};
 
-use super::http::{Client, now_ms, rfc3339};
+use super::http::{Chunked, Client, now_ms, rfc3339};
 use super::queue::{Deliver, Failure};
 use super::{AlertRecord, Item};
 use crate::config::AlertmanagerConfig;
@@ -46,26 +45,46 @@ pub fn annotations(rec: &AlertRecord) -> BTreeMap<&'static str, String> {
     let summary = if rec.message.is_empty() {
         rec.name().to_string()
     } else {
-        rec.message.clone()
+        rec.message().into_owned()
     };
     BTreeMap::from([
         ("summary", summary),
         ("description", rec.flow_summary()),
-        ("info", rec.info.to_string()),
+        ("info", rec.info_text()),
     ])
 }
 
-/// Alertmanager's identity of an alert: its label set.
+/// Alertmanager's identity of an alert: the fingerprint Prometheus computes
+/// for a label set (FNV-1a 64 over the names in order and their values,
+/// each followed by the byte 0xff), so it equals the `fingerprint`
+/// Alertmanager reports.
 pub fn fingerprint(labels: &BTreeMap<String, String>) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    labels.hash(&mut h);
-    h.finish()
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    let mut h = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for (k, v) in labels {
+        add(k.as_bytes());
+        add(&[0xff]);
+        add(v.as_bytes());
+        add(&[0xff]);
+    }
+    h
 }
 
 struct Live {
-    /// Flows that raised it and have not ended.
+    /// Tracked flows that raised it and have not ended.
     flows: u32,
     alert: Value,
+    /// When it was last raised (wall clock, ms).
+    last_ms: i64,
+    /// A flow that could not be tracked raised it too: it resolves by its `endsAt`.
+    untracked: bool,
 }
 
 pub struct Alertmanager {
@@ -74,8 +93,10 @@ pub struct Alertmanager {
     resolve_ms: i64,
     track: bool,
     max_tracked: usize,
-    by_flow: HashMap<u64, Vec<u64>>,
+    /// Tracked flow → the alerts it raised, and when it last raised one.
+    by_flow: HashMap<u64, (Vec<u64>, i64)>,
     live: HashMap<u64, Live>,
+    last_sweep: i64,
 }
 
 impl Alertmanager {
@@ -88,6 +109,7 @@ impl Alertmanager {
             max_tracked: cfg.max_tracked_flows,
             by_flow: HashMap::new(),
             live: HashMap::new(),
+            last_sweep: 0,
         }
     }
 
@@ -104,31 +126,65 @@ impl Alertmanager {
         (fp, v)
     }
 
-    fn remember(&mut self, flow: u64, fp: u64, alert: &Value) {
+    /// Forgets flows that raised nothing for `resolve_timeout` (their
+    /// alerts have resolved by `endsAt` already; their end may never come
+    /// if its marker was dropped).
+    fn sweep(&mut self, now: i64) {
+        self.last_sweep = now;
+        let horizon = now - self.resolve_ms;
+        let live = &mut self.live;
+        self.by_flow.retain(|_, (fps, last)| {
+            if *last >= horizon {
+                return true;
+            }
+            for fp in fps.iter() {
+                if let Some(l) = live.get_mut(fp) {
+                    l.flows = l.flows.saturating_sub(1);
+                }
+            }
+            false
+        });
+        self.live
+            .retain(|_, l| l.flows > 0 || (l.untracked && l.last_ms >= horizon));
+    }
+
+    fn remember(&mut self, flow: u64, fp: u64, alert: &Value, now: i64) {
         if !self.by_flow.contains_key(&flow) && self.by_flow.len() >= self.max_tracked {
-            // resolves by its endsAt instead
-            return;
+            self.sweep(now);
         }
-        let fps = self.by_flow.entry(flow).or_default();
+        let tracked = self.by_flow.contains_key(&flow) || self.by_flow.len() < self.max_tracked;
         let live = self.live.entry(fp).or_insert(Live {
             flows: 0,
             alert: Value::Null,
+            last_ms: now,
+            untracked: false,
         });
+        live.alert = alert.clone();
+        live.last_ms = now;
+        if !tracked {
+            // resolves by its endsAt; another flow's end must not resolve it early
+            live.untracked = true;
+            return;
+        }
+        let (fps, last) = self.by_flow.entry(flow).or_default();
+        *last = now;
         if !fps.contains(&fp) {
             fps.push(fp);
             live.flows += 1;
         }
-        live.alert = alert.clone();
     }
 
     /// Alerts whose last flow was `flow`, resolved now.
     fn resolve(&mut self, flow: u64, now: i64, out: &mut Vec<Value>) {
-        for fp in self.by_flow.remove(&flow).unwrap_or_default() {
+        let Some((fps, _)) = self.by_flow.remove(&flow) else {
+            return;
+        };
+        for fp in fps {
             let Some(live) = self.live.get_mut(&fp) else {
                 continue;
             };
-            live.flows -= 1;
-            if live.flows > 0 {
+            live.flows = live.flows.saturating_sub(1);
+            if live.flows > 0 || live.untracked {
                 continue;
             }
             let Some(Live { mut alert, .. }) = self.live.remove(&fp) else {
@@ -149,17 +205,20 @@ impl Alertmanager {
 }
 
 impl Deliver for Alertmanager {
-    type Batch = Vec<u8>;
+    type Batch = Chunked<Value>;
 
-    fn prepare(&mut self, items: Vec<Item>) -> Option<(Vec<u8>, usize)> {
+    fn prepare(&mut self, items: Vec<Item>) -> Option<(Chunked<Value>, usize)> {
         let now = now_ms();
+        if self.track && now - self.last_sweep > 60_000 {
+            self.sweep(now);
+        }
         let mut out = Vec::with_capacity(items.len());
         for it in items {
             match it {
                 Item::Alert(rec) => {
                     let (fp, v) = self.firing(&rec, now);
                     if self.track {
-                        self.remember(rec.flow_key, fp, &v);
+                        self.remember(rec.flow_key, fp, &v, now);
                     }
                     out.push(v);
                 }
@@ -171,14 +230,21 @@ impl Deliver for Alertmanager {
             return None;
         }
         let n = out.len();
-        Some((
-            serde_json::to_vec(&out).unwrap_or_else(|_| b"[]".to_vec()),
-            n,
-        ))
+        Some((Chunked::new(out), n))
     }
 
-    fn send(&mut self, body: &mut Vec<u8>) -> Result<(), Failure> {
-        self.client.post(body)
+    fn send(&mut self, batch: &mut Chunked<Value>) -> Result<(), Failure> {
+        batch.send(&self.client, |alerts| {
+            serde_json::to_vec(alerts).unwrap_or_else(|_| b"[]".to_vec())
+        })
+    }
+
+    fn left(&self, batch: &Chunked<Value>, _total: usize) -> usize {
+        batch.left()
+    }
+
+    fn limit(&mut self, left: Option<std::time::Duration>) {
+        self.client.set_limit(left);
     }
 }
 

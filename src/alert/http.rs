@@ -15,7 +15,6 @@ use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConf
 use super::AlertError;
 use super::queue::Failure;
 use crate::config::{HttpSinkConfig, TlsConfig as TlsSettings};
-use crate::telemetry::DeliveryTelemetry;
 
 /// How requests authenticate.
 #[derive(Debug, Clone)]
@@ -49,6 +48,8 @@ pub struct Client {
     url: String,
     headers: Vec<(String, String)>,
     auth: Auth,
+    /// Shorter time limit while shutting down (what is left until the deadline).
+    limit: Option<Duration>,
 }
 
 fn read_file(key: &'static str, p: &Path) -> Result<Vec<u8>, AlertError> {
@@ -107,19 +108,27 @@ fn tls_config(key: &'static str, t: &TlsSettings) -> Result<TlsConfig, AlertErro
     Ok(b.build())
 }
 
-/// `url` without user information (for labels and logs).
-pub fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (auth, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let host = auth.rsplit_once('@').map(|(_, h)| h).unwrap_or(auth);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
-    }
+/// `url` without user information, query or fragment, and without its path
+/// unless `keep_path` (webhook paths often hold tokens): for metric labels,
+/// logs and the printed configuration.
+pub fn redact(url: &str, keep_path: bool) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<hidden>".into();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (auth, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = auth.rsplit_once('@').map(|(_, h)| h).unwrap_or(auth);
+    let path = if keep_path {
+        path.to_string()
+    } else if path.len() > 1 {
+        "/…".to_string()
+    } else {
+        String::new()
+    };
+    format!("{scheme}://{host}{path}")
 }
 
 impl Client {
@@ -165,16 +174,13 @@ impl Client {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             auth,
+            limit: None,
         })
     }
 
-    /// The endpoint's metrics.
-    pub fn telemetry(&self, sink: &'static str) -> DeliveryTelemetry {
-        DeliveryTelemetry::new(sink, &redact(&self.url))
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
+    /// Caps the time of the next requests (the shutdown deadline); `None` lifts the cap.
+    pub fn set_limit(&mut self, limit: Option<Duration>) {
+        self.limit = limit;
     }
 
     /// POSTs `body` as JSON.
@@ -183,6 +189,12 @@ impl Client {
             .agent
             .post(&self.url)
             .header("Content-Type", "application/json");
+        if let Some(l) = self.limit {
+            req = req
+                .config()
+                .timeout_global(Some(l.max(Duration::from_millis(1))))
+                .build();
+        }
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
@@ -190,6 +202,7 @@ impl Client {
             code,
             retry,
             detail,
+            status: None,
         };
         match &self.auth {
             Auth::None => {}
@@ -259,6 +272,46 @@ fn classify(e: ureq::Error) -> Failure {
         code,
         retry: true,
         detail: e.to_string(),
+        status: None,
+    }
+}
+
+/// A batch sent in chunks: all at once normally; when the endpoint answers
+/// 413 (a proxy's body limit) the chunks halve and the rest is sent again.
+pub struct Chunked<T> {
+    pub items: Vec<T>,
+    done: usize,
+    chunk: usize,
+}
+
+impl<T> Chunked<T> {
+    pub fn new(items: Vec<T>) -> Self {
+        let chunk = items.len().max(1);
+        Chunked {
+            items,
+            done: 0,
+            chunk,
+        }
+    }
+
+    /// Posts what is left, `body` making each chunk's request body.
+    pub fn send(&mut self, client: &Client, body: impl Fn(&[T]) -> Vec<u8>) -> Result<(), Failure> {
+        while self.done < self.items.len() {
+            let end = (self.done + self.chunk).min(self.items.len());
+            match client.post(&body(&self.items[self.done..end])) {
+                Ok(()) => self.done = end,
+                Err(f) if f.status == Some(413) && self.chunk > 1 => {
+                    self.chunk = self.chunk.div_ceil(2);
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        Ok(())
+    }
+
+    /// Items not delivered yet.
+    pub fn left(&self) -> usize {
+        self.items.len() - self.done
     }
 }
 

@@ -86,7 +86,34 @@ pub struct AlertRecord {
     pub json: Box<str>,
 }
 
+/// Longest message a sink sends (characters).
+pub const MAX_MESSAGE: usize = 1024;
+/// Longest `info` JSON a sink sends (bytes); longer is cut and marked with `…`.
+pub const MAX_INFO: usize = 4096;
+
 impl AlertRecord {
+    /// The script's message, cut to [`MAX_MESSAGE`] characters.
+    pub fn message(&self) -> std::borrow::Cow<'_, str> {
+        match self.message.char_indices().nth(MAX_MESSAGE) {
+            Some((i, _)) => format!("{}…", &self.message[..i]).into(),
+            None => self.message.as_str().into(),
+        }
+    }
+
+    /// The script's info as JSON, cut to [`MAX_INFO`] bytes.
+    pub fn info_text(&self) -> String {
+        let mut s = self.info.to_string();
+        if s.len() > MAX_INFO {
+            let mut i = MAX_INFO;
+            while !s.is_char_boundary(i) {
+                i -= 1;
+            }
+            s.truncate(i);
+            s.push('…');
+        }
+        s
+    }
+
     /// The alert's name: its status key, or the script's name.
     pub fn name(&self) -> &str {
         self.status.as_deref().unwrap_or(&self.script)
@@ -185,14 +212,18 @@ impl Router {
             .any(|r| r.filter.accepts(script, severity))
     }
 
-    /// Queues `rec` for every target that takes it.
-    pub fn alert(&self, rec: AlertRecord) {
+    /// Queues `rec` for every target that takes it; returns whether one of
+    /// them resolves alerts when their flow ends (so the flow's end matters).
+    pub fn alert(&self, rec: AlertRecord) -> bool {
         let rec = Arc::new(rec);
+        let mut tracked = false;
         for r in self.routes.iter() {
             if r.filter.accepts(&rec.script, rec.severity) {
                 r.queue.push(Item::Alert(rec.clone()));
+                tracked |= r.flow_end;
             }
         }
+        tracked
     }
 
     /// Whether [`Router::flow_ended`] is of use (a target resolves on flow end).
@@ -200,7 +231,7 @@ impl Router {
         self.routes.iter().any(|r| r.flow_end)
     }
 
-    /// The flow `key`, which raised alerts, ended.
+    /// The flow `key`, whose alerts went to a target that resolves on flow end, ended.
     pub fn flow_ended(&self, key: u64) {
         for r in self.routes.iter().filter(|r| r.flow_end) {
             r.queue.push(Item::FlowEnded(key));
@@ -227,6 +258,26 @@ impl Router {
     }
 }
 
+/// Target labels, made unique per sink (`#2` after a repeated one).
+#[derive(Default)]
+struct Labels(std::collections::HashSet<(String, String)>);
+
+impl Labels {
+    fn telemetry(
+        &mut self,
+        sink: &'static str,
+        label: &str,
+    ) -> crate::telemetry::DeliveryTelemetry {
+        let mut l = label.to_string();
+        let mut n = 1;
+        while !self.0.insert((sink.to_string(), l.clone())) {
+            n += 1;
+            l = format!("{label}#{n}");
+        }
+        crate::telemetry::DeliveryTelemetry::new(sink, &l)
+    }
+}
+
 /// The running targets.
 pub struct Delivery {
     pub router: Router,
@@ -239,11 +290,13 @@ impl Delivery {
     pub fn start(cfg: &Config) -> Result<Delivery, AlertError> {
         let mut routes = Vec::new();
         let mut threads = Vec::new();
+        let mut labels = Labels::default();
         let am = &cfg.alertmanager;
         let amh = am.http();
         for url in &amh.url {
             let client = http::Client::new(&amh, &alertmanager::endpoint(url), "alertmanager")?;
-            let queue = Arc::new(Queue::new(amh.queue, client.telemetry("alertmanager")));
+            let tel = labels.telemetry("alertmanager", &http::redact(url, true));
+            let queue = Arc::new(Queue::new(amh.queue, tel));
             let sink = alertmanager::Alertmanager::new(client, am);
             threads.push(queue::spawn(
                 "alertmanager",
@@ -263,7 +316,8 @@ impl Delivery {
         let wh = cfg.webhook.http();
         for url in &wh.url {
             let client = http::Client::new(&wh, url, "webhook")?;
-            let queue = Arc::new(Queue::new(wh.queue, client.telemetry("webhook")));
+            let tel = labels.telemetry("webhook", &http::redact(url, false));
+            let queue = Arc::new(Queue::new(wh.queue, tel));
             let sink = webhook::Webhook::new(client, cfg.webhook.format);
             threads.push(queue::spawn(
                 "webhook",
@@ -283,10 +337,7 @@ impl Delivery {
         let sl = &cfg.syslog;
         for target in &sl.target {
             let sink = syslog::Syslog::new(sl, target)?;
-            let queue = Arc::new(Queue::new(
-                sl.queue,
-                crate::telemetry::DeliveryTelemetry::new("syslog", target),
-            ));
+            let queue = Arc::new(Queue::new(sl.queue, labels.telemetry("syslog", target)));
             threads.push(queue::spawn(
                 "syslog",
                 queue.clone(),
@@ -327,13 +378,24 @@ impl Delivery {
         Ok(())
     }
 
+    /// A target thread that ended while it should run (a panic), by name.
+    pub fn stopped(&self) -> Option<String> {
+        self.threads
+            .iter()
+            .find(|t| t.is_finished())
+            .map(|t| t.thread().name().unwrap_or("flowhook-alert").to_string())
+    }
+
     /// Stops taking alerts, delivers what is queued until `deadline`, counts the rest.
     pub fn shutdown(self, deadline: Instant) {
         for r in self.router.routes.iter() {
             r.queue.close(deadline);
         }
         for t in self.threads {
-            let _ = t.join();
+            let name = t.thread().name().unwrap_or("alert delivery").to_string();
+            if t.join().is_err() {
+                tracing::error!("{name} thread panicked; its alerts were not delivered");
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Failure {
     /// Worth trying again (else the batch is dropped as `rejected`).
     pub retry: bool,
     pub detail: String,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
 }
 
 /// A target: turns queued items into a batch and sends it.
@@ -35,6 +37,8 @@ pub trait Deliver: Send + 'static {
     fn left(&self, _batch: &Self::Batch, total: usize) -> usize {
         total
     }
+    /// While shutting down, the time left until the deadline: no attempt may take longer.
+    fn limit(&mut self, _left: Option<Duration>) {}
 }
 
 struct State {
@@ -144,6 +148,13 @@ impl Queue {
         self.tel.depth.set(s.items.len() as f64);
     }
 
+    /// Time left until the shutdown deadline, once closing.
+    fn time_left(&self) -> Option<Duration> {
+        self.lock()
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Sleeps `d` (woken early when the queue starts closing; while closing,
     /// at most until the deadline); returns whether the deadline has passed.
     fn backoff(&self, d: Duration) -> bool {
@@ -196,18 +207,23 @@ fn run<D: Deliver>(
     backoff_max: Duration,
 ) {
     let mut logs = RateLimit::new(Duration::from_secs(10));
-    let mut last = Instant::now() - interval;
-    while let Some(items) = queue.take(max_batch, last + interval) {
+    // retries never come faster than the configured request rate
+    let first_wait = interval.max(BACKOFF_START);
+    let mut last: Option<Instant> = None;
+    while let Some(items) = queue.take(max_batch, last.map_or_else(Instant::now, |l| l + interval))
+    {
         let Some((mut batch, total)) = sink.prepare(items) else {
             queue.done();
             continue;
         };
-        let mut wait = BACKOFF_START;
+        let mut wait = first_wait;
         let mut counted = 0;
         loop {
-            last = Instant::now();
+            let started = Instant::now();
+            last = Some(started);
+            sink.limit(queue.time_left());
             let r = sink.send(&mut batch);
-            queue.tel.duration.record(last.elapsed().as_secs_f64());
+            queue.tel.duration.record(started.elapsed().as_secs_f64());
             let Err(f) = r else {
                 queue.tel.sent.increment((total - counted) as u64);
                 break;

@@ -54,6 +54,8 @@ pub struct Syslog {
     conn: Option<Conn>,
     header: Header,
     timeout: Duration,
+    /// `timeout`, or less while shutting down.
+    effective_timeout: Duration,
 }
 
 /// A batch of framed-to-be messages and how many were written.
@@ -123,7 +125,7 @@ impl Header {
             ("proto_l4", a.l4().into_owned()),
             ("proto_l7", a.l7.to_string()),
             ("flow_key", format!("{:016x}", a.flow_key)),
-            ("info", a.info.to_string()),
+            ("info", a.info_text()),
         ];
         for (k, v) in params {
             m.push(' ');
@@ -136,7 +138,7 @@ impl Header {
         m.push_str(a.name());
         if !a.message.is_empty() {
             m.push_str(": ");
-            m.push_str(&a.message);
+            m.push_str(&a.message());
         }
         m.push_str(" (");
         m.push_str(&a.flow_summary());
@@ -263,6 +265,7 @@ fn fail(code: &'static str, e: impl std::fmt::Display) -> Failure {
         code,
         retry: true,
         detail: e.to_string(),
+        status: None,
     }
 }
 
@@ -312,6 +315,7 @@ impl Syslog {
                 procid: std::process::id(),
             },
             timeout: cfg.timeout,
+            effective_timeout: cfg.timeout,
         })
     }
 
@@ -319,10 +323,10 @@ impl Syslog {
         let mut last = None;
         let addrs = addr.to_socket_addrs().map_err(|e| fail("connect", e))?;
         for a in addrs {
-            match TcpStream::connect_timeout(&a, self.timeout) {
+            match TcpStream::connect_timeout(&a, self.effective_timeout) {
                 Ok(s) => {
-                    let _ = s.set_write_timeout(Some(self.timeout));
-                    let _ = s.set_read_timeout(Some(self.timeout));
+                    let _ = s.set_write_timeout(Some(self.effective_timeout));
+                    let _ = s.set_read_timeout(Some(self.effective_timeout));
                     let _ = s.set_nodelay(true);
                     return Ok(s);
                 }
@@ -365,8 +369,11 @@ impl Syslog {
         })
     }
 
-    /// Whether a stream connection was closed by the peer (or broke).
-    fn closed(conn: &Conn) -> bool {
+    /// Whether a stream connection was closed by the peer (or broke). For
+    /// TLS the records the peer sent since (session tickets, alerts) are
+    /// read and processed: a `close_notify` or EOF among them means closed.
+    fn closed(conn: &mut Conn) -> bool {
+        use std::io::Read;
         let sock = match conn {
             Conn::Udp(_) => return false,
             Conn::Tcp(s) => s,
@@ -375,14 +382,41 @@ impl Syslog {
         if sock.set_nonblocking(true).is_err() {
             return true;
         }
-        let mut b = [0u8; 1];
-        let r = sock.peek(&mut b);
-        let _ = sock.set_nonblocking(false);
-        match r {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        let closed = match conn {
+            Conn::Udp(_) => false,
+            Conn::Tcp(s) => {
+                let mut b = [0u8; 1];
+                match s.peek(&mut b) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                }
+            }
+            Conn::Tls(s) => loop {
+                match s.conn.read_tls(&mut s.sock) {
+                    Ok(0) => break true,
+                    Ok(_) => match s.conn.process_new_packets() {
+                        Ok(st) if st.peer_has_closed() => break true,
+                        Ok(_) => {
+                            // a collector sends nothing to read: discard it
+                            let mut buf = [0u8; 1024];
+                            while matches!(s.conn.reader().read(&mut buf), Ok(n) if n > 0) {}
+                        }
+                        Err(_) => break true,
+                    },
+                    Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+                }
+            },
+        };
+        let sock = match conn {
+            Conn::Tcp(s) => Some(&*s),
+            Conn::Tls(s) => Some(&s.sock),
+            Conn::Udp(_) => None,
+        };
+        if let Some(s) = sock {
+            let _ = s.set_nonblocking(false);
         }
+        closed
     }
 
     fn write(conn: &mut Conn, msg: &[u8]) -> std::io::Result<()> {
@@ -420,7 +454,7 @@ impl Deliver for Syslog {
     }
 
     fn send(&mut self, batch: &mut Batch) -> Result<(), Failure> {
-        if self.conn.as_ref().is_some_and(Self::closed) {
+        if self.conn.as_mut().is_some_and(Self::closed) {
             self.conn = None;
         }
         let mut conn = match self.conn.take() {
@@ -446,5 +480,21 @@ impl Deliver for Syslog {
 
     fn left(&self, batch: &Batch, _total: usize) -> usize {
         batch.msgs.len() - batch.next
+    }
+
+    fn limit(&mut self, left: Option<Duration>) {
+        let t = left.map_or(self.timeout, |l| {
+            l.min(self.timeout).max(Duration::from_millis(1))
+        });
+        self.effective_timeout = t;
+        let sock = match &self.conn {
+            Some(Conn::Tcp(s)) => Some(s),
+            Some(Conn::Tls(s)) => Some(&s.sock),
+            _ => None,
+        };
+        if let Some(s) = sock {
+            let _ = s.set_write_timeout(Some(t));
+            let _ = s.set_read_timeout(Some(t));
+        }
     }
 }

@@ -83,8 +83,8 @@ fn am(resolve_on_flow_end: bool, max_tracked_flows: usize) -> Alertmanager {
     Alertmanager::new(client, &cfg)
 }
 
-fn body(b: &[u8]) -> Vec<Value> {
-    serde_json::from_slice(b).unwrap()
+fn body(b: &super::http::Chunked<Value>) -> Vec<Value> {
+    b.items.clone()
 }
 
 #[test]
@@ -214,15 +214,102 @@ fn syslog_messages_follow_rfc5424() {
     assert_eq!(syslog_severity("emergency"), 0);
 }
 
+/// A sink that fails `fail` times, then records what it got.
+struct Flaky {
+    fail: usize,
+    got: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl Deliver for Flaky {
+    type Batch = Vec<u64>;
+    fn prepare(&mut self, items: Vec<Item>) -> Option<(Vec<u64>, usize)> {
+        let keys: Vec<u64> = items
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::FlowEnded(k) => Some(k),
+                _ => None,
+            })
+            .collect();
+        let n = keys.len();
+        Some((keys, n))
+    }
+    fn send(&mut self, batch: &mut Vec<u64>) -> Result<(), super::queue::Failure> {
+        if self.fail > 0 {
+            self.fail -= 1;
+            return Err(super::queue::Failure {
+                code: "connect",
+                retry: true,
+                detail: "down".into(),
+                status: None,
+            });
+        }
+        self.got.lock().unwrap().extend(batch.iter());
+        Ok(())
+    }
+}
+
 #[test]
-fn a_full_queue_drops_its_oldest_and_counts() {
-    let q = Queue::new(2, DeliveryTelemetry::new("webhook", "http://unit.test/q"));
+fn a_full_queue_drops_its_oldest_and_delivery_retries() {
+    let q = Arc::new(Queue::new(
+        3,
+        DeliveryTelemetry::new("webhook", "http://unit.test/q"),
+    ));
     for k in 0..5 {
         q.push(Item::FlowEnded(k));
     }
-    assert_eq!(q.depth(), 2);
-    q.close(std::time::Instant::now());
-    // after close nothing is taken in
+    assert_eq!(q.depth(), 3);
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = super::queue::spawn(
+        "webhook",
+        q.clone(),
+        Flaky {
+            fail: 2,
+            got: got.clone(),
+        },
+        10,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(500),
+    )
+    .unwrap();
+    // two failures, then the three newest arrive, in order
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while got.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(*got.lock().unwrap(), vec![2, 3, 4]);
+    assert_eq!(q.depth(), 0);
+    // after close nothing is taken in, and the thread ends
+    q.close(std::time::Instant::now() + std::time::Duration::from_secs(1));
     q.push(Item::FlowEnded(9));
-    assert_eq!(q.depth(), 2);
+    t.join().unwrap();
+    assert_eq!(*got.lock().unwrap(), vec![2, 3, 4]);
+}
+
+#[test]
+fn shutdown_gives_up_at_the_deadline() {
+    let q = Arc::new(Queue::new(
+        10,
+        DeliveryTelemetry::new("webhook", "http://unit.test/deadline"),
+    ));
+    q.push(Item::FlowEnded(1));
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = super::queue::spawn(
+        "webhook",
+        q.clone(),
+        Flaky {
+            fail: usize::MAX,
+            got: got.clone(),
+        },
+        10,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    q.close(started + std::time::Duration::from_millis(300));
+    t.join().unwrap();
+    // the 30 s backoff did not hold the shutdown
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(got.lock().unwrap().is_empty());
 }

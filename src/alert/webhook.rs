@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::alertmanager::{annotations, fingerprint, labels};
-use super::http::Client;
+use super::http::{Chunked, Client};
 use super::queue::{Deliver, Failure};
 use super::{AlertRecord, Item};
 use crate::config::WebhookFormat;
@@ -92,27 +92,39 @@ pub fn alertmanager_body(alerts: &[&AlertRecord]) -> Vec<u8> {
 }
 
 impl Deliver for Webhook {
-    type Batch = Vec<u8>;
+    type Batch = Chunked<std::sync::Arc<AlertRecord>>;
 
-    fn prepare(&mut self, items: Vec<Item>) -> Option<(Vec<u8>, usize)> {
+    fn prepare(&mut self, items: Vec<Item>) -> Option<(Self::Batch, usize)> {
         let alerts: Vec<_> = items
-            .iter()
+            .into_iter()
             .filter_map(|i| match i {
-                Item::Alert(a) => Some(&**a),
+                Item::Alert(a) => Some(a),
                 _ => None,
             })
             .collect();
         if alerts.is_empty() {
             return None;
         }
-        let body = match self.format {
-            WebhookFormat::Flowhook => flowhook_body(&alerts),
-            WebhookFormat::Alertmanager => alertmanager_body(&alerts),
-        };
-        Some((body, alerts.len()))
+        let n = alerts.len();
+        Some((Chunked::new(alerts), n))
     }
 
-    fn send(&mut self, body: &mut Vec<u8>) -> Result<(), Failure> {
-        self.client.post(body)
+    fn send(&mut self, batch: &mut Self::Batch) -> Result<(), Failure> {
+        let format = self.format;
+        batch.send(&self.client, |alerts| {
+            let refs: Vec<&AlertRecord> = alerts.iter().map(|a| &**a).collect();
+            match format {
+                WebhookFormat::Flowhook => flowhook_body(&refs),
+                WebhookFormat::Alertmanager => alertmanager_body(&refs),
+            }
+        })
+    }
+
+    fn left(&self, batch: &Self::Batch, _total: usize) -> usize {
+        batch.left()
+    }
+
+    fn limit(&mut self, left: Option<std::time::Duration>) {
+        self.client.set_limit(left);
     }
 }

@@ -189,7 +189,16 @@ impl HttpSinkConfig {
     }
 
     fn validate(&self, keys: &HttpKeys) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
         for u in &self.url {
+            let norm = u.trim_end_matches('/');
+            let norm = norm.strip_suffix("/api/v2/alerts").unwrap_or(norm);
+            if !seen.insert(norm.to_ascii_lowercase()) {
+                return Err(ConfigError::Invalid {
+                    key: keys.url,
+                    problem: format!("`{u}` is listed twice"),
+                });
+            }
             let lower = u.to_ascii_lowercase();
             let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
                 && u.parse::<ureq::http::Uri>()
@@ -539,7 +548,14 @@ impl SyslogConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
         for t in &self.target {
+            if !seen.insert(t.to_ascii_lowercase()) {
+                return Err(ConfigError::Invalid {
+                    key: "syslog.target",
+                    problem: format!("`{t}` is listed twice"),
+                });
+            }
             let ok = t
                 .split_once("://")
                 .filter(|(s, _)| matches!(*s, "udp" | "tcp" | "tls"))

@@ -184,15 +184,19 @@ impl Config {
         {
             hide(&mut b.password);
         }
-        for u in c
+        for u in c.alertmanager.url.iter_mut() {
+            *u = crate::alert::http::redact(u, true);
+        }
+        for u in c.webhook.url.iter_mut() {
+            *u = crate::alert::http::redact(u, false);
+        }
+        for v in c
             .alertmanager
-            .url
-            .iter_mut()
-            .chain(c.webhook.url.iter_mut())
+            .headers
+            .values_mut()
+            .chain(c.webhook.headers.values_mut())
         {
-            if u.contains('@') {
-                *u = crate::alert::http::redact(u);
-            }
+            *v = "<hidden>".into();
         }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

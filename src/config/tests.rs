@@ -218,6 +218,8 @@ fn alert_sinks_from_file_and_environment() {
     // the effective configuration hides secrets
     let shown = c.to_toml();
     assert!(!shown.contains("t0p"), "{shown}");
+    assert!(shown.contains("\"https://a.example/…\""), "{shown}");
+    assert!(shown.contains("X-Site = \"<hidden>\""), "{shown}");
     assert!(shown.contains("bearer_token = \"<hidden>\""), "{shown}");
 }
 
@@ -245,6 +247,16 @@ fn alert_sink_mistakes_name_their_key() {
         ("FLOWHOOK__SYSLOG__FACILITY", "local9", "syslog.facility"),
         ("FLOWHOOK__SYSLOG__APP_NAME", "two words", "syslog.app_name"),
         ("FLOWHOOK__WEBHOOK__QUEUE", "0", "webhook.queue"),
+        (
+            "FLOWHOOK__ALERTMANAGER__URL",
+            "http://am:9093,http://am:9093/api/v2/alerts",
+            "alertmanager.url",
+        ),
+        (
+            "FLOWHOOK__SYSLOG__TARGET",
+            "udp://h:514,udp://h:514",
+            "syslog.target",
+        ),
         (
             "FLOWHOOK__ALERTMANAGER__RESOLVE_TIMEOUT",
             "10ms",

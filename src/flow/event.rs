@@ -130,6 +130,9 @@ pub struct FlowView {
     pub srv_geo: Arc<GeoInfo>,
     pub status: StatusSet,
     pub score: u16,
+    /// Client and server scores scripts gave (ntopng 4.x `triggerStatus`); 0 when none.
+    pub cli_score: u16,
+    pub srv_score: u16,
     pub end_reason: Option<EndReason>,
 }
 
@@ -181,6 +184,10 @@ impl Serialize for FlowView {
         let names: Vec<&str> = owned.iter().map(|n| &**n).collect();
         m.serialize_entry("status", &names)?;
         m.serialize_entry("score", &self.score)?;
+        if self.cli_score > 0 || self.srv_score > 0 {
+            m.serialize_entry("cli.score", &self.cli_score)?;
+            m.serialize_entry("srv.score", &self.srv_score)?;
+        }
         if let Some(r) = self.end_reason {
             m.serialize_entry("end_reason", r.name())?;
         }

@@ -246,6 +246,12 @@ pub fn view(out: &mut Vec<u8>, v: &FlowView) {
     out.push(b']');
     key(out, "score");
     int(out, v.score);
+    if v.cli_score > 0 || v.srv_score > 0 {
+        key(out, "cli.score");
+        int(out, v.cli_score);
+        key(out, "srv.score");
+        int(out, v.srv_score);
+    }
     if let Some(r) = v.end_reason {
         key(out, "end_reason");
         string(out, r.name());
@@ -385,6 +391,8 @@ mod tests {
                 srv_geo: g("CN"),
                 status: st,
                 score: 15,
+                cli_score: 0,
+                srv_score: 0,
                 end_reason: Some(EndReason::TcpRst),
             },
         }

@@ -706,6 +706,8 @@ impl FlowTable {
             srv_geo: f.geo[s].clone(),
             status: f.status,
             score: score.min(u32::from(status::MAX_SCORE)) as u16,
+            cli_score: 0,
+            srv_score: 0,
             end_reason: None,
         }
     }

@@ -33,6 +33,9 @@ pub enum Action {
         bit: u8,
         name: String,
         score: u16,
+        /// Client and server scores (ntopng 4.x `triggerStatus`).
+        cli_score: u16,
+        srv_score: u16,
         severity: &'static str,
         message: String,
         info: serde_json::Value,
@@ -50,11 +53,13 @@ pub enum Action {
 pub struct FlowScriptState {
     pub status: StatusSet,
     pub score: u16,
+    pub cli_score: u16,
+    pub srv_score: u16,
     pub alerted: StatusSet,
     pub custom_info: Option<String>,
     /// Last `periodicUpdate` time per script (for `periodic_update_seconds`), seconds.
     pub last_periodic: Vec<(u16, i64)>,
-    /// An alert of this flow went to a delivery sink (resolved at its end).
+    /// An alert of this flow went to a sink that resolves alerts at the flow's end.
     pub delivered: bool,
 }
 
@@ -354,6 +359,8 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                         bit,
                         name: key,
                         score: score(sc),
+                        cli_score: 0,
+                        srv_score: 0,
                         severity: severity(sev)?,
                         message: message.unwrap_or_default(),
                         info,

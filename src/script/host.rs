@@ -30,6 +30,8 @@ pub struct ScriptSource {
     pub name: String,
     pub path: PathBuf,
     pub source: Vec<u8>,
+    /// The ntopng plugin directory it comes from (`None`: a plain script).
+    pub plugin: Option<PathBuf>,
 }
 
 /// Settings of a host.
@@ -79,35 +81,11 @@ struct Script {
     alert_window: (i64, u32),
 }
 
-/// Reads every `*.lua` file of `dir` (sorted by name). A missing directory has no scripts.
+/// The scripts of `dir`: its top-level `*.lua` files, then the flow scripts
+/// of the ntopng plugins below it (`plugins::scan`). A missing directory has
+/// no scripts. Clashing names are left out here; `plugins::scan` reports them.
 pub fn read_dir(dir: &Path) -> Result<Vec<ScriptSource>, ScriptError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(ScriptError::Dir {
-                path: dir.display().to_string(),
-                detail: e.to_string(),
-            });
-        }
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.extension().is_none_or(|x| x != "lua") || !path.is_file() {
-            continue;
-        }
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
-            continue;
-        };
-        let source = std::fs::read(&path).map_err(|e| ScriptError::Load {
-            script: name.clone(),
-            detail: format!("{}: {e}", path.display()),
-        })?;
-        out.push(ScriptSource { name, path, source });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok(super::plugins::scan(dir)?.scripts)
 }
 
 fn strings(v: Value) -> Vec<String> {
@@ -369,7 +347,7 @@ impl ScriptHost {
         }
         self.slot.borrow_mut().view = None;
         if ev.kind == EventKind::FlowEnd {
-            if state.delivered && self.cfg.alerts.tracks_flow_end() {
+            if state.delivered {
                 self.cfg.alerts.flow_ended(key);
             }
             self.flows.remove(&key);
@@ -502,14 +480,20 @@ impl ScriptHost {
                 bit,
                 name,
                 score,
+                cli_score,
+                srv_score,
                 severity,
                 message,
                 info,
             } => {
                 let newly = state.status.set(bit);
                 if newly {
-                    state.score = (u32::from(state.score) + u32::from(score))
-                        .min(u32::from(status::MAX_SCORE)) as u16;
+                    let add = |a: u16, b: u16| {
+                        (u32::from(a) + u32::from(b)).min(u32::from(status::MAX_SCORE)) as u16
+                    };
+                    state.score = add(state.score, score);
+                    state.cli_score = add(state.cli_score, cli_score);
+                    state.srv_score = add(state.srv_score, srv_score);
                 }
                 // the same (flow, status) alerts once
                 if !state.alerted.set(bit) {
@@ -559,7 +543,7 @@ impl ScriptHost {
         alert.write(out);
         if self.cfg.alerts.wants(&s.name, severity) {
             let line = &out.buf[start..out.buf.len() - 1];
-            self.cfg.alerts.alert(crate::alert::AlertRecord {
+            let tracked = self.cfg.alerts.alert(crate::alert::AlertRecord {
                 time_ms,
                 flow_key: view.key,
                 script: s.name.clone(),
@@ -579,7 +563,7 @@ impl ScriptHost {
                 packets: view.cli2srv_packets + view.srv2cli_packets,
                 json: String::from_utf8_lossy(line).into(),
             });
-            state.delivered = true;
+            state.delivered |= tracked;
         }
     }
 }
@@ -656,6 +640,8 @@ fn merge_into(v: &mut FlowView, st: &FlowScriptState) {
         .map(|b| u32::from(status::builtin_score(b)))
         .sum();
     v.score = (base + u32::from(st.score)).min(u32::from(status::MAX_SCORE)) as u16;
+    v.cli_score = st.cli_score;
+    v.srv_score = st.srv_score;
 }
 
 /// The stable error kind of a failed call (`timeout`, `memory`, `runtime`),
@@ -706,6 +692,8 @@ mod alert_tests {
             srv_geo: Arc::default(),
             status: Default::default(),
             score: 0,
+            cli_score: 0,
+            srv_score: 0,
             end_reason: None,
         };
         let info = serde_json::json!({"a": [1, "x\"y"], "b": null});

@@ -216,6 +216,8 @@ mod tests {
                 srv_geo: Arc::new(geo.clone()),
                 status: StatusSet(status),
                 score: 12,
+                cli_score: 0,
+                srv_score: 0,
                 end_reason: end,
             };
             let ours = info_table(&lua, &keys, &v).unwrap();

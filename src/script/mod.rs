@@ -25,6 +25,7 @@ pub mod api;
 pub mod host;
 pub mod info;
 pub mod pattern;
+pub mod plugins;
 pub mod sandbox;
 #[cfg(test)]
 mod tests;
@@ -63,8 +64,9 @@ impl ScriptError {
 
 /// Loads every script of the configured directory in a scratch state: all errors, with file and line.
 pub fn check_all(cfg: &HostConfig) -> Result<Vec<String>, Vec<ScriptError>> {
-    let sources = read_dir(&cfg.dir).map_err(|e| vec![e])?;
-    let (host, errors) = ScriptHost::new(cfg, &sources).map_err(|e| vec![e])?;
+    let tree = plugins::scan(&cfg.dir).map_err(|e| vec![e])?;
+    let (host, mut errors) = ScriptHost::new(cfg, &tree.scripts).map_err(|e| vec![e])?;
+    errors.extend(tree.clashes);
     if errors.is_empty() {
         Ok(host.enabled())
     } else {
@@ -208,10 +210,10 @@ impl ScriptRunner {
         out: Option<SyncSender<OutputMsg>>,
         write_event: Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
     ) -> Result<(ScriptRunner, Vec<ScriptError>), ScriptError> {
-        let all = read_dir(&cfg.dir)?;
+        let tree = plugins::scan(&cfg.dir)?;
         let mut good = Vec::new();
-        let mut errors = Vec::new();
-        for s in all {
+        let mut errors = tree.clashes;
+        for s in tree.scripts {
             match check_source(&cfg, &s) {
                 Ok(()) => good.push(s),
                 Err(e) => errors.push(e),
@@ -363,8 +365,11 @@ impl ScriptRunner {
     /// old version in fresh states; one that fails keeps its previous version.
     pub fn reload(&self) -> ReloadReport {
         let mut report = ReloadReport::default();
-        let all = match read_dir(&self.cfg.dir) {
-            Ok(a) => a,
+        let all = match plugins::scan(&self.cfg.dir) {
+            Ok(t) => {
+                report.failed.extend(t.clashes);
+                t.scripts
+            }
             Err(e) => {
                 report.failed.push(e);
                 return report;
@@ -401,20 +406,22 @@ impl ScriptRunner {
 
     /// A fingerprint of the directory (names, sizes, times) to see changes.
     pub fn dir_stamp(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-        let mut v: Vec<_> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "lua"))
-            .map(|e| {
-                let m = e.metadata().ok();
-                (
-                    e.path(),
-                    m.as_ref().map(|m| m.len()).unwrap_or(0),
-                    m.and_then(|m| m.modified().ok()),
-                )
-            })
-            .collect();
+        // every `.lua` file of the tree (plugins nest), bounded like `plugins::scan`
+        let mut v = Vec::new();
+        let mut stack = vec![(dir.to_path_buf(), 0usize)];
+        while let Some((d, depth)) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    if depth < 10 && v.len() < 10_000 {
+                        stack.push((p, depth + 1));
+                    }
+                } else if p.extension().is_some_and(|x| x == "lua") {
+                    v.push((p, m.len(), m.modified().ok()));
+                }
+            }
+        }
         v.sort();
         v
     }

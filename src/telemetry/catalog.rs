@@ -259,7 +259,7 @@ pub const METRICS: &[Metric] = &[
     c(
         "flowhook_sink_failed_total",
         &["sink", "target", "code"],
-        "Failed delivery attempts by error code (connect, timeout, tls, io, http_4xx, http_5xx); retried unless the code is http_4xx.",
+        "Failed delivery attempts by error code (connect, timeout, tls, io, http_3xx, http_4xx, http_5xx); retried unless the code is http_3xx or http_4xx (408 and 429 are retried).",
     ),
     c(
         "flowhook_sink_dropped_total",
