@@ -4,6 +4,8 @@ local script = {
   hooks = {},
   gui = { i18n_title = "Blocklist", i18n_description = "Alert on flows from or to blocklisted addresses and networks" },
   default_enabled = true,
+  -- before ntopng's blacklisted.lua, which asks flow.isBlacklisted()
+  prio = 100,
   default_value = { entries = { "198.51.100.66", "203.0.113.0/24" } },
 }
 
@@ -44,7 +46,10 @@ end
 function script.hooks.protocolDetected(now, conf)
   local info = flow.getInfo()
   local cli, srv = info["cli.ip"], info["srv.ip"]
-  local entry = hit(srv) or hit(cli)
+  local srv_hit, cli_hit = hit(srv), hit(cli)
+  if srv_hit then flow.markBlacklisted("srv") end
+  if cli_hit then flow.markBlacklisted("cli") end
+  local entry = srv_hit or cli_hit
   if entry then
     flow.triggerStatus("blocklisted_host", 100, "error",
       "flow between " .. cli .. " and " .. srv .. " matches blocklist entry " .. entry, { entry = entry })

@@ -156,8 +156,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             match flowhook::script::check_all(&flowhook::script::HostConfig::from_config(&cfg)) {
-                Ok(enabled) => {
+                Ok(report) => {
                     print!("{}", cfg.to_toml());
+                    let enabled = report.enabled();
                     eprintln!(
                         "flowhook: configuration ok; scripts enabled: {}",
                         if enabled.is_empty() {
@@ -166,6 +167,7 @@ fn main() -> ExitCode {
                             enabled.join(", ")
                         }
                     );
+                    eprint!("{}", report.listing());
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {

@@ -91,6 +91,13 @@ impl StatusSet {
         self.0 & (1u64 << (bit & 63)) != 0
     }
 
+    /// Clears `bit`; returns whether it was set.
+    pub fn clear(&mut self, bit: u8) -> bool {
+        let before = self.0;
+        self.0 &= !(1u64 << (bit & 63));
+        before != self.0
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0 == 0
     }

@@ -39,7 +39,11 @@ pub enum Action {
         severity: &'static str,
         message: String,
         info: serde_json::Value,
+        /// Raise an alert too (ntopng 4.x: not for a status of score 0, nor `setStatus`).
+        alert: bool,
     },
+    /// ntopng 4.0 `clearStatus`.
+    Clear { bit: u8 },
     Alert {
         score: u16,
         severity: &'static str,
@@ -61,6 +65,8 @@ pub struct FlowScriptState {
     pub last_periodic: Vec<(u16, i64)>,
     /// An alert of this flow went to a sink that resolves alerts at the flow's end.
     pub delivered: bool,
+    /// Sides a blocklist matched (1: client, 2: server), for ntopng's `isBlacklisted`.
+    pub blacklisted: u8,
 }
 
 /// The flow a hook call is about.
@@ -364,6 +370,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                         severity: severity(sev)?,
                         message: message.unwrap_or_default(),
                         info,
+                        alert: true,
                     });
                     Ok(())
                 },
@@ -391,6 +398,98 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             )?,
         )?;
     }
+    install_4x(lua, &flow, slot)?;
     lua.globals().set("flow", flow)?;
+    Ok(())
+}
+
+fn status_bit(key: &str, what: &str) -> mlua::Result<u8> {
+    if key.is_empty() || key.len() > 64 {
+        return Err(mlua::Error::runtime(format!(
+            "{what}: the status key must be 1..64 characters"
+        )));
+    }
+    status::register(key)
+        .ok_or_else(|| mlua::Error::runtime(format!("{what}: too many distinct statuses (64)")))
+}
+
+/// What the ntopng 4.x layer (`compat/prelude.lua`) builds its forms of
+/// `triggerStatus`, `setStatus`, `clearStatus` and `isBlacklisted` on, and
+/// `markBlacklisted` for blocklist scripts.
+fn install_4x(lua: &Lua, flow: &Table, slot: Slot) -> mlua::Result<()> {
+    let s = slot.clone();
+    flow.set(
+        "_status4x",
+        lua.create_function(
+            move |lua,
+                  (key, sc, cli, srv, sev, message, info, alert): (
+                String,
+                Option<i64>,
+                Option<i64>,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                Option<Value>,
+                bool,
+            )| {
+                let bit = status_bit(&key, "triggerStatus")?;
+                let info = match info {
+                    Some(v @ Value::Table(_)) | Some(v @ Value::String(_)) => lua
+                        .from_value::<serde_json::Value>(v)
+                        .unwrap_or(serde_json::Value::Null),
+                    _ => serde_json::Value::Null,
+                };
+                // ntopng's "debug" is below flowhook's lowest severity
+                let sev = sev.filter(|x| x != "debug");
+                s.borrow_mut().actions.push(Action::Status {
+                    bit,
+                    name: key,
+                    score: score(sc),
+                    cli_score: score(cli),
+                    srv_score: score(srv),
+                    severity: severity(sev.or_else(|| Some("info".into())))?,
+                    message: message.unwrap_or_default(),
+                    info,
+                    alert,
+                });
+                Ok(())
+            },
+        )?,
+    )?;
+    let s = slot.clone();
+    flow.set(
+        "_clearStatus",
+        lua.create_function(move |_, key: String| {
+            let bit = status_bit(&key, "clearStatus")?;
+            let mut cur = s.borrow_mut();
+            let was = cur.state.status.has(bit);
+            cur.actions.push(Action::Clear { bit });
+            Ok(was)
+        })?,
+    )?;
+    let s = slot.clone();
+    flow.set(
+        "_blacklisted",
+        lua.create_function(move |_, ()| {
+            let b = s.borrow().state.blacklisted;
+            Ok((b & 1 != 0, b & 2 != 0))
+        })?,
+    )?;
+    flow.set(
+        "markBlacklisted",
+        lua.create_function(move |_, side: String| {
+            let bit = match side.as_str() {
+                "cli" | "client" => 1,
+                "srv" | "server" => 2,
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "markBlacklisted: side is \"cli\" or \"srv\"",
+                    ));
+                }
+            };
+            slot.borrow_mut().state.blacklisted |= bit;
+            Ok(())
+        })?,
+    )?;
     Ok(())
 }

@@ -34,6 +34,16 @@ pub struct ScriptSource {
     pub plugin: Option<PathBuf>,
 }
 
+/// A loaded script, as `flowhook check` lists it.
+#[derive(Debug, Clone)]
+pub struct ScriptInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub plugin: Option<PathBuf>,
+    pub enabled: bool,
+    pub why_disabled: Option<String>,
+}
+
 /// Settings of a host.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -77,6 +87,17 @@ struct Script {
     teardown: Option<Function>,
     timers: [HookTimer; 4],
     enabled: bool,
+    /// Why it does not run (disabled by configuration, setup, or needing
+    /// what NetFlow/IPFIX do not carry).
+    why_disabled: Option<String>,
+    path: PathBuf,
+    plugin: Option<PathBuf>,
+    /// ntopng 4.2 `prio`: higher runs first.
+    prio: i64,
+    /// ntopng `l7_proto_id`: only flows whose application or master protocol has this nDPI id.
+    l7_id: Option<u16>,
+    /// ntopng `three_way_handshake_ok`: TCP flows only once the handshake completed.
+    twh_ok: bool,
     timeouts_in_row: u32,
     alert_window: (i64, u32),
 }
@@ -137,6 +158,22 @@ impl ScriptHost {
         let slot: Slot = Default::default();
         slot.borrow_mut().have_local_networks = cfg.have_local_networks;
         api::install(&lua, slot.clone())?;
+        // ntopng 4.x: definitions, locales and modules of the plugin trees
+        let tree = super::plugins::scan(&cfg.dir).unwrap_or_default();
+        let prefs = match cfg.conf.get("prefs") {
+            Some(toml::Value::Table(t)) => t
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        super::compat::install(&lua, &tree, &prefs, &cfg.dir)?;
         Ok(ScriptHost {
             lua,
             deadline,
@@ -166,6 +203,20 @@ impl ScriptHost {
             }
         }
         Ok((h, errors))
+    }
+
+    /// Every loaded script: what `flowhook check` lists.
+    pub fn describe(&self) -> Vec<ScriptInfo> {
+        self.scripts
+            .iter()
+            .map(|s| ScriptInfo {
+                name: s.name.to_string(),
+                path: s.path.clone(),
+                plugin: s.plugin.clone(),
+                enabled: s.enabled,
+                why_disabled: s.why_disabled.clone(),
+            })
+            .collect()
     }
 
     /// Names of the scripts that run.
@@ -241,6 +292,30 @@ impl ScriptHost {
         let name = src.name.as_str();
         let enabled = (default_enabled || self.cfg.enable.iter().any(|n| n == name))
             && !self.cfg.disable.iter().any(|n| n == name);
+        let mut why_disabled = (!enabled).then(|| {
+            if self.cfg.disable.iter().any(|n| n == name) {
+                "scripts.disable".to_string()
+            } else {
+                "default_enabled = false (add it to scripts.enable)".to_string()
+            }
+        });
+        // ntopng 4.x fields for what a flow collector cannot offer
+        let flag = |k: &str| matches!(t.get::<Value>(k), Ok(Value::Boolean(true)));
+        let needs = if flag("packet_interface_only") {
+            Some("packet_interface_only: needs a packet capture interface")
+        } else if flag("nedge_only") {
+            Some("nedge_only: needs ntopng's nEdge")
+        } else {
+            None
+        };
+        let enabled = match needs {
+            Some(why) if enabled => {
+                tracing::info!(script = name, "not run: {why}");
+                why_disabled = Some(why.to_string());
+                false
+            }
+            _ => enabled,
+        };
         let conf: Value = match self.cfg.conf.get(name) {
             Some(v) => self
                 .lua
@@ -261,11 +336,35 @@ impl ScriptHost {
             let r = setup.call::<Value>(conf.clone());
             self.deadline.disarm();
             match r {
-                Ok(Value::Boolean(false)) => enabled = false,
+                Ok(Value::Boolean(false)) => {
+                    enabled = false;
+                    why_disabled = Some("setup() returned false".into());
+                }
                 Ok(_) => {}
                 Err(e) => return Err(err(format!("setup(): {e}"))),
             }
         }
+        // ntopng 4.2 calls onLoad, then onEnable, for enabled scripts
+        if enabled {
+            for f in ["onLoad", "onEnable"] {
+                if let Ok(Some(func)) = t.get::<Option<Function>>(f) {
+                    let hook_config = self.lua.create_table().map_err(|e| err(e.to_string()))?;
+                    hook_config
+                        .set("enabled", true)
+                        .and_then(|_| hook_config.set("script_conf", conf.clone()))
+                        .map_err(|e| err(e.to_string()))?;
+                    self.deadline.arm(Instant::now() + self.cfg.deadline * 10);
+                    let r = func.call::<Value>(("all", hook_config));
+                    self.deadline.disarm();
+                    r.map_err(|e| err(format!("{f}(): {e}")))?;
+                }
+            }
+        }
+        let l7_id = match t.get::<Value>("l7_proto_id") {
+            Ok(Value::Integer(i)) => u16::try_from(i).ok(),
+            Ok(Value::Number(n)) if n >= 0.0 && n < 65536.0 => Some(n as u16),
+            _ => None,
+        };
         let script = Script {
             name: Arc::from(name),
             hooks,
@@ -276,12 +375,21 @@ impl ScriptHost {
             teardown: t.get("teardown").ok(),
             timers: HOOK_NAMES.map(|h| ScriptTelemetry::hook_handles(name, h)),
             enabled,
+            why_disabled,
+            path: src.path.clone(),
+            plugin: src.plugin.clone(),
+            prio: t.get::<Option<i64>>("prio").ok().flatten().unwrap_or(0),
+            l7_id,
+            twh_ok: flag("three_way_handshake_ok"),
             timeouts_in_row: 0,
             alert_window: (i64::MIN, 0),
         };
         self.tel.set_enabled(name, enabled);
         self.scripts.retain(|s| *s.name != *name);
         self.scripts.push(script);
+        // ntopng 4.2 runs higher `prio` first; equal ones by name
+        self.scripts
+            .sort_by(|a, b| b.prio.cmp(&a.prio).then_with(|| a.name.cmp(&b.name)));
         Ok(())
     }
 
@@ -389,6 +497,16 @@ impl ScriptHost {
             Some(n) => n.into(),
             None => proto.to_string().into(),
         };
+        // nDPI ids of the application and its master protocol ("TLS.Google"), for l7_proto_id
+        let (master, app) = l7.split_once('.').unwrap_or((&l7, &l7));
+        let l7_ids = (
+            super::compat::ndpi_proto_id(master),
+            super::compat::ndpi_proto_id(app),
+        );
+        let twh = self.slot.borrow().view.as_ref().is_some_and(|v| {
+            let (c, s) = (v.cli_tcp_flags, v.srv_tcp_flags);
+            c & 0x02 != 0 && s & 0x12 == 0x12 && c & 0x10 != 0
+        });
         for si in 0..self.scripts.len() {
             let s = &self.scripts[si];
             let Some(f) = s.hooks[hi].as_ref().filter(|_| s.enabled) else {
@@ -398,6 +516,12 @@ impl ScriptHost {
                 continue;
             }
             if !s.l7.is_empty() && !s.l7.iter().any(|p| p.eq_ignore_ascii_case(&l7)) {
+                continue;
+            }
+            if s.l7_id.is_some_and(|id| id != l7_ids.0 && id != l7_ids.1) {
+                continue;
+            }
+            if s.twh_ok && proto == 6 && !twh {
                 continue;
             }
             let f = f.clone();
@@ -485,6 +609,7 @@ impl ScriptHost {
                 severity,
                 message,
                 info,
+                alert,
             } => {
                 let newly = state.status.set(bit);
                 if newly {
@@ -496,10 +621,14 @@ impl ScriptHost {
                     state.srv_score = add(state.srv_score, srv_score);
                 }
                 // the same (flow, status) alerts once
-                if !state.alerted.set(bit) {
+                if !alert || !state.alerted.set(bit) {
                     return;
                 }
                 (Some(name), score, severity, message, info)
+            }
+            Action::Clear { bit } => {
+                state.status.clear(bit);
+                return;
             }
             Action::Alert {
                 score,
@@ -634,7 +763,8 @@ impl serde::Serialize for Alert<'_> {
 /// Idempotent: script statuses never use the built-in bits.
 fn merge_into(v: &mut FlowView, st: &FlowScriptState) {
     let base_bits = StatusSet(v.status.0 & 0x1f);
-    v.status = StatusSet(v.status.0 | st.status.0);
+    // built-in bits from the table, the rest as scripts left them (clearStatus included)
+    v.status = StatusSet(base_bits.0 | st.status.0);
     let base: u32 = (0..5u8)
         .filter(|b| base_bits.has(*b))
         .map(|b| u32::from(status::builtin_score(b)))

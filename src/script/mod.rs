@@ -22,6 +22,7 @@
 //! watchdog).
 
 pub mod api;
+pub mod compat;
 pub mod host;
 pub mod info;
 pub mod pattern;
@@ -63,14 +64,84 @@ impl ScriptError {
 }
 
 /// Loads every script of the configured directory in a scratch state: all errors, with file and line.
-pub fn check_all(cfg: &HostConfig) -> Result<Vec<String>, Vec<ScriptError>> {
+pub fn check_all(cfg: &HostConfig) -> Result<CheckReport, Vec<ScriptError>> {
     let tree = plugins::scan(&cfg.dir).map_err(|e| vec![e])?;
     let (host, mut errors) = ScriptHost::new(cfg, &tree.scripts).map_err(|e| vec![e])?;
-    errors.extend(tree.clashes);
+    errors.extend(tree.clashes.iter().cloned());
     if errors.is_empty() {
-        Ok(host.enabled())
+        Ok(CheckReport {
+            scripts: host.describe(),
+            tree,
+        })
     } else {
         Err(errors)
+    }
+}
+
+/// What `flowhook check` found in the scripts directory.
+pub struct CheckReport {
+    pub scripts: Vec<host::ScriptInfo>,
+    pub tree: plugins::Tree,
+}
+
+impl CheckReport {
+    /// Names of the scripts that run.
+    pub fn enabled(&self) -> Vec<String> {
+        self.scripts
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// A readable listing: each script with where it came from and whether
+    /// it runs, then what was skipped and the definitions found.
+    pub fn listing(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let width = self.scripts.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in &self.scripts {
+            let state = match (&s.enabled, &s.why_disabled) {
+                (true, _) => "runs".to_string(),
+                (false, Some(w)) => format!("off ({w})"),
+                (false, None) => "off".to_string(),
+            };
+            let from = match &s.plugin {
+                Some(p) => format!("plugin {}", p.display()),
+                None => format!("file {}", s.path.display()),
+            };
+            let _ = writeln!(out, "  {:width$}  {state}; {from}", s.name);
+        }
+        let mut subjects: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (subject, _) in &self.tree.skipped {
+            *subjects.entry(subject.as_str()).or_default() += 1;
+        }
+        if !subjects.is_empty() {
+            let list: Vec<String> = subjects.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(
+                out,
+                "  skipped: user scripts of other subjects than flow ({})",
+                list.join(", ")
+            );
+        }
+        for d in &self.tree.disabled {
+            let _ = writeln!(
+                out,
+                "  skipped: plugin {} (its manifest disables it)",
+                d.display()
+            );
+        }
+        if !self.tree.plugins.is_empty() {
+            let _ = writeln!(
+                out,
+                "  ntopng plugins: {}; status definitions {}, alert definitions {}, locales {}",
+                self.tree.plugins.len(),
+                self.tree.statuses.len(),
+                self.tree.alerts.len(),
+                self.tree.locales.len()
+            );
+        }
+        out
     }
 }
 

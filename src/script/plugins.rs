@@ -48,6 +48,8 @@ pub struct Tree {
     pub plugins: Vec<PathBuf>,
     /// User scripts of other subjects: (subject, path).
     pub skipped: Vec<(String, PathBuf)>,
+    /// Plugins their manifest disables (`disabled = true`): not loaded at all.
+    pub disabled: Vec<PathBuf>,
     /// Flow scripts whose name an earlier one already has.
     pub clashes: Vec<ScriptError>,
 }
@@ -167,6 +169,10 @@ impl Walk {
                 s.file_name()
                     .is_some_and(|n| n == "user_scripts" || n == "status_definitions")
             });
+        if is_plugin && manifest_disables(&dir.join("manifest.lua")) {
+            self.tree.disabled.push(dir.to_path_buf());
+            return Ok(());
+        }
         if is_plugin {
             self.tree.plugins.push(dir.to_path_buf());
         }
@@ -209,6 +215,20 @@ impl Walk {
         }
         Ok(())
     }
+}
+
+/// Whether a plugin's `manifest.lua` (a plain table, as ntopng requires)
+/// sets `disabled = true`, outside comments.
+fn manifest_disables(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    text.lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .any(|l| {
+            let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            l.contains("disabled=true")
+        })
 }
 
 /// Reads `dir`: plain scripts at the top, plugins below. A missing directory is empty.

@@ -2,8 +2,8 @@
 //! `dofile`, `loadfile`, bytecode), `table`, `string` (no `dump`), `math`,
 //! `utf8`, `coroutine`, and `os.time`/`os.clock`/`os.date`; a memory limit; an
 //! instruction-count hook on every thread (coroutines included) that aborts
-//! a call past its deadline; `require` that finds `user_scripts` (built in)
-//! and modules in the scripts directory only; `tprint` that logs any value
+//! a call past its deadline; `require` that finds the ntopng modules
+//! `compat` builds in and modules in the scripts directory only; `tprint` that logs any value
 //! readably.
 //!
 //! Each script gets its own global environment ([`Sandbox::env`]): copies
@@ -102,18 +102,6 @@ fn valid_module_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The built-in `user_scripts` module ntopng scripts `require`.
-fn user_scripts(lua: &Lua) -> mlua::Result<Table> {
-    let m = lua.create_table()?;
-    let prio = lua.create_table()?;
-    prio.set("normal", 0)?;
-    prio.set("low", 1)?;
-    m.set("priorities", prio)?;
-    let fields = lua.create_table()?;
-    m.set("script_types", fields)?;
-    Ok(m)
-}
-
 /// Builds one script's environment (run once per script load).
 const ENV_MAKER: &str = r#"
 local check, passed, require_for = ...
@@ -207,8 +195,9 @@ impl Sandbox {
     }
 }
 
-/// A `require` for one script environment: `user_scripts` (built in), else
-/// `<dir>/<name>.lua` run in that environment, each loaded once per script.
+/// A `require` for one script environment: the built-in modules ntopng 4.x
+/// scripts use (`compat::builtin`), else `<dir>/<name>.lua`, run in that
+/// environment, each loaded once per script.
 fn require_maker(lua: &Lua, dir: PathBuf) -> mlua::Result<mlua::Function> {
     lua.create_function(move |lua, env: Table| {
         let dir = dir.clone();
@@ -217,8 +206,18 @@ fn require_maker(lua: &Lua, dir: PathBuf) -> mlua::Result<mlua::Function> {
             if let Ok(Value::Table(t)) = loaded.get::<Value>(name.as_str()) {
                 return Ok(Value::Table(t));
             }
-            let module: Value = if name == "user_scripts" {
-                Value::Table(user_scripts(lua)?)
+            let module: Value = if let Some(src) = super::compat::builtin(&name) {
+                // a built-in module registers itself early (`provide`), so
+                // the definitions it loads can require it back
+                let l = loaded.clone();
+                let n = name.clone();
+                let provide = lua.create_function(move |_, m: Value| l.set(n.as_str(), m))?;
+                let native = super::compat::native(lua)?;
+                lua.load(src)
+                    .set_name(format!("=flowhook {name}"))
+                    .set_mode(ChunkMode::Text)
+                    .set_environment(env.clone())
+                    .call::<Value>((native, provide))?
             } else {
                 if !valid_module_name(&name) {
                     return Err(mlua::Error::runtime(format!(
