@@ -413,6 +413,19 @@ fn status_bit(key: &str, what: &str) -> mlua::Result<u8> {
         .ok_or_else(|| mlua::Error::runtime(format!("{what}: too many distinct statuses (64)")))
 }
 
+/// Arguments of `flow._status4x`: key, flow, client and server score,
+/// severity, message, info, whether to alert.
+type Status4x = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<Value>,
+    bool,
+);
+
 /// What the ntopng 4.x layer (`compat/prelude.lua`) builds its forms of
 /// `triggerStatus`, `setStatus`, `clearStatus` and `isBlacklisted` on, and
 /// `markBlacklisted` for blocklist scripts.
@@ -421,17 +434,7 @@ fn install_4x(lua: &Lua, flow: &Table, slot: Slot) -> mlua::Result<()> {
     flow.set(
         "_status4x",
         lua.create_function(
-            move |lua,
-                  (key, sc, cli, srv, sev, message, info, alert): (
-                String,
-                Option<i64>,
-                Option<i64>,
-                Option<i64>,
-                Option<String>,
-                Option<String>,
-                Option<Value>,
-                bool,
-            )| {
+            move |lua, (key, sc, cli, srv, sev, message, info, alert): Status4x| {
                 let bit = status_bit(&key, "triggerStatus")?;
                 let info = match info {
                     Some(v @ Value::Table(_)) | Some(v @ Value::String(_)) => lua

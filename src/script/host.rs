@@ -362,7 +362,7 @@ impl ScriptHost {
         }
         let l7_id = match t.get::<Value>("l7_proto_id") {
             Ok(Value::Integer(i)) => u16::try_from(i).ok(),
-            Ok(Value::Number(n)) if n >= 0.0 && n < 65536.0 => Some(n as u16),
+            Ok(Value::Number(n)) if (0.0..65536.0).contains(&n) => Some(n as u16),
             _ => None,
         };
         let script = Script {
