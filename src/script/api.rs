@@ -208,7 +208,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                 let Some(v) = cur.view.as_ref() else {
                     return Err(mlua::Error::runtime("flow is only available inside a hook"));
                 };
-                super::info::info_table(lua, &keys, v)
+                super::info::info_table(lua, &keys, v, cur.have_local_networks)
             })?,
         )?;
     }

@@ -60,7 +60,19 @@ pub struct InfoKeys {
     status: LuaString,
     score: LuaString,
     end_reason: LuaString,
+    /// ntopng 4.x's names: `proto.ndpi`, `proto.ndpi_app`, `proto.ndpi_cat`,
+    /// `cli.localhost`, `srv.localhost`; then `cli.score`, `srv.score`.
+    ntopng: Vec<LuaString>,
 }
+
+/// Keys `getInfo` adds for ntopng 4.x scripts (not in the JSON vocabulary).
+pub const NTOPNG_KEYS: [&str; 5] = [
+    "proto.ndpi",
+    "proto.ndpi_app",
+    "proto.ndpi_cat",
+    "cli.localhost",
+    "srv.localhost",
+];
 
 impl InfoKeys {
     pub fn new(lua: &Lua) -> mlua::Result<Self> {
@@ -76,6 +88,12 @@ impl InfoKeys {
             status: lua.create_string("status")?,
             score: lua.create_string("score")?,
             end_reason: lua.create_string("end_reason")?,
+            ntopng: strs(
+                &mut NTOPNG_KEYS
+                    .iter()
+                    .chain(&["cli.score", "srv.score"])
+                    .map(|k| k.to_string()),
+            )?,
         })
     }
 }
@@ -118,8 +136,14 @@ fn geo(t: &Table, k: &[LuaString], g: &GeoInfo) -> mlua::Result<()> {
     Ok(())
 }
 
-/// The table `flow.getInfo()` returns.
-pub fn info_table(lua: &Lua, k: &InfoKeys, v: &FlowView) -> mlua::Result<Table> {
+/// The table `flow.getInfo()` returns; `have_networks`: local networks are
+/// configured (else private space counts as local, as in `flow.isLocal`).
+pub fn info_table(
+    lua: &Lua,
+    k: &InfoKeys,
+    v: &FlowView,
+    have_networks: bool,
+) -> mlua::Result<Table> {
     let t = lua.create_table_with_capacity(0, 48)?;
     let key = |i: usize| &k.keys[i];
     t.raw_set(key(0), text(lua, format_args!("{:016x}", v.key))?)?;
@@ -156,9 +180,21 @@ pub fn info_table(lua: &Lua, k: &InfoKeys, v: &FlowView) -> mlua::Result<Table> 
     }
     t.raw_set(&k.status, names)?;
     t.raw_set(&k.score, v.score)?;
+    if v.cli_score > 0 || v.srv_score > 0 {
+        t.raw_set(&k.ntopng[5], v.cli_score)?;
+        t.raw_set(&k.ntopng[6], v.srv_score)?;
+    }
     if let Some(r) = v.end_reason {
         t.raw_set(&k.end_reason, r.name())?;
     }
+    // ntopng 4.x's names for what scripts written for it read
+    let (master, app) = v.l7.split_once('.').unwrap_or((&v.l7, &v.l7));
+    t.raw_set(&k.ntopng[0], &*v.l7)?;
+    t.raw_set(&k.ntopng[1], app)?;
+    t.raw_set(&k.ntopng[2], super::compat::ndpi_category(master).0)?;
+    let local = |g: &GeoInfo| if have_networks { g.local } else { g.private };
+    t.raw_set(&k.ntopng[3], local(&v.cli_geo))?;
+    t.raw_set(&k.ntopng[4], local(&v.srv_geo))?;
     Ok(t)
 }
 
@@ -220,10 +256,22 @@ mod tests {
                 srv_score: 0,
                 end_reason: end,
             };
-            let ours = info_table(&lua, &keys, &v).unwrap();
+            let ours = info_table(&lua, &keys, &v, false).unwrap();
             let reference = lua.to_value(&v).unwrap();
-            let a: serde_json::Value = lua.from_value(mlua::Value::Table(ours)).unwrap();
+            let mut a: serde_json::Value = lua.from_value(mlua::Value::Table(ours)).unwrap();
             let b: serde_json::Value = lua.from_value(reference).unwrap();
+            // ntopng's names come on top of the vocabulary
+            let extra: Vec<serde_json::Value> = NTOPNG_KEYS
+                .iter()
+                .map(|k| a.as_object_mut().unwrap().remove(*k).unwrap())
+                .collect();
+            assert_eq!(
+                extra,
+                serde_json::json!(["TLS", "TLS", "Web", true, false])
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            );
             assert_eq!(a, b);
         }
     }

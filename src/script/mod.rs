@@ -282,6 +282,12 @@ impl ScriptRunner {
         write_event: Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
     ) -> Result<(ScriptRunner, Vec<ScriptError>), ScriptError> {
         let tree = plugins::scan(&cfg.dir)?;
+        for (subject, path) in &tree.skipped {
+            tracing::info!(path = %path.display(), "skipped a {subject} user script: flowhook runs flow scripts only");
+        }
+        for p in &tree.disabled {
+            tracing::info!(plugin = %p.display(), "skipped a plugin its manifest disables");
+        }
         let mut good = Vec::new();
         let mut errors = tree.clashes;
         for s in tree.scripts {

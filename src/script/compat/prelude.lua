@@ -253,18 +253,8 @@ local function category(l7)
   return name, ndpi.categories[name] or 0
 end
 
-flow.getInfo = function()
-  local t = raw.getInfo()
-  local l7 = t["proto.l7"]
-  local master, app = l7_parts(l7)
-  t["proto.ndpi"] = l7
-  t["proto.ndpi_app"] = app
-  t["proto.ndpi_cat"] = category(l7)
-  t["cli.localhost"] = t["cli.local"] == true
-  t["srv.localhost"] = t["srv.local"] == true
-  return t
-end
-local getInfo = flow.getInfo
+-- getInfo carries ntopng's names too (proto.ndpi, proto.ndpi_app, proto.ndpi_cat, cli./srv.localhost)
+local getInfo = raw.getInfo
 
 local function ip_kind(ip)
   ip = tostring(ip or "")

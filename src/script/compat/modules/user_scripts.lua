@@ -21,6 +21,8 @@ for _, u in ipairs({ "seconds", "bytes", "flows", "packets", "mbits", "hosts", "
   M.field_units[u] = "field_units." .. u
 end
 M.DEFAULT_CONFIGSET_ID = 0
+-- read by ntopng's notification pages when an unexpected_* plugin is on
+M.unexpected_plugins_enabled = false
 M.script_types = {
   flow = { parent_dir = "interface", hooks = { "protocolDetected", "statusChanged", "flowEnd", "periodicUpdate" }, subdirs = { "flow" }, default_config_only = true },
   traffic_element = { parent_dir = "interface", hooks = { "min", "5mins", "hour", "day" }, subdirs = { "interface", "network" } },
