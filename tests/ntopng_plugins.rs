@@ -542,3 +542,33 @@ return script
     assert_eq!(a[0]["score"], 40);
     assert_eq!(a[0]["flow"]["cli.score"], 30);
 }
+
+#[test]
+fn two_plugins_with_one_script_name_are_reported_with_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("plugins");
+    for p in ["a/one", "b/two"] {
+        write(
+            &root,
+            &format!("{p}/manifest.lua"),
+            "return { title = 'x', description = 'x', author = 'x', dependencies = {} }\n",
+        );
+        write(
+            &root,
+            &format!("{p}/user_scripts/flow/same.lua"),
+            "return { hooks = { flowEnd = function() end } }\n",
+        );
+    }
+    let out = Command::new(BIN)
+        .arg("check")
+        .env("FLOWHOOK__SCRIPTS__DIR", &root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a/one/user_scripts/flow/same.lua")
+            && err.contains("b/two/user_scripts/flow/same.lua"),
+        "{err}"
+    );
+}
