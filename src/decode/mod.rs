@@ -693,11 +693,11 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn learn(&mut self, l: normalize::Learnt) {
+    fn learn(&mut self, l: normalize::Learnt, announced: &crate::decode::sampling::Announcement) {
         match l.resolved {
             Some(r) => self.counts.count(r),
             // options data announces rates for the records after it
-            None => self.sampling.learn(&l.sampling),
+            None => self.sampling.learn(announced),
         }
         if l.system_init_ms.is_some() {
             self.ctx.system_init_ms = l.system_init_ms;
@@ -706,8 +706,8 @@ impl<'a> Emitter<'a> {
 
     fn push(&mut self, b: Builder) {
         let kind_options = b.kind() == RecordKind::Options;
-        let (r, l) = b.finish(&self.ctx, &self.sampling, self.rules);
-        self.learn(l);
+        let (r, l, st) = b.finish(&self.ctx, &self.sampling, self.rules);
+        self.learn(l, st.announcement());
         self.out.push(r);
         if kind_options {
             self.options += 1;
@@ -761,7 +761,7 @@ impl<'a> Emitter<'a> {
             let mut st = normalize::Fill::default();
             plan.decode(rec, r, &mut st);
             let learnt = st.finish(r, &self.ctx, &self.sampling, self.rules);
-            self.learn(learnt);
+            self.learn(learnt, st.announcement());
         }
     }
 

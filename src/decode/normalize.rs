@@ -34,9 +34,8 @@ pub struct Ctx {
 /// Sampling and clock facts an options record teaches about its exporter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Learnt {
-    /// What the record said about sampling (options data teaches the stream).
-    pub sampling: Announcement,
-    /// The rate resolved for a flow record (`None` for options data).
+    /// The rate resolved for a flow record (`None` for options data, whose
+    /// announcement — [`Fill::announcement`] — teaches the stream).
     pub resolved: Option<Resolved>,
     pub system_init_ms: Option<i64>,
 }
@@ -339,10 +338,15 @@ impl Builder {
 
     /// Completes the record: addresses, times, counters with sampling applied.
     /// Returns what an options record teaches about the exporter.
-    pub fn finish(self, ctx: &Ctx, sampling: &Announced, rules: &Rules) -> (FlowRecord, Learnt) {
-        let Builder { mut rec, st } = self;
+    pub fn finish(
+        self,
+        ctx: &Ctx,
+        sampling: &Announced,
+        rules: &Rules,
+    ) -> (FlowRecord, Learnt, Fill) {
+        let Builder { mut rec, mut st } = self;
         let learnt = st.finish(&mut rec, ctx, sampling, rules);
-        (rec, learnt)
+        (rec, learnt, st)
     }
 }
 
@@ -437,15 +441,21 @@ impl Fill {
 
     /// Completes `rec`: addresses, times, counters with sampling applied.
     /// Returns what an options record teaches about the exporter.
+    /// What the record announced about sampling.
+    pub fn announcement(&self) -> &Announcement {
+        &self.p.sampling
+    }
+
+    /// Completes `rec` (by reference: the fill is not moved per record).
     pub fn finish(
-        self,
+        &mut self,
         rec: &mut FlowRecord,
         ctx: &Ctx,
         sampling: &Announced,
         rules: &Rules,
     ) -> Learnt {
         let Fill { p, icmp_seen } = self;
-        if !icmp_seen {
+        if !*icmp_seen {
             rec.icmp_type = icmp_from_ports(rec.src_port, rec.dst_port);
         }
         rec.src_addr = pick(p.src4, p.src6);
@@ -475,7 +485,6 @@ impl Fill {
             None
         };
         let learnt = Learnt {
-            sampling: p.sampling,
             resolved,
             system_init_ms: p.system_init_ms,
         };
