@@ -748,20 +748,34 @@ impl<'a> Emitter<'a> {
 
     /// One data set of a compiled template (records shorter than the plan are padding).
     fn compiled_set(&mut self, tid: u16, plan: &compiled::Plan, body: &[u8]) {
-        for rec in body.chunks_exact(plan.rec_len) {
-            // filled in place: the record is not moved again
-            self.out.push(normalize::new_record(
-                RecordKind::Flow,
-                &self.ctx,
-                Some(tid),
-            ));
-            let Some(r) = self.out.last_mut() else {
-                return;
-            };
+        let n = body.len() / plan.rec_len.max(1);
+        let start = self.out.len();
+        // the set's records made in place in one pass (no record built
+        // aside and copied in), then filled in order
+        let ctx = &self.ctx;
+        self.out.extend(
+            std::iter::repeat_with(|| normalize::new_record(RecordKind::Flow, ctx, Some(tid)))
+                .take(n),
+        );
+        let Emitter {
+            ctx,
+            out,
+            sampling,
+            rules,
+            counts,
+            ..
+        } = self;
+        for (rec, r) in body.chunks_exact(plan.rec_len).zip(&mut out[start..]) {
             let mut st = normalize::Fill::default();
             plan.decode(rec, r, &mut st);
-            let learnt = st.finish(r, &self.ctx, &self.sampling, self.rules);
-            self.learn(learnt, st.announcement());
+            let l = st.finish(r, ctx, sampling, rules);
+            // as `learn`, for flow records: count the rate's source, keep the exporter's boot time
+            if let Some(res) = l.resolved {
+                counts.count(res);
+            }
+            if l.system_init_ms.is_some() {
+                ctx.system_init_ms = l.system_init_ms;
+            }
         }
     }
 
