@@ -15,11 +15,13 @@
 //! queue; the stuck thread is left to finish and exit, and the event it was
 //! on is counted as dropped. Shutdown does not wait for a stuck worker.
 //!
-//! Layout: `sandbox` (the Lua state and its limits), `pattern` (Lua
+//! Layout: `plugins` (the scripts directory read as ntopng reads its
+//! plugins), `sandbox` (the Lua state and its limits), `pattern` (Lua
 //! patterns with a step budget), `api` (the `flow` object; all Rust↔Lua
-//! conversion, `info` for `getInfo`), `host` (scripts loaded in one state,
-//! hook calls, statuses and alerts), this file (workers, queues, reload,
-//! watchdog).
+//! conversion, `info` for `getInfo`), `compat` (what ntopng 4.x flow scripts
+//! find around them: modules, globals, the 4.x flow API), `host` (scripts
+//! loaded in one state, hook calls, statuses and alerts), this file
+//! (workers, queues, reload, watchdog).
 
 pub mod api;
 pub mod compat;
