@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mlua::{Lua, LuaSerdeExt, Table, Value};
+use mlua::{FromLua, Lua, LuaSerdeExt, Table, Value};
 
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
@@ -301,13 +301,19 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         let slot = slot.clone();
         flow.set(
             "isStatusSet",
-            lua.create_function(move |_, key: String| {
+            lua.create_function(move |_, key: Value| {
                 let cur = slot.borrow();
                 let Some(v) = cur.view.as_ref() else {
                     return Err(mlua::Error::runtime("flow is only available inside a hook"));
                 };
                 let all = StatusSet(v.status.0 | cur.state.status.0);
-                Ok(all.names().iter().any(|n| **n == *key))
+                // a name, or ntopng 4.x's status table or id
+                let name = match status_key(&key) {
+                    Some(n) => n,
+                    None => return Ok(false),
+                };
+                let short = name.strip_prefix("status_").unwrap_or(&name);
+                Ok(all.iter_names().any(|n| n == name || n == short))
             })?,
         )?;
     }
@@ -342,13 +348,31 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             "triggerStatus",
             lua.create_function(
                 move |lua,
-                      (key, sc, sev, message, info): (
-                    String,
-                    Option<i64>,
-                    Option<String>,
-                    Option<String>,
-                    Option<Value>,
+                      (first, sc, sev, message, info, rest): (
+                    Value,
+                    Value,
+                    Value,
+                    Value,
+                    Value,
+                    mlua::MultiValue,
                 )| {
+                    // ntopng 4.x forms (a status table first): the compat layer's handler
+                    let key = match first {
+                        Value::Table(_) => {
+                            let f: mlua::Function =
+                                lua.named_registry_value("flowhook.trigger4x")?;
+                            let mut args = mlua::MultiValue::new();
+                            args.push_back(first);
+                            args.extend([sc, sev, message, info]);
+                            args.extend(rest);
+                            return f.call::<()>(args);
+                        }
+                        other => String::from_lua(other, lua)?,
+                    };
+                    let sc = Option::<i64>::from_lua(sc, lua)?;
+                    let sev = Option::<String>::from_lua(sev, lua)?;
+                    let message = Option::<String>::from_lua(message, lua)?;
+                    let info = Option::<Value>::from_lua(info, lua)?;
                     if key.is_empty() || key.len() > 64 {
                         return Err(mlua::Error::runtime(
                             "triggerStatus: the status key must be 1..64 characters",
@@ -401,6 +425,22 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     install_4x(lua, &flow, slot)?;
     lua.globals().set("flow", flow)?;
     Ok(())
+}
+
+/// The status name a script passes: a name, ntopng 4.x's status table
+/// (`key` or `status_key`) or its `flow_keys` id.
+fn status_key(v: &Value) -> Option<String> {
+    let id_name = |id: i64| super::compat::status_name_of_id(id).map(str::to_string);
+    match v {
+        Value::String(s) => Some(s.to_string_lossy()),
+        Value::Integer(i) => id_name(*i),
+        Value::Number(n) => id_name(*n as i64),
+        Value::Table(t) => match t.get::<Value>("key").ok()? {
+            Value::String(s) => Some(s.to_string_lossy()),
+            _ => status_key(&t.get::<Value>("status_key").ok()?),
+        },
+        _ => None,
+    }
 }
 
 fn status_bit(key: &str, what: &str) -> mlua::Result<u8> {

@@ -497,12 +497,9 @@ impl ScriptHost {
             Some(n) => n.into(),
             None => proto.to_string().into(),
         };
-        // nDPI ids of the application and its master protocol ("TLS.Google"), for l7_proto_id
-        let (master, app) = l7.split_once('.').unwrap_or((&l7, &l7));
-        let l7_ids = (
-            super::compat::ndpi_proto_id(master),
-            super::compat::ndpi_proto_id(app),
-        );
+        // nDPI ids of the application and its master protocol ("TLS.Google"),
+        // for l7_proto_id: looked up only when a script has one
+        let mut l7_ids: Option<(u16, u16)> = None;
         let twh = self.slot.borrow().view.as_ref().is_some_and(|v| {
             let (c, s) = (v.cli_tcp_flags, v.srv_tcp_flags);
             c & 0x02 != 0 && s & 0x12 == 0x12 && c & 0x10 != 0
@@ -518,8 +515,17 @@ impl ScriptHost {
             if !s.l7.is_empty() && !s.l7.iter().any(|p| p.eq_ignore_ascii_case(&l7)) {
                 continue;
             }
-            if s.l7_id.is_some_and(|id| id != l7_ids.0 && id != l7_ids.1) {
-                continue;
+            if let Some(id) = s.l7_id {
+                let ids = *l7_ids.get_or_insert_with(|| {
+                    let (master, app) = l7.split_once('.').unwrap_or((&l7, &l7));
+                    (
+                        super::compat::ndpi_proto_id(master),
+                        super::compat::ndpi_proto_id(app),
+                    )
+                });
+                if id != ids.0 && id != ids.1 {
+                    continue;
+                }
             }
             if s.twh_ok && proto == 6 && !twh {
                 continue;

@@ -451,19 +451,22 @@ const CATEGORIES: [(&str, u16); 21] = [
     ("Mining", 99),
 ];
 
+/// The table entry of an application name: exact spelling first (what
+/// flowhook derives), then ignoring case.
+fn ndpi_entry(name: &str) -> Option<&'static (&'static str, u16, &'static str)> {
+    NDPI.iter()
+        .find(|(n, _, _)| *n == name)
+        .or_else(|| NDPI.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(name)))
+}
+
 /// nDPI id of an application name (`0` when unknown).
 pub fn ndpi_proto_id(name: &str) -> u16 {
-    NDPI.iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-        .map_or(0, |(_, id, _)| *id)
+    ndpi_entry(name).map_or(0, |(_, id, _)| *id)
 }
 
 /// nDPI category (name, id) of an application name.
 pub fn ndpi_category(name: &str) -> (&'static str, u16) {
-    let cat = NDPI
-        .iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-        .map_or("Unspecified", |(_, _, c)| *c);
+    let cat = ndpi_entry(name).map_or("Unspecified", |(_, _, c)| *c);
     let id = CATEGORIES
         .iter()
         .find(|(n, _)| *n == cat)

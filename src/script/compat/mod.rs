@@ -25,6 +25,14 @@ use super::plugins::{Definition, Tree};
 
 pub use data::{ndpi_category, ndpi_proto_id};
 
+/// The `status_types` key of an ntopng 4.2 `flow_keys` id.
+pub fn status_name_of_id(id: i64) -> Option<&'static str> {
+    data::STATUSES
+        .iter()
+        .find(|s| i64::from(s.1) == id)
+        .map(|s| s.0)
+}
+
 /// Source of a built-in module, by the name scripts `require`.
 pub fn builtin(name: &str) -> Option<&'static str> {
     Some(match name {
@@ -280,7 +288,9 @@ pub fn install(
     lua.globals().set("ntop", ntop)?;
     lua.load(include_str!("prelude.lua"))
         .set_name("=flowhook ntopng prelude")
-        .call::<()>(native)?;
+        .call::<()>(native.clone())?;
+    let trigger: mlua::Function = native.get("trigger4x")?;
+    lua.set_named_registry_value("flowhook.trigger4x", trigger)?;
     Ok(())
 }
 

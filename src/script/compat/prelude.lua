@@ -410,11 +410,11 @@ local function score(v)
   return v
 end
 
+-- flow.triggerStatus with a table first (flowhook's own form, a name first,
+-- stays in Rust):
 -- (status_info [, flow_score, cli_score, srv_score])             ntopng 4.2
 -- (status_type, status_info, flow_score, cli_score, srv_score, sev) ntopng 4.0
--- (key, score, severity, message [, info])                       flowhook
-flow.triggerStatus = function(a, ...)
-  if type(a) ~= "table" then return raw.triggerStatus(a, ...) end
+native.trigger4x = function(a, ...)
   local def, params, fs, cs, ss, sev
   if type(a.status_type) == "table" then
     def = a.status_type
@@ -445,8 +445,4 @@ function flow.setStatus(st, fs, cs, ss)
 end
 function flow.clearStatus(st)
   return raw.clear(status_name(st))
-end
-flow.isStatusSet = function(st)
-  if type(st) == "string" and not st:find("^status_") then return raw.isStatusSet(st) end
-  return raw.isStatusSet(status_name(st))
 end
