@@ -88,7 +88,7 @@ pub struct BasicAuth {
 /// which alerts, queueing, retries, authentication, TLS) and its own.
 /// (`serde(flatten)` cannot be combined with `deny_unknown_fields`.)
 macro_rules! http_sink {
-    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $f:ident : $t:ty,)* }) => {
+    ($(#[$m:meta])* $name:ident, max_batch = $batch:expr, { $($(#[$fm:meta])* $f:ident : $t:ty = $d:expr,)* }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
         #[serde(deny_unknown_fields, default)]
@@ -126,6 +126,28 @@ macro_rules! http_sink {
             pub bearer_token_file: Option<PathBuf>,
             pub tls: TlsConfig,
             $($(#[$fm])* pub $f: $t,)*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                let h = HttpSinkConfig::with_batch($batch);
+                $name {
+                    url: h.url,
+                    min_severity: h.min_severity,
+                    scripts: h.scripts,
+                    interval: h.interval,
+                    max_batch: h.max_batch,
+                    queue: h.queue,
+                    timeout: h.timeout,
+                    backoff_max: h.backoff_max,
+                    headers: h.headers,
+                    basic_auth: h.basic_auth,
+                    bearer_token: h.bearer_token,
+                    bearer_token_file: h.bearer_token_file,
+                    tls: h.tls,
+                    $($f: $d,)*
+                }
+            }
         }
 
         impl $name {
@@ -312,41 +334,16 @@ fn check_common(
 
 http_sink! {
     /// `[alertmanager]`: Prometheus Alertmanager (v2 API).
-    AlertmanagerConfig {
+    AlertmanagerConfig, max_batch = 1000, {
         /// Labels added to every alert (e.g. `site = "fra1"`).
-        labels: BTreeMap<String, String>,
+        labels: BTreeMap<String, String> = BTreeMap::new(),
         /// An alert resolves by itself this long after it was last raised.
         #[serde(with = "humantime_serde")]
-        resolve_timeout: Duration,
+        resolve_timeout: Duration = Duration::from_secs(300),
         /// Resolve an alert at once when the last flow that raised it ends.
-        resolve_on_flow_end: bool,
+        resolve_on_flow_end: bool = false,
         /// Flows whose alerts are remembered for `resolve_on_flow_end`, at most.
-        max_tracked_flows: usize,
-    }
-}
-
-impl Default for AlertmanagerConfig {
-    fn default() -> Self {
-        let h = HttpSinkConfig::with_batch(1000);
-        AlertmanagerConfig {
-            url: h.url,
-            min_severity: h.min_severity,
-            scripts: h.scripts,
-            interval: h.interval,
-            max_batch: h.max_batch,
-            queue: h.queue,
-            timeout: h.timeout,
-            backoff_max: h.backoff_max,
-            headers: h.headers,
-            basic_auth: h.basic_auth,
-            bearer_token: h.bearer_token,
-            bearer_token_file: h.bearer_token_file,
-            tls: h.tls,
-            labels: BTreeMap::new(),
-            resolve_timeout: Duration::from_secs(300),
-            resolve_on_flow_end: false,
-            max_tracked_flows: 100_000,
-        }
+        max_tracked_flows: usize = 100_000,
     }
 }
 
@@ -421,30 +418,8 @@ pub enum WebhookFormat {
 
 http_sink! {
     /// `[webhook]`: JSON alerts POSTed to HTTP endpoints.
-    WebhookConfig {
-        format: WebhookFormat,
-    }
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        let h = HttpSinkConfig::with_batch(100);
-        WebhookConfig {
-            url: h.url,
-            min_severity: h.min_severity,
-            scripts: h.scripts,
-            interval: h.interval,
-            max_batch: h.max_batch,
-            queue: h.queue,
-            timeout: h.timeout,
-            backoff_max: h.backoff_max,
-            headers: h.headers,
-            basic_auth: h.basic_auth,
-            bearer_token: h.bearer_token,
-            bearer_token_file: h.bearer_token_file,
-            tls: h.tls,
-            format: WebhookFormat::Flowhook,
-        }
+    WebhookConfig, max_batch = 100, {
+        format: WebhookFormat = WebhookFormat::Flowhook,
     }
 }
 

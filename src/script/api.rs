@@ -15,16 +15,8 @@ use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
 use crate::flow::status::{self, StatusSet};
 
-/// Syslog-like severities (`triggerStatus`, alerts).
-pub const SEVERITIES: [&str; 7] = [
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+/// Syslog-like severities (`triggerStatus`, alerts), lowest first.
+pub use crate::config::SEVERITY_ORDER as SEVERITIES;
 
 /// Something a script asked for during a call.
 #[derive(Debug, Clone, PartialEq)]
