@@ -155,6 +155,10 @@ fn main() -> ExitCode {
                 eprintln!("flowhook: {e}");
                 return ExitCode::from(2);
             }
+            if let Err(e) = flowhook::output::check_sinks(&cfg) {
+                eprintln!("flowhook: {e}");
+                return ExitCode::from(2);
+            }
             match flowhook::script::check_all(&flowhook::script::HostConfig::from_config(&cfg)) {
                 Ok(report) => {
                     print!("{}", cfg.to_toml());

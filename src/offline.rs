@@ -136,7 +136,7 @@ pub fn replay_capture(
         }
         sum.records += recs.len() as u64;
         for r in recs.iter().filter(|r| filter.record(r)) {
-            let _ = lines.push(r);
+            let _ = lines.push_record(r);
         }
         table.ingest(&recs, d.time_ms, &mut events);
         flush(&mut events, &mut lines, &mut sum, &mut tel);

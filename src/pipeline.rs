@@ -26,7 +26,7 @@ use crate::decode::{DecodeError, Decoder};
 use crate::enrich::{Enricher, GeoService, Reload};
 use crate::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use crate::ingest::{self, AllowList, IngestError, Pool, ShardTx};
-use crate::output::{self, JsonLines, Lines, OutputMsg, SinkError};
+use crate::output::{self, Lines, OutputMsg, SinkError};
 use crate::record::{FlowRecord, RecordKind};
 use crate::script::{HostConfig, ScriptError, ScriptRunner};
 use crate::shard::Shard;
@@ -253,17 +253,12 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let cancel = CancellationToken::new();
     let filter = OutputFilter::from_config(cfg);
     let delivery = crate::alert::Delivery::start(cfg)?;
-    let (output, output_tx) = if cfg.output.enabled {
-        let sink = JsonLines::open(&cfg.output.path)?;
+    let sinks = output::open_sinks(cfg)?;
+    let (output, output_tx) = if !sinks.is_empty() {
         let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
         let tap = Some(delivery.router.clone()).filter(|r| r.wants_events());
         (
-            Some(output::spawn(
-                Box::new(sink),
-                rx,
-                cfg.output.flush_interval,
-                tap,
-            )?),
+            Some(output::spawn(sinks, rx, cfg.output.flush_interval, tap)?),
             Some(tx),
         )
     } else {

@@ -95,7 +95,7 @@ impl Shard {
                 }
                 if self.filter.records() {
                     for r in recs.iter().filter(|r| self.filter.record(r)) {
-                        let _ = lines.push(r);
+                        let _ = lines.push_record(r);
                     }
                 }
                 self.table.ingest(&recs, received_ms.max(0), &mut events);

@@ -29,7 +29,7 @@ pub fn severity_rank(s: &str) -> Option<usize> {
 }
 
 /// A string or a list of strings (`url = "…"` or `url = ["…", "…"]`).
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {

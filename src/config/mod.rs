@@ -10,6 +10,7 @@
 //! runtime settings (`DecoderLimits::from_config`, `TableConfig::from_config`).
 
 mod alerts;
+mod kafka;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,9 @@ use thiserror::Error;
 pub use alerts::{
     ALERT_LABELS, AlertmanagerConfig, BasicAuth, FACILITIES, HttpSinkConfig, SEVERITY_ORDER,
     SyslogConfig, TlsConfig, WebhookConfig, WebhookFormat, severity_rank,
+};
+pub use kafka::{
+    KAFKA_COMPRESSION, KafkaConfig, KafkaFormat, KafkaSaslConfig, KafkaTlsConfig, SASL_MECHANISMS,
 };
 pub use sections::{
     DecodeConfig, EVENT_NAMES, FlowConfig, GeoConfig, IngestConfig, LogConfig, MetricsConfig,
@@ -62,6 +66,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// Script alerts (and optionally events) as RFC 5424 syslog messages.
     pub syslog: SyslogConfig,
+    /// Events, alerts and records to Kafka topics.
+    pub kafka: KafkaConfig,
 }
 
 /// A configuration that cannot be used.
@@ -133,6 +139,7 @@ impl Config {
                 .with_list_parse_key("webhook.scripts")
                 .with_list_parse_key("syslog.target")
                 .with_list_parse_key("syslog.scripts")
+                .with_list_parse_key("kafka.brokers")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -159,6 +166,18 @@ impl Config {
         self.alertmanager.validate()?;
         self.webhook.validate()?;
         self.syslog.validate()?;
+        self.kafka.validate()?;
+        if self.kafka.enabled()
+            && self.kafka.flush_timeout.as_secs() >= self.flow.shutdown_timeout_secs
+        {
+            return Err(ConfigError::Invalid {
+                key: "kafka.flush_timeout",
+                problem: format!(
+                    "must be shorter than flow.shutdown_timeout_secs ({}s), which bounds the whole shutdown",
+                    self.flow.shutdown_timeout_secs
+                ),
+            });
+        }
         if self.syslog.events && !self.syslog.target.is_empty() && !self.output.enabled {
             return Err(ConfigError::Invalid {
                 key: "syslog.events",
@@ -178,6 +197,12 @@ impl Config {
         };
         hide(&mut c.alertmanager.bearer_token);
         hide(&mut c.webhook.bearer_token);
+        hide(&mut c.kafka.sasl.password);
+        for (k, v) in c.kafka.options.iter_mut() {
+            if k.contains("password") || k.contains("secret") || k.contains("token") {
+                *v = "<hidden>".into();
+            }
+        }
         for b in [&mut c.alertmanager.basic_auth, &mut c.webhook.basic_auth]
             .into_iter()
             .flatten()

@@ -163,6 +163,12 @@ fn every_key_is_documented() {
         t.cert_file = Some("x".into());
         t.key_file = Some("x".into());
     }
+    cfg.kafka.tls.ca_file = Some("x".into());
+    cfg.kafka.tls.cert_file = Some("x".into());
+    cfg.kafka.tls.key_file = Some("x".into());
+    cfg.kafka.sasl.password = Some("x".into());
+    cfg.kafka.sasl.password_file = Some("x".into());
+    cfg.kafka.options.insert("x".into(), "y".into());
     let table: toml::Table = toml::from_str(&cfg.to_toml()).unwrap();
     let mut missing = Vec::new();
     for (section, keys) in &table {
@@ -170,6 +176,16 @@ fn every_key_is_documented() {
             let name = format!("`{section}.{key}`");
             if !doc.contains(&name) {
                 missing.push(name);
+            }
+            // the Kafka sink's nested tables, key by key
+            if section == "kafka" && (key == "tls" || key == "sasl") {
+                for k in keys[key].as_table().unwrap().keys() {
+                    let name = format!("`kafka.{key}.{k}`");
+                    if !doc.contains(&name) {
+                        missing.push(name);
+                    }
+                }
+                continue;
             }
             // nested tables of fixed keys (`alertmanager.tls.ca_file`)
             if let Some(sub) = keys[key].as_table().filter(|_| key == "tls") {
@@ -288,4 +304,59 @@ fn alert_sink_mistakes_name_their_key() {
     assert!(e.contains("syslog.events"), "{e}");
     let f = toml_file("[webhook]\nurl = \"http://h\"\nunknown_key = 1\n");
     assert!(Config::load_with_env(Some(f.path()), env(&[])).is_err());
+}
+
+#[test]
+fn kafka_section_from_file_and_environment() {
+    let f = toml_file(
+        "[kafka]\nbrokers = [\"k0:9092\"]\ncompression = \"zstd\"\nformat = \"protobuf\"\n\n[kafka.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"u\"\npassword = \"s3cret\"\n\n[kafka.options]\n\"socket.keepalive.enable\" = \"true\"\n\"sasl.oauthbearer.client.secret\" = \"zzz\"\n",
+    );
+    let c = Config::load_with_env(Some(f.path()), env(&[])).unwrap();
+    assert!(c.kafka.enabled());
+    assert_eq!(c.kafka.format, crate::config::KafkaFormat::Protobuf);
+    assert_eq!(c.kafka.security_protocol(), "sasl_plaintext");
+    let shown = c.to_toml();
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("zzz"),
+        "{shown}"
+    );
+    assert!(shown.contains("socket.keepalive.enable"), "{shown}");
+    let c =
+        Config::load_with_env(None, env(&[("FLOWHOOK__KAFKA__BROKERS", "a:9092,b:9092")])).unwrap();
+    assert_eq!(c.kafka.brokers, vec!["a:9092", "b:9092"]);
+    for (k, v, key) in [
+        (
+            "FLOWHOOK__KAFKA__BROKERS",
+            "kafka://a:9092",
+            "kafka.brokers",
+        ),
+        ("FLOWHOOK__KAFKA__BROKERS", "a", "kafka.brokers"),
+        (
+            "FLOWHOOK__KAFKA__COMPRESSION",
+            "snappy2",
+            "kafka.compression",
+        ),
+        ("FLOWHOOK__KAFKA__ACKS", "1", "kafka.idempotence"),
+        ("FLOWHOOK__KAFKA__TOPIC_EVENTS", "a b", "kafka.topic_events"),
+        (
+            "FLOWHOOK__KAFKA__FLUSH_TIMEOUT",
+            "30s",
+            "kafka.flush_timeout",
+        ),
+        (
+            "FLOWHOOK__KAFKA__SASL__USERNAME",
+            "u",
+            "kafka.sasl.mechanism",
+        ),
+        ("FLOWHOOK__KAFKA__TLS__CA_FILE", "/x", "kafka.tls"),
+    ] {
+        let mut e = vec![(k, v)];
+        if k != "FLOWHOOK__KAFKA__BROKERS" {
+            e.push(("FLOWHOOK__KAFKA__BROKERS", "a:9092"));
+        }
+        let err = Config::load_with_env(None, env(&e))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{k}={v}: {err}");
+    }
 }

@@ -78,12 +78,17 @@ fn ip(out: &mut Vec<u8>, a: IpAddr) {
 
 /// `v` as 16 lowercase hex digits.
 fn hex16(out: &mut Vec<u8>, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = [0u8; 16];
+    hex16_into(&mut b, v);
+    out.extend_from_slice(&b);
+}
+
+/// `v` as 16 lower-case hex digits (a flow's `key`).
+pub fn hex16_into(b: &mut [u8; 16], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, d) in b.iter_mut().enumerate() {
         *d = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
     }
-    out.extend_from_slice(&b);
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian

@@ -5,9 +5,14 @@
 //! standard output or in a file. The sink
 //! buffers and flushes at least every `output.flush_interval`, at shutdown
 //! and on request; a file sink reopens its path on SIGHUP so log rotation
-//! works. Later sinks (Kafka) implement the same [`Sink`] trait. With
+//! works. The Kafka sink (`kafka`, cargo feature `kafka`) implements the same
+//! [`Sink`] trait and gets every batch too. With
 //! `syslog.events`, each batch's event lines are also handed to the alert
 //! delivery stage (`alert::Router::events`).
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod proto;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -29,6 +34,8 @@ pub enum SinkError {
     Io { path: String, source: io::Error },
     #[error("cannot encode record: {0}")]
     Encode(String),
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
 impl SinkError {
@@ -36,6 +43,7 @@ impl SinkError {
         match self {
             SinkError::Io { .. } => "io",
             SinkError::Encode(_) => "encode",
+            SinkError::Kafka(_) => "kafka",
         }
     }
 }
@@ -44,9 +52,14 @@ impl SinkError {
 pub trait Sink: Send {
     /// Short stable name for metric labels.
     fn name(&self) -> &'static str;
-    /// Writes `count` newline-terminated JSON lines held in `lines`.
-    fn write(&mut self, lines: &[u8], count: usize) -> Result<(), SinkError>;
+    /// Writes a batch of lines.
+    fn write(&mut self, batch: &Lines) -> Result<(), SinkError>;
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// The last call, at shutdown: delivers what is held (within the sink's
+    /// own deadline) and reports what could not be. Default: `flush`.
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
     /// Reopen the destination (log rotation). Default: nothing to do.
     fn reopen(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -61,10 +74,13 @@ pub enum OutputMsg {
 
 /// A batch of newline-terminated JSON lines, encoded where the items are made
 /// (in parallel, on the stage threads), written as one block by the sink.
+/// `keys` holds each line's flow key (the `key` of its flow, 0 for a line
+/// about no flow): the Kafka sink's message keys.
 #[derive(Debug, Default)]
 pub struct Lines {
     pub buf: Vec<u8>,
     pub count: usize,
+    pub keys: Vec<u64>,
 }
 
 impl Lines {
@@ -77,6 +93,16 @@ impl Lines {
         }
         self.buf.push(b'\n');
         self.count += 1;
+        self.keys.push(0);
+        Ok(())
+    }
+
+    /// Appends a decoded record as a JSON line, keyed by its flow's key.
+    pub fn push_record(&mut self, r: &crate::record::FlowRecord) -> Result<(), SinkError> {
+        self.push(r)?;
+        if let Some(k) = self.keys.last_mut() {
+            *k = crate::flow::key::FlowKey::of(r).map_or(0, |(key, _)| key.stable_hash());
+        }
         Ok(())
     }
 
@@ -96,6 +122,7 @@ impl Lines {
         crate::flow::json::event_of(&mut self.buf, kind, time_ms, view);
         self.buf.push(b'\n');
         self.count += 1;
+        self.keys.push(view.key);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,6 +133,14 @@ impl Lines {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.count = 0;
+        self.keys.clear();
+    }
+
+    /// The lines with their keys.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.buf
+            .split(|b| *b == b'\n')
+            .zip(self.keys.iter().copied())
     }
 }
 
@@ -155,8 +190,8 @@ impl Sink for JsonLines {
         "json"
     }
 
-    fn write(&mut self, lines: &[u8], _count: usize) -> Result<(), SinkError> {
-        self.out.write_all(lines).map_err(|e| self.io_err(e))
+    fn write(&mut self, batch: &Lines) -> Result<(), SinkError> {
+        self.out.write_all(&batch.buf).map_err(|e| self.io_err(e))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -173,9 +208,48 @@ impl Sink for JsonLines {
     }
 }
 
-/// Runs `sink` on its own thread until every sender of `rx` is gone, then flushes.
+/// The sinks the configuration asks for: the JSON lines (`output.enabled`)
+/// and Kafka (`kafka.brokers`). Files the sinks read are checked here, named
+/// with their key.
+pub fn open_sinks(cfg: &crate::config::Config) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if cfg.output.enabled {
+        sinks.push(Box::new(JsonLines::open(&cfg.output.path)?));
+    }
+    if cfg.kafka.enabled() {
+        for (key, path) in cfg.kafka.files() {
+            std::fs::File::open(path).map_err(|e| SinkError::Io {
+                path: format!("{} ({key})", path.display()),
+                source: e,
+            })?;
+        }
+        #[cfg(feature = "kafka")]
+        sinks.push(Box::new(kafka::KafkaSink::new(&cfg.kafka)?));
+        #[cfg(not(feature = "kafka"))]
+        return Err(SinkError::Kafka(
+            "kafka.brokers is set, but this flowhook was built without the Kafka sink \
+             (build it with `cargo build --release --features kafka`)"
+                .into(),
+        ));
+    }
+    Ok(sinks)
+}
+
+/// What `open_sinks` checks, without opening the output file or starting
+/// a Kafka client: `flowhook check`.
+pub fn check_sinks(cfg: &crate::config::Config) -> Result<(), SinkError> {
+    if !cfg.kafka.enabled() {
+        return Ok(());
+    }
+    let mut c = cfg.clone();
+    c.output.enabled = false;
+    open_sinks(&c).map(drop)
+}
+
+/// Runs the sinks on their own thread until every sender of `rx` is gone,
+/// then closes them (each batch goes to every sink, in order).
 pub fn spawn(
-    mut sink: Box<dyn Sink>,
+    sinks: Vec<Box<dyn Sink>>,
     rx: Receiver<OutputMsg>,
     flush_every: Duration,
     events_tap: Option<crate::alert::Router>,
@@ -183,7 +257,13 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("flowhook-output".into())
         .spawn(move || {
-            let mut tel = SinkTelemetry::new(sink.name());
+            let mut sinks: Vec<(Box<dyn Sink>, SinkTelemetry)> = sinks
+                .into_iter()
+                .map(|s| {
+                    let t = SinkTelemetry::new(s.name());
+                    (s, t)
+                })
+                .collect();
             let mut last_flush = Instant::now();
             let mut dirty = false;
             loop {
@@ -197,32 +277,39 @@ pub fn spawn(
                         if let Some(t) = &events_tap {
                             t.events(&batch.buf);
                         }
-                        match sink.write(&batch.buf, batch.count) {
-                            Ok(()) => tel.written.increment(batch.count as u64),
-                            Err(e) => tel.write_failed(&e),
+                        for (sink, tel) in sinks.iter_mut() {
+                            match sink.write(&batch) {
+                                Ok(()) => tel.written.increment(batch.count as u64),
+                                Err(e) => tel.write_failed(&e),
+                            }
                         }
                         dirty = true;
                     }
                     Ok(OutputMsg::Reopen) => {
-                        if let Err(e) = sink.reopen() {
-                            tel.write_failed(&e);
-                        } else {
-                            tracing::info!("output reopened");
+                        for (sink, tel) in sinks.iter_mut() {
+                            if let Err(e) = sink.reopen() {
+                                tel.write_failed(&e);
+                            }
                         }
+                        tracing::info!("output reopened");
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if dirty && last_flush.elapsed() >= flush_every {
-                    if let Err(e) = sink.flush() {
-                        tel.write_failed(&e);
+                    for (sink, tel) in sinks.iter_mut() {
+                        if let Err(e) = sink.flush() {
+                            tel.write_failed(&e);
+                        }
                     }
                     dirty = false;
                     last_flush = Instant::now();
                 }
             }
-            if let Err(e) = sink.flush() {
-                tel.write_failed(&e);
+            for (sink, tel) in sinks.iter_mut() {
+                if let Err(e) = sink.close() {
+                    tel.write_failed(&e);
+                }
             }
         })
 }

@@ -732,6 +732,7 @@ impl Alert<'_> {
         crate::flow::json::view(b, self.flow);
         b.extend_from_slice(b"}\n");
         out.count += 1;
+        out.keys.push(self.flow.key);
     }
 }
 

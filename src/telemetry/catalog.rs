@@ -254,22 +254,32 @@ pub const METRICS: &[Metric] = &[
     c(
         "flowhook_sink_sent_total",
         &["sink", "target"],
-        "Alerts (and syslog events) delivered to a target.",
+        "Alerts (and syslog events) delivered to a target; for sink=\"kafka\", messages acknowledged by the brokers, per topic.",
     ),
     c(
         "flowhook_sink_failed_total",
         &["sink", "target", "code"],
-        "Failed delivery attempts by error code (connect, timeout, tls, io, http_3xx, http_4xx, http_5xx); retried unless the code is http_3xx or http_4xx (408 and 429 are retried).",
+        "Failed delivery attempts by error code (connect, timeout, tls, io, http_3xx, http_4xx, http_5xx); retried unless the code is http_3xx or http_4xx (408 and 429 are retried). For sink=\"kafka\": messages the client gave up after its retries (timeout, too_large, unknown_topic, auth, broker, other).",
     ),
     c(
         "flowhook_sink_dropped_total",
         &["sink", "target", "reason"],
-        "Alerts given up: queue_full (the oldest, when the queue is full), rejected (the target refused them), shutdown (undelivered when the deadline passed).",
+        "Alerts given up: queue_full (the oldest, when the queue is full), rejected (the target refused them), shutdown (undelivered when the deadline passed). For sink=\"kafka\": queue_full (the newest, when the client's queue is full), too_large, encode, shutdown.",
     ),
     g(
         "flowhook_sink_queue_depth",
         &["sink", "target"],
-        "Alerts waiting for a target, the batch in flight included.",
+        "Alerts waiting for a target, the batch in flight included; for sink=\"kafka\", messages of a topic held by the client until the brokers acknowledge them.",
+    ),
+    g(
+        "flowhook_kafka_broker_up",
+        &["broker"],
+        "1 while the Kafka client is connected to the broker (from the client's statistics, every kafka.statistics_interval).",
+    ),
+    g(
+        "flowhook_kafka_broker_rtt_seconds",
+        &["broker", "quantile"],
+        "Request round-trip time to a Kafka broker over the last statistics window: quantile=\"mean\" and \"0.99\".",
     ),
     Metric {
         name: "flowhook_sink_request_duration_seconds",

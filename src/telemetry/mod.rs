@@ -660,6 +660,82 @@ impl DeliveryTelemetry {
     }
 }
 
+/// Codes of `flowhook_sink_failed_total{sink="kafka"}`: why the client gave a message up.
+pub const KAFKA_FAILURE_CODES: [&str; 6] = [
+    "timeout",
+    "too_large",
+    "unknown_topic",
+    "auth",
+    "broker",
+    "other",
+];
+
+/// Reasons of `flowhook_sink_dropped_total{sink="kafka"}`: messages never handed to the client, or left at shutdown.
+pub const KAFKA_DROP_REASONS: [&str; 4] = ["queue_full", "too_large", "encode", "shutdown"];
+
+/// The Kafka sink's metrics for one topic (`flowhook_sink_…{sink="kafka",target=topic}`).
+pub struct KafkaTopicTelemetry {
+    pub sent: Counter,
+    failed: [Counter; KAFKA_FAILURE_CODES.len()],
+    dropped: [Counter; KAFKA_DROP_REASONS.len()],
+    pub depth: Gauge,
+}
+
+impl KafkaTopicTelemetry {
+    /// Registers every series of `topic`.
+    pub fn new(topic: &str) -> Self {
+        let t = topic.to_string();
+        let failed = KAFKA_FAILURE_CODES.map(|code| {
+            let c = counter!("flowhook_sink_failed_total", "sink" => "kafka", "target" => t.clone(), "code" => code);
+            c.absolute(0);
+            c
+        });
+        let dropped = KAFKA_DROP_REASONS.map(|reason| {
+            let c = counter!("flowhook_sink_dropped_total", "sink" => "kafka", "target" => t.clone(), "reason" => reason);
+            c.absolute(0);
+            c
+        });
+        let sent = counter!("flowhook_sink_sent_total", "sink" => "kafka", "target" => t.clone());
+        sent.absolute(0);
+        let depth = gauge!("flowhook_sink_queue_depth", "sink" => "kafka", "target" => t);
+        depth.set(0.0);
+        KafkaTopicTelemetry {
+            sent,
+            failed,
+            dropped,
+            depth,
+        }
+    }
+
+    /// Counts `n` messages the client gave up, by code (one of [`KAFKA_FAILURE_CODES`]).
+    pub fn failed(&self, code: &str, n: u64) {
+        let i = KAFKA_FAILURE_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(KAFKA_FAILURE_CODES.len() - 1);
+        self.failed[i].increment(n);
+    }
+
+    /// Counts `n` dropped messages, by reason (one of [`KAFKA_DROP_REASONS`]).
+    pub fn dropped(&self, reason: &str, n: u64) {
+        if let Some(i) = KAFKA_DROP_REASONS.iter().position(|r| *r == reason) {
+            self.dropped[i].increment(n);
+        }
+    }
+}
+
+/// A broker as the Kafka client's statistics saw it: up or not, and its
+/// request round-trip times (mean and 99th percentile) when it answered.
+pub fn kafka_broker(broker: &str, up: bool, rtt: Option<(f64, f64)>) {
+    let b = broker.to_string();
+    gauge!("flowhook_kafka_broker_up", "broker" => b.clone()).set(if up { 1.0 } else { 0.0 });
+    if let Some((avg, p99)) = rtt {
+        gauge!("flowhook_kafka_broker_rtt_seconds", "broker" => b.clone(), "quantile" => "mean")
+            .set(avg);
+        gauge!("flowhook_kafka_broker_rtt_seconds", "broker" => b, "quantile" => "0.99").set(p99);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod export;
+pub mod kafka;
 pub mod mmdb;
 pub mod mutate;
 pub mod serve;
