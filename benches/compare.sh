@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side harness: flowhook (without scripts and with the shipped
-# scripts), nfcapd (nfdump) and nfacctd (pmacct) receive the identical
+# Side-by-side harness: flowhook (without scripts, with the shipped
+# scripts, and without scripts but with the Kafka sink on, publishing every
+# event to a local tansu broker), nfcapd (nfdump) and nfacctd (pmacct) receive the identical
 # stream from `flowhook generate` on loopback, one collector at a time, each
 # with an 8 MiB socket receive buffer (as the kernel reports it) and its
 # normal output. For every run it reports the packets the collector accounted
@@ -17,7 +18,11 @@
 # step, 0 = flat out ("20000 40000 0"), CPU_RATE the step whose CPU
 # figures fill the table (20000), VERSIONS ("9 10"), EXPORTERS ("1 64"),
 # FLOWS (100000), RECORDS per datagram (30), COLLECTORS
-# ("flowhook flowhook+scripts nfcapd nfacctd"), RESULTS (TSV of every run).
+# ("flowhook flowhook+scripts flowhook+kafka nfcapd nfacctd"), RESULTS (TSV
+# of every run). flowhook+kafka needs `tansu` (a Kafka-protocol broker; the
+# first run installs it with cargo, 10–15 minutes on 2 cores); its CPU is
+# flowhook's alone, and a run where the sink could not deliver every message
+# counts as keeping nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,7 +44,7 @@ else
 fi
 VERSIONS=${VERSIONS:-"9 10"}
 RECORDS=${RECORDS:-30}
-COLLECTORS=${COLLECTORS:-"flowhook flowhook+scripts nfcapd nfacctd"}
+COLLECTORS=${COLLECTORS:-"flowhook flowhook+scripts flowhook+kafka nfcapd nfacctd"}
 RCVBUF=8388608
 
 need=()
@@ -56,7 +61,13 @@ if ((${#need[@]})); then
   $SUDO pkill -x nfacctd 2>/dev/null || true
 fi
 
-cargo build --release --locked --quiet
+TANSU=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
+if [[ " $COLLECTORS " == *" flowhook+kafka "* && ! -x $TANSU ]]; then
+  echo "compare: installing tansu (a Kafka-protocol broker) with cargo" >&2
+  cargo install --quiet --locked tansu --version 0.6.0 --features dynostore
+fi
+
+cargo build --release --locked --quiet --features kafka
 BIN=$ROOT/target/release/flowhook
 WORK=$(mktemp -d /tmp/flowhook-compare.XXXXXX)
 RESULTS=${RESULTS:-$WORK/results.tsv}
@@ -65,6 +76,20 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# one broker for every flowhook+kafka run (its CPU is not flowhook's)
+KAFKA=""
+if [[ " $COLLECTORS " == *" flowhook+kafka "* ]]; then
+  kport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  KAFKA=127.0.0.1:$kport
+  "$TANSU" broker --listener-url "tcp://$KAFKA" --advertised-listener-url "tcp://$KAFKA" \
+    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null && break
+    sleep 0.1
+  done
+  "$TANSU" topic create --broker "tcp://$KAFKA" --partitions 4 flowhook.events >/dev/null
+fi
 
 # rx queue bytes of the UDP socket bound to 127.0.0.1:$1 (empty when none)
 rx_queue() {
@@ -113,9 +138,11 @@ run_one() {
   port=$(free_port)
   local stop_sig=TERM name
   case $c in
-    flowhook | flowhook+scripts)
+    flowhook | flowhook+scripts | flowhook+kafka)
       local scripts=$d/no-scripts
       [[ $c == flowhook+scripts ]] && scripts=$ROOT/scripts
+      local kafka=()
+      [[ $c == flowhook+kafka ]] && kafka=("FLOWHOOK__KAFKA__BROKERS=$KAFKA")
       name=flowhook
       # flowhook asks with SO_RCVBUFFORCE, which the kernel doubles like every request
       FLOWHOOK__INGEST__LISTEN=127.0.0.1:$port \
@@ -124,8 +151,8 @@ run_one() {
         FLOWHOOK__OUTPUT__PATH=$d/out.jsonl \
         FLOWHOOK__STATE__DIR=$d/state \
         FLOWHOOK__SCRIPTS__DIR=$scripts \
-        FLOWHOOK__LOG__LEVEL=warn \
-        /usr/bin/time -f '%U %S %M' -o "$d/time" "$BIN" serve >"$d/log" 2>&1 &
+        FLOWHOOK__LOG__LEVEL=warn,flowhook::output::kafka=info \
+        env "${kafka[@]}" /usr/bin/time -f '%U %S %M' -o "$d/time" "$BIN" serve >"$d/log" 2>&1 &
       ;;
     nfcapd)
       name=nfcapd
@@ -174,6 +201,11 @@ EOF
     flowhook*)
       got=$(grep -o '"cli2srv.packets":[0-9]*\|"srv2cli.packets":[0-9]*' "$d/out.jsonl" 2>/dev/null |
         awk -F: '{s += $2} END {print s + 0}')
+      # with the Kafka sink: only when it delivered every message
+      if [[ $c == flowhook+kafka ]] && ! grep -q 'kafka: every message delivered' "$d/log"; then
+        echo "compare: flowhook+kafka did not deliver everything: $(grep -m1 'kafka' "$d/log")" >&2
+        got=0
+      fi
       ;;
     nfcapd)
       got=$(nfdump -R "$d/nf" -N -o null 2>/dev/null | head -1 |

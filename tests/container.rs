@@ -5,8 +5,9 @@
 //! `FLOWHOOK__…` settings: the HEALTHCHECK (`flowhook health`) turns
 //! healthy and `/readyz` answers 200; the process is not root; softflowd's
 //! exports of the generated capture give one `flowEnd` per conversation and
-//! alerts from a shipped script in `podman logs`; `podman stop` ends it with
-//! exit code 0 well within its timeout.
+//! alerts from a shipped script in `podman logs`, and the same lines in the
+//! topics of a Kafka-protocol broker on the host (the image has the Kafka
+//! sink); `podman stop` ends it with exit code 0 well within its timeout.
 
 mod common;
 
@@ -29,6 +30,8 @@ impl Drop for Container {
 #[ignore = "run by deploy/container-test.sh, which builds the image"]
 fn image_runs_with_host_networking() {
     let image = std::env::var("FLOWHOOK_IMAGE").expect("FLOWHOOK_IMAGE names the image to test");
+    assert!(common::kafka::available(), "the Kafka test broker and consumer");
+    let broker = common::kafka::Broker::start();
     let (port, mport) = (common::free_udp_port(), common::free_udp_port());
     let name = format!("flowhook-test-{}", std::process::id());
     let metrics = format!("127.0.0.1:{mport}");
@@ -47,6 +50,8 @@ fn image_runs_with_host_networking() {
         "FLOWHOOK__SCRIPTS__CONF__ELEPHANT_FLOW__BYTES=1000",
         "-e",
         "FLOWHOOK__SCRIPTS__ALERT_RATE_PER_SEC=100000",
+        "-e",
+        &format!("FLOWHOOK__KAFKA__BROKERS={}", broker.address()),
         &image,
     ]);
     assert!(
@@ -126,6 +131,21 @@ fn image_runs_with_host_networking() {
             .any(|l| l["event"] == "alert" && l["script"] == "elephant_flow"),
         "an alert from a shipped script: {text}"
     );
+
+    // the same lines in Kafka
+    let mut want: Vec<&str> = text.lines().filter(|l| l.starts_with("{\"event\":")).collect();
+    want.sort();
+    let mut got: Vec<String> = common::kafka::consume(
+        &broker.address(),
+        &["flowhook.events", "flowhook.alerts"],
+        0,
+        false,
+    )
+    .into_iter()
+    .map(|m| m.value)
+    .collect();
+    got.sort();
+    assert_eq!(got, want, "the event and alert lines in the Kafka topics");
 }
 
 fn logs(name: &str) -> String {
