@@ -30,7 +30,10 @@ impl Drop for Container {
 #[ignore = "run by deploy/container-test.sh, which builds the image"]
 fn image_runs_with_host_networking() {
     let image = std::env::var("FLOWHOOK_IMAGE").expect("FLOWHOOK_IMAGE names the image to test");
-    assert!(common::kafka::available(), "the Kafka test broker and consumer");
+    assert!(
+        common::kafka::available(),
+        "the Kafka test broker and consumer"
+    );
     let broker = common::kafka::Broker::start();
     let (port, mport) = (common::free_udp_port(), common::free_udp_port());
     let name = format!("flowhook-test-{}", std::process::id());
@@ -133,7 +136,10 @@ fn image_runs_with_host_networking() {
     );
 
     // the same lines in Kafka
-    let mut want: Vec<&str> = text.lines().filter(|l| l.starts_with("{\"event\":")).collect();
+    let mut want: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("{\"event\":"))
+        .collect();
     want.sort();
     let mut got: Vec<String> = common::kafka::consume(
         &broker.address(),

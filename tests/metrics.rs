@@ -77,8 +77,8 @@ fn scraped_by_promtool_and_a_real_prometheus() {
         .unwrap()
         .port();
     // with the Kafka sink built in, a real broker, so its series are on the page too
-    let broker = (cfg!(feature = "kafka") && common::kafka::available())
-        .then(common::kafka::Broker::start);
+    let broker =
+        (cfg!(feature = "kafka") && common::kafka::available()).then(common::kafka::Broker::start);
     let kafka: Vec<(&str, String)> = broker
         .iter()
         .flat_map(|b| {
@@ -88,34 +88,36 @@ fn scraped_by_promtool_and_a_real_prometheus() {
             ]
         })
         .collect();
-    let serve = Serve::spawn(&[
-        ("FLOWHOOK_CONFIG", cfg.display().to_string()),
-        ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
-        (
-            "FLOWHOOK__OUTPUT__PATH",
-            dir.path().join("out.jsonl").display().to_string(),
-        ),
-        ("FLOWHOOK__OUTPUT__EVENTS", "flowEnd".into()),
-        ("FLOWHOOK__GEO__CITY_DB", geo.city.display().to_string()),
-        ("FLOWHOOK__GEO__ASN_DB", geo.asn.display().to_string()),
-        (
-            "FLOWHOOK__SCRIPTS__DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("scripts")
-                .display()
-                .to_string(),
-        ),
-        ("FLOWHOOK__FLOW__END_GRACE_SECS", "0".into()),
-        ("FLOWHOOK__FLOW__PERIODIC_UPDATE_SECS", "1".into()),
-        // an alert sink, so its series are on the page too
-        (
-            "FLOWHOOK__SYSLOG__TARGET",
-            format!("udp://127.0.0.1:{}", common::free_udp_port()),
-        ),
-    ]
-    .into_iter()
-    .chain(kafka)
-    .collect::<Vec<_>>());
+    let serve = Serve::spawn(
+        &[
+            ("FLOWHOOK_CONFIG", cfg.display().to_string()),
+            ("FLOWHOOK__INGEST__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "FLOWHOOK__OUTPUT__PATH",
+                dir.path().join("out.jsonl").display().to_string(),
+            ),
+            ("FLOWHOOK__OUTPUT__EVENTS", "flowEnd".into()),
+            ("FLOWHOOK__GEO__CITY_DB", geo.city.display().to_string()),
+            ("FLOWHOOK__GEO__ASN_DB", geo.asn.display().to_string()),
+            (
+                "FLOWHOOK__SCRIPTS__DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("scripts")
+                    .display()
+                    .to_string(),
+            ),
+            ("FLOWHOOK__FLOW__END_GRACE_SECS", "0".into()),
+            ("FLOWHOOK__FLOW__PERIODIC_UPDATE_SECS", "1".into()),
+            // an alert sink, so its series are on the page too
+            (
+                "FLOWHOOK__SYSLOG__TARGET",
+                format!("udp://127.0.0.1:{}", common::free_udp_port()),
+            ),
+        ]
+        .into_iter()
+        .chain(kafka)
+        .collect::<Vec<_>>(),
+    );
     let addr = serve.metrics_addr();
     serve.wait_for("flowhook serving");
     // softflowd exports the capture as NetFlow v9 (control socket path ≤ 12 characters)
