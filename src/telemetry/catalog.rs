@@ -278,8 +278,8 @@ pub const METRICS: &[Metric] = &[
     ),
     g(
         "flowhook_kafka_broker_rtt_seconds",
-        &["broker", "quantile"],
-        "Request round-trip time to a Kafka broker over the last statistics window: quantile=\"mean\" and \"0.99\".",
+        &["broker", "stat"],
+        "Request round-trip time to a Kafka broker over the last statistics window: stat=\"mean\" and \"p99\".",
     ),
     Metric {
         name: "flowhook_sink_request_duration_seconds",

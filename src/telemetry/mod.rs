@@ -730,9 +730,9 @@ pub fn kafka_broker(broker: &str, up: bool, rtt: Option<(f64, f64)>) {
     let b = broker.to_string();
     gauge!("flowhook_kafka_broker_up", "broker" => b.clone()).set(if up { 1.0 } else { 0.0 });
     if let Some((avg, p99)) = rtt {
-        gauge!("flowhook_kafka_broker_rtt_seconds", "broker" => b.clone(), "quantile" => "mean")
+        gauge!("flowhook_kafka_broker_rtt_seconds", "broker" => b.clone(), "stat" => "mean")
             .set(avg);
-        gauge!("flowhook_kafka_broker_rtt_seconds", "broker" => b, "quantile" => "0.99").set(p99);
+        gauge!("flowhook_kafka_broker_rtt_seconds", "broker" => b, "stat" => "p99").set(p99);
     }
 }
 
