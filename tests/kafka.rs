@@ -143,10 +143,13 @@ mod with_kafka {
             dir.path(),
             port,
             &broker.address(),
-            &[(
-                "FLOWHOOK__OUTPUT__EVENTS",
-                "protocolDetected,statusChanged,periodicUpdate,flowEnd".into(),
-            )],
+            &[
+                (
+                    "FLOWHOOK__OUTPUT__EVENTS",
+                    "protocolDetected,statusChanged,periodicUpdate,flowEnd".into(),
+                ),
+                ("FLOWHOOK__OUTPUT__RECORDS", "true".into()),
+            ],
         );
         export(dir.path(), port, "k", 1, 12);
         eventually(30, "12 flowEnd events in the file", || {
@@ -160,6 +163,9 @@ mod with_kafka {
         assert!(s.stop().success());
 
         let file = lines(dir.path());
+        let (records, file): (Vec<String>, Vec<String>) = file
+            .into_iter()
+            .partition(|l| l.starts_with("{\"record\":"));
         let (alerts, events): (Vec<String>, Vec<String>) = file
             .iter()
             .cloned()
@@ -209,6 +215,19 @@ mod with_kafka {
         // one flow's alert is in the alerts topic under the same key as its events
         for a in &got_alerts {
             assert!(by_key.contains_key(&a.key));
+        }
+        // the decoded records, each under the key of the flow it went into
+        assert!(records.len() >= 24, "softflowd exports each direction");
+        let got_records = consume(&broker.address(), &["flowhook.records"], 0, false);
+        assert_eq!(
+            sorted(got_records.iter().map(|m| m.value.clone())),
+            sorted(records)
+        );
+        for r in &got_records {
+            assert!(
+                by_key.contains_key(&r.key),
+                "a record keyed by its flow: {r:?}"
+            );
         }
     }
 
