@@ -460,6 +460,45 @@ mod with_kafka {
     }
 
     #[test]
+    fn shutdown_waits_its_deadline_and_reports_what_it_could_not_deliver() {
+        if !available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        // a port where no broker will ever listen
+        let nowhere = format!("127.0.0.1:{}", common::free_tcp_port());
+        let s = serve(
+            dir.path(),
+            port,
+            &nowhere,
+            &[
+                ("FLOWHOOK__SCRIPTS__DIR", empty_dir(dir.path())),
+                ("FLOWHOOK__FLOW__IDLE_TIMEOUT_SECS", "1".into()),
+                ("FLOWHOOK__KAFKA__FLUSH_TIMEOUT", "2s".into()),
+            ],
+        );
+        generate(port, 90);
+        eventually(30, "90 events queued", || {
+            (kafka_metric(&s, "flowhook_sink_queue_depth", "flowhook.events", &[]) == 90.0)
+                .then_some(())
+        });
+        let t = Instant::now();
+        s.signal(libc::SIGTERM);
+        let line = s.wait_for("messages were not delivered");
+        assert!(line.contains("kafka: 90 messages"), "{line}");
+        assert!(
+            t.elapsed() >= Duration::from_secs(2) && t.elapsed() < Duration::from_secs(9),
+            "the flush deadline, within the shutdown limit: {:?}",
+            t.elapsed()
+        );
+        assert!(
+            s.stop().success(),
+            "an undelivered queue is reported, not a failure"
+        );
+    }
+
+    #[test]
     fn two_instances_with_disjoint_exporters_share_the_topics() {
         if !available() || !have("softflowd", "-h") {
             return;
