@@ -51,6 +51,9 @@ need=()
 command -v nfcapd >/dev/null 2>&1 || need+=(nfdump)
 command -v nfacctd >/dev/null 2>&1 || need+=(pmacct)
 [[ -x /usr/bin/time ]] || need+=(time)
+# flowhook is built with the Kafka sink, whose librdkafka is built from source
+for c in cmake g++ make pkg-config; do command -v "$c" >/dev/null 2>&1 || need+=("$c"); done
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 if ((${#need[@]})); then
   echo "compare: installing ${need[*]}" >&2
   SUDO=""

@@ -144,6 +144,8 @@ pub struct Running {
     threads: Vec<JoinHandle<()>>,
     output: Option<JoinHandle<()>>,
     output_tx: Option<SyncSender<OutputMsg>>,
+    /// When the output thread must have closed its sinks (set at shutdown).
+    output_deadline: output::CloseDeadline,
     shutdown_timeout: Duration,
     geo: Arc<GeoService>,
     scripts: Option<Arc<ScriptRunner>>,
@@ -202,6 +204,14 @@ impl Running {
             let _ = l.await;
         }
         self.output_tx = None;
+        // the sinks close (Kafka: delivers what it holds) by the same limit
+        let _ = self.output_deadline.set(
+            Instant::now()
+                + self
+                    .shutdown_timeout
+                    .saturating_sub(Duration::from_secs(1))
+                    .max(Duration::from_millis(500)),
+        );
         let threads = std::mem::take(&mut self.threads);
         let output = self.output.take();
         let scripts = self.scripts.take();
@@ -254,11 +264,18 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let filter = OutputFilter::from_config(cfg);
     let delivery = crate::alert::Delivery::start(cfg)?;
     let sinks = output::open_sinks(cfg)?;
+    let output_deadline = output::CloseDeadline::default();
     let (output, output_tx) = if !sinks.is_empty() {
         let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
         let tap = Some(delivery.router.clone()).filter(|r| r.wants_events());
         (
-            Some(output::spawn(sinks, rx, cfg.output.flush_interval, tap)?),
+            Some(output::spawn(
+                sinks,
+                rx,
+                cfg.output.flush_interval,
+                tap,
+                output_deadline.clone(),
+            )?),
             Some(tx),
         )
     } else {
@@ -471,6 +488,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         threads,
         output,
         output_tx,
+        output_deadline,
         shutdown_timeout: Duration::from_secs(cfg.flow.shutdown_timeout_secs),
         geo,
         scripts,

@@ -199,6 +199,15 @@ impl KafkaConfig {
                 "the idempotent producer needs acks = \"all\" (or set idempotence = false)",
             ));
         }
+        if self.topic_events == self.topic_alerts
+            || self.topic_events == self.topic_records
+            || self.topic_alerts == self.topic_records
+        {
+            return Err(invalid(
+                "kafka.topic_alerts",
+                "events, alerts and records need topics of their own (their messages differ)",
+            ));
+        }
         if self.queue_messages == 0 || self.queue_messages > 10_000_000 {
             return Err(invalid("kafka.queue_messages", "1 to 10000000"));
         }
@@ -211,8 +220,19 @@ impl KafkaConfig {
         if self.flush_timeout.is_zero() || self.flush_timeout > Duration::from_secs(600) {
             return Err(invalid("kafka.flush_timeout", "more than 0s, at most 10m"));
         }
-        if self.statistics_interval < Duration::from_secs(1) {
-            return Err(invalid("kafka.statistics_interval", "at least 1s"));
+        if self.statistics_interval < Duration::from_secs(1)
+            || self.statistics_interval > Duration::from_secs(86_400)
+        {
+            return Err(invalid("kafka.statistics_interval", "1s to 24h"));
+        }
+        if self.message_timeout > Duration::from_millis(i32::MAX as u64) {
+            return Err(invalid("kafka.message_timeout", "at most 24d"));
+        }
+        if !self.message_timeout.is_zero() && self.message_timeout <= self.linger {
+            return Err(invalid(
+                "kafka.message_timeout",
+                "must be longer than kafka.linger (or 0s: no limit)",
+            ));
         }
         if self.client_id.is_empty() {
             return Err(invalid("kafka.client_id", "must not be empty"));

@@ -199,7 +199,10 @@ impl Config {
         hide(&mut c.webhook.bearer_token);
         hide(&mut c.kafka.sasl.password);
         for (k, v) in c.kafka.options.iter_mut() {
-            if k.contains("password") || k.contains("secret") || k.contains("token") {
+            if ["password", "secret", "token", ".pem", "oauthbearer.config"]
+                .iter()
+                .any(|w| k.contains(w))
+            {
                 *v = "<hidden>".into();
             }
         }

@@ -349,6 +349,16 @@ fn kafka_section_from_file_and_environment() {
             "kafka.sasl.mechanism",
         ),
         ("FLOWHOOK__KAFKA__TLS__CA_FILE", "/x", "kafka.tls"),
+        (
+            "FLOWHOOK__KAFKA__TOPIC_ALERTS",
+            "flowhook.events",
+            "kafka.topic_alerts",
+        ),
+        (
+            "FLOWHOOK__KAFKA__MESSAGE_TIMEOUT",
+            "10ms",
+            "kafka.message_timeout",
+        ),
     ] {
         let mut e = vec![(k, v)];
         if k != "FLOWHOOK__KAFKA__BROKERS" {

@@ -10,18 +10,21 @@
 //! client's queue is bounded (`kafka.queue_messages`, `kafka.queue_bytes`)
 //! and what it refuses is dropped and counted. Delivery reports count
 //! acknowledged and failed messages; statistics give the brokers' state and
-//! round-trip times. `close` flushes until `kafka.flush_timeout` and counts
-//! what is left as dropped (`shutdown`).
+//! round-trip times. `close` flushes until `kafka.flush_timeout` (or the
+//! service's shutdown deadline, whichever comes first), then purges what is
+//! left, whose delivery reports count it as dropped (`shutdown`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::statistics::Statistics;
 
 use super::proto::{self, LineKind};
@@ -39,8 +42,10 @@ struct Topic {
 /// Callbacks from the client's thread.
 struct Context {
     topics: [Topic; 3],
-    /// Set once `close` has counted what was left: the purge that follows is not a failure.
-    closed: AtomicBool,
+    /// Messages purged at shutdown (their delivery reports count them as dropped).
+    purged: AtomicI64,
+    /// A fatal error of the idempotent producer was logged.
+    fatal: AtomicBool,
     logs: std::sync::Mutex<RateLimit>,
 }
 
@@ -89,7 +94,9 @@ impl ClientContext for Context {
                 .as_ref()
                 .filter(|w| w.cnt > 0)
                 .map(|w| (w.avg as f64 / 1e6, w.p99 as f64 / 1e6));
-            crate::telemetry::kafka_broker(&b.nodename, b.state == "UP", rtt);
+            // UPDATE: connected, refreshing its metadata
+            let up = matches!(b.state.as_str(), "UP" | "UPDATE");
+            crate::telemetry::kafka_broker(&b.nodename, up, rtt);
         }
     }
 
@@ -116,13 +123,19 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, topic: usize) {
         let t = &self.topics[topic.min(2)];
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
         t.held.fetch_sub(1, Ordering::Relaxed);
         t.tel.depth.decrement(1.0);
         match result {
             Ok(_) => t.tel.sent.increment(1),
+            Err((e, _))
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) =>
+            {
+                t.tel.dropped("shutdown", 1);
+                self.purged.fetch_add(1, Ordering::Relaxed);
+            }
             Err((e, _)) => {
                 let code = failure_code(e);
                 t.tel.failed(code, 1);
@@ -217,7 +230,8 @@ impl KafkaSink {
                 topic(&cfg.topic_alerts),
                 topic(&cfg.topic_records),
             ],
-            closed: AtomicBool::new(false),
+            purged: AtomicI64::new(0),
+            fatal: AtomicBool::new(false),
             logs: std::sync::Mutex::new(RateLimit::new(Duration::from_secs(10))),
         };
         let producer: ThreadedProducer<Context> = c
@@ -243,14 +257,15 @@ impl KafkaSink {
             .sum()
     }
 
-    fn send(&mut self, idx: usize, key: u64, line: &[u8], kind: LineKind) {
+    /// Hands one line to the client; false when it was dropped (and counted).
+    fn send(&mut self, idx: usize, key: u64, line: &[u8], kind: LineKind) -> bool {
         let payload: &[u8] = match self.format {
             KafkaFormat::Json => line,
             KafkaFormat::Protobuf => {
                 if let Err(e) = proto::encode(kind, line, &mut self.buf) {
                     self.ctx.topics[idx].tel.dropped("encode", 1);
                     self.ctx.warn("encode", &e.to_string());
-                    return;
+                    return false;
                 }
                 &self.buf
             }
@@ -264,17 +279,30 @@ impl KafkaSink {
         // counted before the send: the delivery report may come first
         t.held.fetch_add(1, Ordering::Relaxed);
         t.tel.depth.increment(1.0);
-        if let Err((e, _)) = self.producer.send(rec) {
-            t.held.fetch_sub(1, Ordering::Relaxed);
-            t.tel.depth.decrement(1.0);
-            let reason = match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::QueueFull) => "queue_full",
-                Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
-                _ => "encode",
-            };
-            t.tel.dropped(reason, 1);
-            self.ctx
-                .warn(reason, &format!("a message to {} was dropped: {e}", t.name));
+        match self.producer.send(rec) {
+            Ok(()) => true,
+            Err((e, _)) => {
+                t.held.fetch_sub(1, Ordering::Relaxed);
+                t.tel.depth.decrement(1.0);
+                let reason = match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
+                    _ => "error",
+                };
+                t.tel.dropped(reason, 1);
+                // a fatal error (the idempotent producer's) stops every send until a restart
+                if reason == "error"
+                    && let Some((code, why)) = self.producer.client().fatal_error()
+                    && !self.ctx.fatal.swap(true, Ordering::Relaxed)
+                {
+                    tracing::error!(
+                        "kafka: the producer failed for good ({code:?}: {why}); messages are dropped and counted until flowhook restarts"
+                    );
+                }
+                self.ctx
+                    .warn(reason, &format!("a message to {} was dropped: {e}", t.name));
+                false
+            }
         }
     }
 }
@@ -284,7 +312,9 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
-    fn write(&mut self, batch: &Lines) -> Result<(), SinkError> {
+    fn write(&mut self, batch: &Lines) -> Result<usize, SinkError> {
+        debug_assert_eq!(batch.keys.len(), batch.count, "one key per line");
+        let mut sent = 0;
         for (line, key) in batch.iter() {
             let Some(kind) = LineKind::of(line) else {
                 continue;
@@ -294,9 +324,9 @@ impl Sink for KafkaSink {
                 LineKind::Alert => 1,
                 LineKind::Record => 2,
             };
-            self.send(idx, key, line, kind);
+            sent += usize::from(self.send(idx, key, line, kind));
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// The client sends on its own: nothing to do between batches.
@@ -304,23 +334,23 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), SinkError> {
-        let _ = self.producer.flush(self.flush_timeout);
-        self.ctx.closed.store(true, Ordering::Release);
-        let mut left = 0;
-        for t in &self.ctx.topics {
-            let n = t.held.swap(0, Ordering::Relaxed).max(0);
-            if n > 0 {
-                t.tel.dropped("shutdown", n as u64);
-                t.tel.depth.set(0.0);
-                left += n;
-            }
+    fn close(&mut self, deadline: Option<Instant>) -> Result<(), SinkError> {
+        let mut wait = self.flush_timeout;
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(Instant::now()));
         }
+        if self.producer.flush(wait).is_err() {
+            // what is left gets its delivery report now, as purged
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let _ = self.producer.flush(Duration::from_millis(500));
+        }
+        let left = self.ctx.purged.load(Ordering::Relaxed);
         if left > 0 {
             tracing::error!(
                 undelivered = left,
-                "kafka: {left} messages were not delivered within kafka.flush_timeout ({})",
-                humantime::format_duration(self.flush_timeout)
+                "kafka: {left} messages were not delivered within {}",
+                humantime::format_duration(wait)
             );
             return Err(SinkError::Kafka(format!("{left} messages not delivered")));
         }

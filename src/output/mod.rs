@@ -52,12 +52,15 @@ impl SinkError {
 pub trait Sink: Send {
     /// Short stable name for metric labels.
     fn name(&self) -> &'static str;
-    /// Writes a batch of lines.
-    fn write(&mut self, batch: &Lines) -> Result<(), SinkError>;
+    /// Writes a batch of lines; returns how many it took (the rest it
+    /// dropped and counted itself).
+    fn write(&mut self, batch: &Lines) -> Result<usize, SinkError>;
     fn flush(&mut self) -> Result<(), SinkError>;
     /// The last call, at shutdown: delivers what is held (within the sink's
-    /// own deadline) and reports what could not be. Default: `flush`.
-    fn close(&mut self) -> Result<(), SinkError> {
+    /// own limit and before `deadline`, the service's shutdown limit) and
+    /// reports what could not be. Default: `flush`.
+    fn close(&mut self, deadline: Option<Instant>) -> Result<(), SinkError> {
+        let _ = deadline;
         self.flush()
     }
     /// Reopen the destination (log rotation). Default: nothing to do.
@@ -190,8 +193,9 @@ impl Sink for JsonLines {
         "json"
     }
 
-    fn write(&mut self, batch: &Lines) -> Result<(), SinkError> {
-        self.out.write_all(&batch.buf).map_err(|e| self.io_err(e))
+    fn write(&mut self, batch: &Lines) -> Result<usize, SinkError> {
+        self.out.write_all(&batch.buf).map_err(|e| self.io_err(e))?;
+        Ok(batch.count)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -235,8 +239,9 @@ pub fn open_sinks(cfg: &crate::config::Config) -> Result<Vec<Box<dyn Sink>>, Sin
     Ok(sinks)
 }
 
-/// What `open_sinks` checks, without opening the output file or starting
-/// a Kafka client: `flowhook check`.
+/// What `open_sinks` checks, without opening the output file: `flowhook
+/// check` (a Kafka client is made, so librdkafka checks every setting, and
+/// dropped at once).
 pub fn check_sinks(cfg: &crate::config::Config) -> Result<(), SinkError> {
     if !cfg.kafka.enabled() {
         return Ok(());
@@ -246,13 +251,18 @@ pub fn check_sinks(cfg: &crate::config::Config) -> Result<(), SinkError> {
     open_sinks(&c).map(drop)
 }
 
+/// The shutdown deadline the output thread closes its sinks by, set by the
+/// pipeline when shutdown begins.
+pub type CloseDeadline = std::sync::Arc<std::sync::OnceLock<Instant>>;
+
 /// Runs the sinks on their own thread until every sender of `rx` is gone,
-/// then closes them (each batch goes to every sink, in order).
+/// then closes them by `deadline` (each batch goes to every sink, in order).
 pub fn spawn(
     sinks: Vec<Box<dyn Sink>>,
     rx: Receiver<OutputMsg>,
     flush_every: Duration,
     events_tap: Option<crate::alert::Router>,
+    deadline: CloseDeadline,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("flowhook-output".into())
@@ -279,7 +289,7 @@ pub fn spawn(
                         }
                         for (sink, tel) in sinks.iter_mut() {
                             match sink.write(&batch) {
-                                Ok(()) => tel.written.increment(batch.count as u64),
+                                Ok(n) => tel.written.increment(n as u64),
                                 Err(e) => tel.write_failed(&e),
                             }
                         }
@@ -307,7 +317,7 @@ pub fn spawn(
                 }
             }
             for (sink, tel) in sinks.iter_mut() {
-                if let Err(e) = sink.close() {
+                if let Err(e) = sink.close(deadline.get().copied()) {
                     tel.write_failed(&e);
                 }
             }

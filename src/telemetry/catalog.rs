@@ -264,7 +264,7 @@ pub const METRICS: &[Metric] = &[
     c(
         "flowhook_sink_dropped_total",
         &["sink", "target", "reason"],
-        "Alerts given up: queue_full (the oldest, when the queue is full), rejected (the target refused them), shutdown (undelivered when the deadline passed). For sink=\"kafka\": queue_full (the newest, when the client's queue is full), too_large, encode, shutdown.",
+        "Alerts given up: queue_full (the oldest, when the queue is full), rejected (the target refused them), shutdown (undelivered when the deadline passed). For sink=\"kafka\": queue_full (the newest, when the client's queue is full), too_large, encode, error, shutdown.",
     ),
     g(
         "flowhook_sink_queue_depth",

@@ -671,7 +671,8 @@ pub const KAFKA_FAILURE_CODES: [&str; 6] = [
 ];
 
 /// Reasons of `flowhook_sink_dropped_total{sink="kafka"}`: messages never handed to the client, or left at shutdown.
-pub const KAFKA_DROP_REASONS: [&str; 4] = ["queue_full", "too_large", "encode", "shutdown"];
+pub const KAFKA_DROP_REASONS: [&str; 5] =
+    ["queue_full", "too_large", "encode", "error", "shutdown"];
 
 /// The Kafka sink's metrics for one topic (`flowhook_sink_…{sink="kafka",target=topic}`).
 pub struct KafkaTopicTelemetry {
