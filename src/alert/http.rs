@@ -35,9 +35,9 @@ impl Secret {
     fn read(&self) -> Result<String, String> {
         match self {
             Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("{}: {e}", p.display())),
+            Secret::File(p) => {
+                crate::config::read_secret_file(p).map_err(|e| format!("{}: {e}", p.display()))
+            }
         }
     }
 }

@@ -91,6 +91,12 @@ impl ConfigError {
     }
 }
 
+/// A secret kept in a file (`password_file`, `bearer_token_file`: a
+/// Kubernetes or compose secret), without its trailing newline.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path).map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// Environment variable prefix: `FLOWHOOK__INGEST__LISTEN=…`.
 pub const ENV_PREFIX: &str = "FLOWHOOK";
 

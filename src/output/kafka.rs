@@ -32,11 +32,10 @@ use super::{Lines, Sink, SinkError};
 use crate::config::{KafkaConfig, KafkaFormat};
 use crate::telemetry::{KafkaTopicTelemetry, RateLimit};
 
-/// One topic: its name, metrics and messages held by the client.
+/// One topic: its name and metrics.
 struct Topic {
     name: String,
     tel: KafkaTopicTelemetry,
-    held: AtomicI64,
 }
 
 /// Callbacks from the client's thread.
@@ -123,7 +122,6 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, topic: usize) {
         let t = &self.topics[topic.min(2)];
-        t.held.fetch_sub(1, Ordering::Relaxed);
         t.tel.depth.decrement(1.0);
         match result {
             Ok(_) => t.tel.sent.increment(1),
@@ -195,13 +193,10 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkError> {
     if !s.mechanism.is_empty() {
         let password = match (&s.password, &s.password_file) {
             (Some(p), _) => p.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map_err(|e| SinkError::Io {
-                    path: f.display().to_string(),
-                    source: e,
-                })?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
+            (None, Some(f)) => crate::config::read_secret_file(f).map_err(|e| SinkError::Io {
+                path: f.display().to_string(),
+                source: e,
+            })?,
             (None, None) => String::new(),
         };
         c.set("sasl.mechanisms", &s.mechanism)
@@ -222,7 +217,6 @@ impl KafkaSink {
         let topic = |name: &str| Topic {
             name: name.to_string(),
             tel: KafkaTopicTelemetry::new(name),
-            held: AtomicI64::new(0),
         };
         let ctx = Context {
             topics: [
@@ -248,15 +242,6 @@ impl KafkaSink {
         })
     }
 
-    /// Messages the client holds, all topics.
-    pub fn held(&self) -> i64 {
-        self.ctx
-            .topics
-            .iter()
-            .map(|t| t.held.load(Ordering::Relaxed))
-            .sum()
-    }
-
     /// Hands one line to the client; false when it was dropped (and counted).
     fn send(&mut self, idx: usize, key: u64, line: &[u8], kind: LineKind) -> bool {
         let payload: &[u8] = match self.format {
@@ -277,12 +262,10 @@ impl KafkaSink {
             rec = rec.key(&self.key[..]);
         }
         // counted before the send: the delivery report may come first
-        t.held.fetch_add(1, Ordering::Relaxed);
         t.tel.depth.increment(1.0);
         match self.producer.send(rec) {
             Ok(()) => true,
             Err((e, _)) => {
-                t.held.fetch_sub(1, Ordering::Relaxed);
                 t.tel.depth.decrement(1.0);
                 let reason = match e.rdkafka_error_code() {
                     Some(RDKafkaErrorCode::QueueFull) => "queue_full",

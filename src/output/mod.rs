@@ -213,42 +213,43 @@ impl Sink for JsonLines {
 }
 
 /// The sinks the configuration asks for: the JSON lines (`output.enabled`)
-/// and Kafka (`kafka.brokers`). Files the sinks read are checked here, named
-/// with their key.
+/// and Kafka (`kafka.brokers`).
 pub fn open_sinks(cfg: &crate::config::Config) -> Result<Vec<Box<dyn Sink>>, SinkError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if cfg.output.enabled {
         sinks.push(Box::new(JsonLines::open(&cfg.output.path)?));
     }
-    if cfg.kafka.enabled() {
-        for (key, path) in cfg.kafka.files() {
-            std::fs::File::open(path).map_err(|e| SinkError::Io {
-                path: format!("{} ({key})", path.display()),
-                source: e,
-            })?;
-        }
-        #[cfg(feature = "kafka")]
-        sinks.push(Box::new(kafka::KafkaSink::new(&cfg.kafka)?));
-        #[cfg(not(feature = "kafka"))]
-        return Err(SinkError::Kafka(
-            "kafka.brokers is set, but this flowhook was built without the Kafka sink \
-             (build it with `cargo build --release --features kafka`)"
-                .into(),
-        ));
-    }
+    sinks.extend(kafka_sink(cfg)?);
     Ok(sinks)
 }
 
-/// What `open_sinks` checks, without opening the output file: `flowhook
-/// check` (a Kafka client is made, so librdkafka checks every setting, and
-/// dropped at once).
+/// What `open_sinks` checks beyond the output file: `flowhook check` (a
+/// Kafka client is made, so librdkafka checks every setting, and dropped
+/// at once).
 pub fn check_sinks(cfg: &crate::config::Config) -> Result<(), SinkError> {
+    kafka_sink(cfg).map(drop)
+}
+
+/// The Kafka sink when `kafka.brokers` is set, the files it reads checked
+/// first (named with their key).
+fn kafka_sink(cfg: &crate::config::Config) -> Result<Option<Box<dyn Sink>>, SinkError> {
     if !cfg.kafka.enabled() {
-        return Ok(());
+        return Ok(None);
     }
-    let mut c = cfg.clone();
-    c.output.enabled = false;
-    open_sinks(&c).map(drop)
+    for (key, path) in cfg.kafka.files() {
+        std::fs::File::open(path).map_err(|e| SinkError::Io {
+            path: format!("{} ({key})", path.display()),
+            source: e,
+        })?;
+    }
+    #[cfg(feature = "kafka")]
+    return Ok(Some(Box::new(kafka::KafkaSink::new(&cfg.kafka)?)));
+    #[cfg(not(feature = "kafka"))]
+    Err(SinkError::Kafka(
+        "kafka.brokers is set, but this flowhook was built without the Kafka sink \
+         (build it with `cargo build --release --features kafka`)"
+            .into(),
+    ))
 }
 
 /// The shutdown deadline the output thread closes its sinks by, set by the
