@@ -18,13 +18,15 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use common::serve::Serve;
 use common::traffic::{softflowd_replay, tcp_sessions};
-use common::{free_tcp_port, free_udp_port, have, http_get, samples, sum};
+use common::{
+    eventually, free_tcp_port, free_udp_port, have, http_get, samples, shipped_scripts, sum,
+};
 
 /// A child process killed when the test ends.
 struct Proc(Child);
@@ -33,25 +35,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn scripts_dir() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts")
-        .display()
-        .to_string()
-}
-
-/// Polls `f` every 200 ms until it returns `Some`, for at most `secs`.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -72,7 +55,7 @@ fn serve(dir: &Path, port: u16, extra: &[(&str, String)]) -> Serve {
         ),
         ("FLOWHOOK__OUTPUT__EVENTS", "flowEnd".into()),
         ("FLOWHOOK__GEO__CITY_DB", geo.city.display().to_string()),
-        ("FLOWHOOK__SCRIPTS__DIR", scripts_dir()),
+        ("FLOWHOOK__SCRIPTS__DIR", shipped_scripts()),
         ("FLOWHOOK__FLOW__END_GRACE_SECS", "0".into()),
     ];
     env.extend(extra.iter().cloned());

@@ -38,18 +38,9 @@ mod with_kafka {
     use crate::common::kafka::{Broker, Msg, available, consume};
     use crate::common::serve::Serve;
     use crate::common::traffic::{softflowd_replay, tcp_sessions};
-    use crate::common::{self, free_udp_port, have, http_get, samples, sum};
-
-    fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    use crate::common::{
+        self, eventually, free_udp_port, have, http_get, samples, shipped_scripts, sum,
+    };
 
     fn kafka_metric(serve: &Serve, name: &str, topic: &str, extra: &[(&str, &str)]) -> f64 {
         let (code, text) = http_get(&serve.metrics_addr(), "/metrics");
@@ -70,13 +61,7 @@ mod with_kafka {
                 dir.join("out.jsonl").display().to_string(),
             ),
             ("FLOWHOOK__GEO__CITY_DB", geo.city.display().to_string()),
-            (
-                "FLOWHOOK__SCRIPTS__DIR",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("scripts")
-                    .display()
-                    .to_string(),
-            ),
+            ("FLOWHOOK__SCRIPTS__DIR", shipped_scripts()),
             ("FLOWHOOK__FLOW__END_GRACE_SECS", "0".into()),
             ("FLOWHOOK__KAFKA__BROKERS", brokers.to_string()),
             ("FLOWHOOK__KAFKA__STATISTICS_INTERVAL", "1s".into()),
@@ -153,12 +138,7 @@ mod with_kafka {
         );
         export(dir.path(), port, "k", 1, 12);
         eventually(30, "12 flowEnd events in the file", || {
-            (lines(dir.path())
-                .iter()
-                .filter(|l| l.starts_with("{\"event\":\"flowEnd\""))
-                .count()
-                >= 12)
-                .then_some(())
+            (flow_ends(dir.path()) >= 12).then_some(())
         });
         assert!(s.stop().success());
 
@@ -247,12 +227,7 @@ mod with_kafka {
         );
         export(dir.path(), port, "p", 2, 4);
         eventually(30, "4 flowEnd events in the file", || {
-            (lines(dir.path())
-                .iter()
-                .filter(|l| l.starts_with("{\"event\":\"flowEnd\""))
-                .count()
-                >= 4)
-                .then_some(())
+            (flow_ends(dir.path()) >= 4).then_some(())
         });
         assert!(s.stop().success());
         let file = lines(dir.path());

@@ -99,13 +99,7 @@ fn scraped_by_promtool_and_a_real_prometheus() {
             ("FLOWHOOK__OUTPUT__EVENTS", "flowEnd".into()),
             ("FLOWHOOK__GEO__CITY_DB", geo.city.display().to_string()),
             ("FLOWHOOK__GEO__ASN_DB", geo.asn.display().to_string()),
-            (
-                "FLOWHOOK__SCRIPTS__DIR",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("scripts")
-                    .display()
-                    .to_string(),
-            ),
+            ("FLOWHOOK__SCRIPTS__DIR", common::shipped_scripts()),
             ("FLOWHOOK__FLOW__END_GRACE_SECS", "0".into()),
             ("FLOWHOOK__FLOW__PERIODIC_UPDATE_SECS", "1".into()),
             // an alert sink, so its series are on the page too

@@ -12,7 +12,30 @@ pub mod serve;
 pub mod traffic;
 pub mod v9;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The shipped scripts directory (`scripts/` of the repository).
+pub fn shipped_scripts() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .display()
+        .to_string()
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, for at most `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
 
 /// `../shared` beside the repository (or `FLOWHOOK_SHARED`), when present.
 /// Under `CI=true` a missing folder fails the test; elsewhere the test says it skipped.
