@@ -6,7 +6,7 @@
 //! message. Keys the schema does not name go to `extra_json`, so nothing
 //! the JSON holds is lost.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
@@ -309,7 +309,7 @@ fn take_time(m: &mut Map<String, Value>, k: &str) -> u64 {
 }
 
 /// The times the output writes: `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
-pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || *b.last()? != b'Z' {
         return None;
@@ -471,17 +471,18 @@ fn record(m: &mut Map<String, Value>) -> Record {
     }
 }
 
-/// The address of 16 bytes as the JSON writes it.
-pub fn ip_of(b: &[u8]) -> Option<IpAddr> {
-    let a: [u8; 16] = b.try_into().ok()?;
-    let v6 = Ipv6Addr::from(a);
-    Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost::Message;
+    use std::net::Ipv6Addr;
+
+    /// The address of 16 bytes as the JSON writes it.
+    fn ip_of(b: &[u8]) -> Option<IpAddr> {
+        let a: [u8; 16] = b.try_into().ok()?;
+        let v6 = Ipv6Addr::from(a);
+        Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+    }
 
     #[test]
     fn times_parse_like_the_writer_writes_them() {
