@@ -500,10 +500,8 @@ impl ScriptHost {
         // nDPI ids of the application and its master protocol ("TLS.Google"),
         // for l7_proto_id: looked up only when a script has one
         let mut l7_ids: Option<(u16, u16)> = None;
-        let twh = self.slot.borrow().view.as_ref().is_some_and(|v| {
-            let (c, s) = (v.cli_tcp_flags, v.srv_tcp_flags);
-            c & 0x02 != 0 && s & 0x12 == 0x12 && c & 0x10 != 0
-        });
+        // the TCP handshake seen both ways, for three_way_handshake_ok: only when a script asks
+        let mut twh: Option<bool> = None;
         for si in 0..self.scripts.len() {
             let s = &self.scripts[si];
             let Some(f) = s.hooks[hi].as_ref().filter(|_| s.enabled) else {
@@ -527,7 +525,15 @@ impl ScriptHost {
                     continue;
                 }
             }
-            if s.twh_ok && proto == 6 && !twh {
+            if s.twh_ok
+                && proto == 6
+                && !*twh.get_or_insert_with(|| {
+                    self.slot.borrow().view.as_ref().is_some_and(|v| {
+                        let (c, s) = (v.cli_tcp_flags, v.srv_tcp_flags);
+                        c & 0x02 != 0 && s & 0x12 == 0x12 && c & 0x10 != 0
+                    })
+                })
+            {
                 continue;
             }
             let f = f.clone();
