@@ -95,6 +95,8 @@ struct Flow {
     detected: bool,
     batch: u32,
     generation: u32,
+    /// In the table (false once ended, while the slot is free).
+    live: bool,
 }
 
 /// A record of the datagram being ingested, between the passes.
@@ -104,8 +106,8 @@ struct Pending {
     key: FlowKey,
     src_is_a: bool,
     hash: u64,
+    /// The index's candidate slot (second pass), or NIL.
     slot: u32,
-    generation: u32,
 }
 
 /// Counters of a table (read by telemetry).
@@ -150,6 +152,9 @@ pub struct FlowTable {
 
 const MAX_L7_NAMES: usize = 4096;
 
+/// Flows whose slab space is reserved up front (larger tables grow past it).
+const MAX_RESERVED_FLOWS: usize = 1 << 22;
+
 impl FlowTable {
     /// A table; `enricher` looks up both sides of each new flow.
     pub fn new(cfg: TableConfig) -> Self {
@@ -157,12 +162,18 @@ impl FlowTable {
     }
 
     pub fn with_enricher(cfg: TableConfig, enricher: Option<Enricher>) -> Self {
+        // The slab and its links are reserved for the table's bound (up to
+        // 4 Mi flows) once, so they never move while growing (a copy of every
+        // flow per doubling); untouched capacity is not resident.
+        let reserve = cfg.max_flows.clamp(1, MAX_RESERVED_FLOWS);
+        let slab = Vec::with_capacity(reserve);
+        let links = Vec::with_capacity(reserve);
         let mut t = FlowTable {
             cfg,
             index: FlowIndex::new(),
             keys: Vec::new(),
-            slab: Vec::new(),
-            links: Vec::new(),
+            slab,
+            links,
             free: Vec::new(),
             lru_head: NIL,
             lru_tail: NIL,
@@ -277,6 +288,7 @@ impl FlowTable {
             detected: false,
             batch: 0,
             generation: 0,
+            live: true,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -329,21 +341,30 @@ impl FlowTable {
                 src_is_a,
                 hash,
                 slot: NIL,
-                generation: 0,
             });
         }
+        // The second pass reads only the index: the first entry whose hash
+        // tag matches is the flow almost always, and its cache lines are
+        // fetched while the other records' are; the keys are compared in the
+        // third pass, when the entries are in cache.
         for k in keys.iter_mut() {
-            if let Some(i) = self.find(&k.key, k.hash) {
-                let f = &self.slab[i as usize];
-                super::index::prefetch((f as *const Flow).cast::<u8>().wrapping_add(64));
+            if let Some(i) = self.index.find(k.hash, |_| true) {
+                let f = (&self.slab[i as usize] as *const Flow).cast::<u8>();
+                for off in (0..std::mem::size_of::<Flow>()).step_by(64) {
+                    super::index::prefetch(f.wrapping_add(off));
+                }
+                super::index::prefetch(f.wrapping_add(std::mem::size_of::<Flow>() - 1));
                 k.slot = i;
-                k.generation = f.generation;
             }
         }
         for k in &keys {
             let r = &records[k.n as usize];
-            // an earlier record of this datagram may have ended (evicted) that flow
-            let known = k.slot != NIL && self.alive(k.slot, k.generation);
+            // the candidate is the flow when its key is the record's and it
+            // is live (an earlier record of this datagram may have ended it)
+            let known = k.slot != NIL && {
+                let f = &self.slab[k.slot as usize];
+                f.key == k.key && f.live
+            };
             let i = if known {
                 k.slot
             } else {
@@ -562,6 +583,7 @@ impl FlowTable {
         let hash = self.slab[i as usize].key.stable_hash();
         self.index.remove(hash, i);
         self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
+        self.slab[i as usize].live = false;
         self.free.push(i);
         self.live -= 1;
         self.stats.ended += 1;
