@@ -40,20 +40,22 @@ pub struct Learnt {
     pub system_init_ms: Option<i64>,
 }
 
+/// What a record's fields say that the record gets only when complete
+/// ([`Fill::finish`]): addresses of both families, the time fields, sampling.
 #[derive(Default)]
-struct Parts {
-    src4: Option<IpAddr>,
-    src6: Option<IpAddr>,
-    dst4: Option<IpAddr>,
-    dst6: Option<IpAddr>,
-    nh4: Option<IpAddr>,
-    nh6: Option<IpAddr>,
-    start_abs: Option<i64>,
-    end_abs: Option<i64>,
-    start_up: Option<u64>,
-    end_up: Option<u64>,
-    start_delta_us: Option<u64>,
-    end_delta_us: Option<u64>,
+pub(super) struct Parts {
+    pub(super) src4: Option<IpAddr>,
+    pub(super) src6: Option<IpAddr>,
+    pub(super) dst4: Option<IpAddr>,
+    pub(super) dst6: Option<IpAddr>,
+    pub(super) nh4: Option<IpAddr>,
+    pub(super) nh6: Option<IpAddr>,
+    pub(super) start_abs: Option<i64>,
+    pub(super) end_abs: Option<i64>,
+    pub(super) start_up: Option<u64>,
+    pub(super) end_up: Option<u64>,
+    pub(super) start_delta_us: Option<u64>,
+    pub(super) end_delta_us: Option<u64>,
     system_init_ms: Option<i64>,
     sampling: Announcement,
     initiator_octets: Option<u64>,
@@ -240,7 +242,7 @@ pub struct Builder {
 /// record itself (the compiled path fills records in place with it).
 #[derive(Default)]
 pub struct Fill {
-    p: Parts,
+    pub(super) p: Parts,
     icmp_seen: bool,
 }
 
