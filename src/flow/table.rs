@@ -66,8 +66,12 @@ enum Decision {
 
 const NIL: u32 = u32::MAX;
 
-/// One tracked flow. Side 0 is the key's `a`, side 1 its `b`.
+/// One tracked flow. Side 0 is the key's `a`, side 1 its `b`. Three cache
+/// lines exactly (what a record's update touches), aligned to them, so the
+/// second pass of `ingest` prefetches three lines per record; what updates
+/// never touch (the enrichment) lives beside the slab.
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 struct Flow {
     key: FlowKey,
     first_ms: i64,
@@ -79,8 +83,6 @@ struct Flow {
     totals: [(u64, u64); 2],
     /// Fingerprint of the last counted record per side, so a repeated record is not counted twice.
     last_counted: [u32; 2],
-    /// Enrichment of side a and side b, looked up when the flow was created.
-    geo: [Arc<GeoInfo>; 2],
     flags: [u8; 2],
     in_if: u32,
     out_if: u32,
@@ -90,13 +92,35 @@ struct Flow {
     status: StatusSet,
     l7: u16,
     ending: Option<EndReason>,
-    cli_is_a: bool,
+    /// [`CLI_IS_A`] and [`DETECTED`] (one byte: the entry stays within three cache lines).
+    bits: u8,
     decision: Decision,
-    detected: bool,
     batch: u32,
+    /// Moves on when the flow ends and when its slot is taken again: even
+    /// while the slot holds a live flow, odd while it is free.
     generation: u32,
-    /// In the table (false once ended, while the slot is free).
-    live: bool,
+}
+
+/// [`Flow::bits`]: the client is side a.
+const CLI_IS_A: u8 = 1;
+/// [`Flow::bits`]: `protocolDetected` was sent.
+const DETECTED: u8 = 2;
+
+impl Flow {
+    #[inline]
+    fn cli_is_a(&self) -> bool {
+        self.bits & CLI_IS_A != 0
+    }
+
+    #[inline]
+    fn set_cli_is_a(&mut self, yes: bool) {
+        self.bits = (self.bits & !CLI_IS_A) | if yes { CLI_IS_A } else { 0 };
+    }
+
+    #[inline]
+    fn detected(&self) -> bool {
+        self.bits & DETECTED != 0
+    }
 }
 
 /// A record of the datagram being ingested, between the passes.
@@ -132,6 +156,8 @@ pub struct FlowTable {
     /// update touches its neighbours' links, and in this dense array those
     /// stay in cache where the 200-byte flow entries would not.
     links: Vec<[u32; 2]>,
+    /// Enrichment of side a and side b per slab slot, looked up when the flow was created.
+    geo: Vec<[Arc<GeoInfo>; 2]>,
     free: Vec<u32>,
     lru_head: u32,
     lru_tail: u32,
@@ -168,12 +194,14 @@ impl FlowTable {
         let reserve = cfg.max_flows.clamp(1, MAX_RESERVED_FLOWS);
         let slab = Vec::with_capacity(reserve);
         let links = Vec::with_capacity(reserve);
+        let geo = Vec::with_capacity(reserve);
         let mut t = FlowTable {
             cfg,
             index: FlowIndex::new(),
             keys: Vec::new(),
             slab,
             links,
+            geo,
             free: Vec::new(),
             lru_head: NIL,
             lru_tail: NIL,
@@ -271,10 +299,6 @@ impl FlowTable {
             packets: [0; 2],
             totals: [(0, 0); 2],
             last_counted: [0; 2],
-            geo: match &mut self.enricher {
-                Some(e) => [e.lookup(ip(&key.a_addr)), e.lookup(ip(&key.b_addr))],
-                None => [self.no_geo.clone(), self.no_geo.clone()],
-            },
             flags: [0; 2],
             in_if: 0,
             out_if: 0,
@@ -283,22 +307,26 @@ impl FlowTable {
             status: StatusSet::default(),
             l7: 0,
             ending: None,
-            cli_is_a: true,
+            bits: CLI_IS_A,
             decision: Decision::FirstSeen,
-            detected: false,
             batch: 0,
             generation: 0,
-            live: true,
+        };
+        let geo = match &mut self.enricher {
+            Some(e) => [e.lookup(ip(&key.a_addr)), e.lookup(ip(&key.b_addr))],
+            None => [self.no_geo.clone(), self.no_geo.clone()],
         };
         let i = match self.free.pop() {
             Some(i) => {
                 let generation = self.slab[i as usize].generation.wrapping_add(1);
                 self.slab[i as usize] = Flow { generation, ..flow };
+                self.geo[i as usize] = geo;
                 i
             }
             None => {
                 self.slab.push(flow);
                 self.links.push([NIL, NIL]);
+                self.geo.push(geo);
                 (self.slab.len() - 1) as u32
             }
         };
@@ -350,10 +378,10 @@ impl FlowTable {
         for k in keys.iter_mut() {
             if let Some(i) = self.index.find(k.hash, |_| true) {
                 let f = (&self.slab[i as usize] as *const Flow).cast::<u8>();
+                // the entry is aligned to cache lines: these are all of its lines
                 for off in (0..std::mem::size_of::<Flow>()).step_by(64) {
                     super::index::prefetch(f.wrapping_add(off));
                 }
-                super::index::prefetch(f.wrapping_add(std::mem::size_of::<Flow>() - 1));
                 k.slot = i;
             }
         }
@@ -363,7 +391,7 @@ impl FlowTable {
             // is live (an earlier record of this datagram may have ended it)
             let known = k.slot != NIL && {
                 let f = &self.slab[k.slot as usize];
-                f.key == k.key && f.live
+                f.key == k.key && f.generation.is_multiple_of(2)
             };
             let i = if known {
                 k.slot
@@ -389,8 +417,8 @@ impl FlowTable {
             let i = *i;
             self.live_statuses(i);
             let f = &mut self.slab[i as usize];
-            if !f.detected {
-                f.detected = true;
+            if !f.detected() {
+                f.bits |= DETECTED;
                 out.push(self.event(i, EventKind::ProtocolDetected));
             }
             if self.slab[i as usize].status != *before {
@@ -495,17 +523,17 @@ impl FlowTable {
         let client_is_a = src_is_client == (side == 0);
         if fresh || evidence > f.decision {
             f.decision = evidence;
-            f.cli_is_a = client_is_a;
-        } else if f.decision < Decision::Syn && f.cli_is_a != (side == 0) {
+            f.set_cli_is_a(client_is_a);
+        } else if f.decision < Decision::Syn && f.cli_is_a() != (side == 0) {
             // A record from the side that is not the client yet, which started earlier: it is the client.
             if let Some(t) = r.first_ms
                 && t < prev_first
             {
                 f.decision = Decision::StartTime;
-                f.cli_is_a = side == 0;
+                f.set_cli_is_a(side == 0);
             }
         }
-        let is_cli_record = f.cli_is_a == (side == 0);
+        let is_cli_record = f.cli_is_a() == (side == 0);
         if is_cli_record || (f.in_if == 0 && f.out_if == 0) {
             f.in_if = r.in_if.unwrap_or(f.in_if);
             f.out_if = r.out_if.unwrap_or(f.out_if);
@@ -538,7 +566,7 @@ impl FlowTable {
         if f.key.proto != 6 {
             return;
         }
-        let (c, s) = if f.cli_is_a { (0, 1) } else { (1, 0) };
+        let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
         let cli_syn = f.flags[c] & 0x02 != 0;
         let srv_syn = f.flags[s] & 0x02 != 0;
         let srv_rst = f.flags[s] & 0x04 != 0;
@@ -553,7 +581,7 @@ impl FlowTable {
     fn end_statuses(&mut self, i: u32) -> bool {
         let f = &mut self.slab[i as usize];
         let before = f.status;
-        let (c, s) = if f.cli_is_a { (0, 1) } else { (1, 0) };
+        let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
         if f.bytes == [0, 0] {
             f.status.set(status::ZERO_BYTES);
         }
@@ -568,8 +596,8 @@ impl FlowTable {
     }
 
     fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
-        if !self.slab[i as usize].detected {
-            self.slab[i as usize].detected = true;
+        if !self.slab[i as usize].detected() {
+            self.slab[i as usize].bits |= DETECTED;
             out.push(self.event(i, EventKind::ProtocolDetected));
         }
         if self.end_statuses(i) {
@@ -583,7 +611,6 @@ impl FlowTable {
         let hash = self.slab[i as usize].key.stable_hash();
         self.index.remove(hash, i);
         self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
-        self.slab[i as usize].live = false;
         self.free.push(i);
         self.live -= 1;
         self.stats.ended += 1;
@@ -672,8 +699,8 @@ impl FlowTable {
 
     fn view(&self, i: u32) -> FlowView {
         let f = &self.slab[i as usize];
-        let (c, s) = if f.cli_is_a { (0, 1) } else { (1, 0) };
-        let (cli_addr, cli_port, srv_addr, srv_port) = if f.cli_is_a {
+        let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
+        let (cli_addr, cli_port, srv_addr, srv_port) = if f.cli_is_a() {
             (&f.key.a_addr, f.key.a_port, &f.key.b_addr, f.key.b_port)
         } else {
             (&f.key.b_addr, f.key.b_port, &f.key.a_addr, f.key.a_port)
@@ -724,8 +751,8 @@ impl FlowTable {
             out_if: f.out_if,
             sampling_interval: f.sampling,
             sampling_source: f.sampling_source,
-            cli_geo: f.geo[c].clone(),
-            srv_geo: f.geo[s].clone(),
+            cli_geo: self.geo[i as usize][c].clone(),
+            srv_geo: self.geo[i as usize][s].clone(),
             status: f.status,
             score: score.min(u32::from(status::MAX_SCORE)) as u16,
             cli_score: 0,
