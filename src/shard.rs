@@ -102,12 +102,18 @@ impl Shard {
             }
             self.pool.give(batch);
             let s = &self.decoder.stats;
-            dtel.seq_gaps.increment(s.seq_gaps - stats.seq_gaps);
-            dtel.seq_lost.increment(s.seq_lost - stats.seq_lost);
-            dtel.seq_late.increment(s.seq_late - stats.seq_late);
-            dtel.restarts.increment(s.restarts - stats.restarts);
-            dtel.trailing_bytes
-                .increment(s.trailing_bytes - stats.trailing_bytes);
+            // shared counters are touched only when they move
+            for (c, now, was) in [
+                (&dtel.seq_gaps, s.seq_gaps, stats.seq_gaps),
+                (&dtel.seq_lost, s.seq_lost, stats.seq_lost),
+                (&dtel.seq_late, s.seq_late, stats.seq_late),
+                (&dtel.restarts, s.restarts, stats.restarts),
+                (&dtel.trailing_bytes, s.trailing_bytes, stats.trailing_bytes),
+            ] {
+                if now != was {
+                    c.increment(now - was);
+                }
+            }
             stats.clone_from(s);
             ftel.table(&self.table);
             if !self.emit(&mut events, &mut lines, &mut ftel) {

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use rustc_hash::FxHashMap;
 
 /// Allows one log line per key per interval; counts what it held back.
 #[derive(Debug)]
@@ -185,9 +186,10 @@ pub fn register_known_series(scripts: &[String], geo_dbs: &[&'static str]) {
 
 /// Counters of one decoder shard.
 pub struct DecodeTelemetry {
-    records: HashMap<(std::net::IpAddr, u16, bool), Counter>,
-    sampling: HashMap<(std::net::IpAddr, usize), Counter>,
-    errors: HashMap<(std::net::IpAddr, &'static str), Counter>,
+    // Fx, not SipHash: looked up per datagram, keyed by exporters we already accepted
+    records: FxHashMap<(std::net::IpAddr, u16, bool), Counter>,
+    sampling: FxHashMap<(std::net::IpAddr, usize), Counter>,
+    errors: FxHashMap<(std::net::IpAddr, &'static str), Counter>,
     pub seq_gaps: Counter,
     pub seq_lost: Counter,
     pub seq_late: Counter,
@@ -206,9 +208,9 @@ impl DecodeTelemetry {
     pub fn new(shard: usize) -> Self {
         let s = shard.to_string();
         DecodeTelemetry {
-            records: HashMap::new(),
-            sampling: HashMap::new(),
-            errors: HashMap::new(),
+            records: FxHashMap::default(),
+            sampling: FxHashMap::default(),
+            errors: FxHashMap::default(),
             seq_gaps: counter!("flowhook_decode_sequence_gaps_total"),
             seq_lost: counter!("flowhook_decode_sequence_lost_total"),
             seq_late: counter!("flowhook_decode_sequence_late_total"),
