@@ -85,19 +85,19 @@ fn bench(c: &mut Criterion) {
     let mut empty = host("return { hooks = { protocolDetected = function() end } }");
     g.bench_function("empty_hook_event", |b| {
         b.iter(|| {
-            empty.handle(black_box(&ev), |_| false, &mut lines);
+            empty.handle(black_box(ev.clone()), |_| false, &mut lines);
         })
     });
     let mut reference = host(REFERENCE);
     g.bench_function("reference_script_protocolDetected", |b| {
         b.iter(|| {
-            reference.handle(black_box(&ev), |_| false, &mut lines);
+            reference.handle(black_box(ev.clone()), |_| false, &mut lines);
         })
     });
     let mut none = host("return { hooks = { flowEnd = function() end } }");
     g.bench_function("event_without_matching_hook", |b| {
         b.iter(|| {
-            none.handle(black_box(&ev), |_| false, &mut lines);
+            none.handle(black_box(ev.clone()), |_| false, &mut lines);
         })
     });
     let timer = ScriptTelemetry::hook_handles("bench", "protocolDetected");

@@ -8,7 +8,6 @@
 //! a call runs under a deadline (instruction hook) and the state's memory
 //! limit; an error affects only that call.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,7 +134,8 @@ pub struct ScriptHost {
     sandbox: sandbox::Sandbox,
     slot: Slot,
     scripts: Vec<Script>,
-    flows: HashMap<u64, FlowScriptState>,
+    /// Keyed by the flow id, itself a hash: Fx, not SipHash, over it.
+    flows: rustc_hash::FxHashMap<u64, FlowScriptState>,
     cfg: HostConfig,
     tel: ScriptTelemetry,
     /// When the hook call running now started (`mono_ms`; 0 between calls), for the runner's watchdog.
@@ -180,7 +180,7 @@ impl ScriptHost {
             sandbox: sb,
             slot,
             scripts: Vec::new(),
-            flows: HashMap::new(),
+            flows: Default::default(),
             cfg: cfg.clone(),
             tel: ScriptTelemetry::default(),
             call_started: None,
@@ -429,32 +429,36 @@ impl ScriptHost {
     /// per-flow script state stays in its map entry between events.
     pub fn handle(
         &mut self,
-        ev: &FlowEvent,
+        ev: FlowEvent,
         write_event: impl Fn(EventKind) -> bool,
         out: &mut Lines,
     ) {
-        let key = ev.flow.key;
+        let FlowEvent {
+            kind,
+            time_ms,
+            flow: mut view,
+        } = ev;
+        let key = view.key;
         let mut state = self
             .flows
             .get_mut(&key)
             .map(std::mem::take)
             .unwrap_or_default();
-        let mut view = ev.flow.clone();
         merge_into(&mut view, &state);
         self.slot.borrow_mut().view = Some(view);
-        let changed = self.run_hooks(ev.kind, ev.time_ms, &mut state, out);
-        if write_event(ev.kind) {
-            self.write_view(ev.kind, ev.time_ms, out);
+        let changed = self.run_hooks(kind, time_ms, &mut state, out);
+        if write_event(kind) {
+            self.write_view(kind, time_ms, out);
         }
         // statuses set by scripts fire statusChanged once, never recursively
-        if changed && ev.kind != EventKind::StatusChanged {
-            self.run_hooks(EventKind::StatusChanged, ev.time_ms, &mut state, out);
+        if changed && kind != EventKind::StatusChanged {
+            self.run_hooks(EventKind::StatusChanged, time_ms, &mut state, out);
             if write_event(EventKind::StatusChanged) {
-                self.write_view(EventKind::StatusChanged, ev.time_ms, out);
+                self.write_view(EventKind::StatusChanged, time_ms, out);
             }
         }
         self.slot.borrow_mut().view = None;
-        if ev.kind == EventKind::FlowEnd {
+        if kind == EventKind::FlowEnd {
             if state.delivered {
                 self.cfg.alerts.flow_ended(key);
             }
@@ -504,9 +508,9 @@ impl ScriptHost {
         let mut twh: Option<bool> = None;
         for si in 0..self.scripts.len() {
             let s = &self.scripts[si];
-            let Some(f) = s.hooks[hi].as_ref().filter(|_| s.enabled) else {
+            if s.hooks[hi].is_none() || !s.enabled {
                 continue;
-            };
+            }
             if !s.l4.is_empty() && !s.l4.iter().any(|p| p.eq_ignore_ascii_case(&l4)) {
                 continue;
             }
@@ -536,7 +540,6 @@ impl ScriptHost {
             {
                 continue;
             }
-            let f = f.clone();
             if let (EventKind::PeriodicUpdate, Some(every)) = (kind, s.periodic_secs) {
                 let idx = si as u16;
                 let last = state
@@ -550,8 +553,6 @@ impl ScriptHost {
                 state.last_periodic.retain(|(i, _)| *i != idx);
                 state.last_periodic.push((idx, time_ms / 1000));
             }
-            let conf = s.conf.clone();
-            let name = s.name.clone();
             {
                 let mut cur = self.slot.borrow_mut();
                 cur.state = std::mem::take(state);
@@ -562,7 +563,12 @@ impl ScriptHost {
             if let Some(c) = &self.call_started {
                 c.store(super::mono_ms(), std::sync::atomic::Ordering::Relaxed);
             }
-            let r = f.call::<()>((now, conf));
+            // by reference: no handle is cloned per call
+            let s = &self.scripts[si];
+            let r = match &s.hooks[hi] {
+                Some(f) => f.call::<()>((now, &s.conf)),
+                None => Ok(()),
+            };
             if let Some(c) = &self.call_started {
                 c.store(0, std::sync::atomic::Ordering::Relaxed);
             }
@@ -580,6 +586,7 @@ impl ScriptHost {
             match r {
                 Ok(()) => self.scripts[si].timeouts_in_row = 0,
                 Err(e) => {
+                    let name = self.scripts[si].name.clone();
                     let code = error_code(&e);
                     self.tel.failed(&name, HOOK_NAMES[hi], code, &e);
                     if code == "timeout" {

@@ -609,7 +609,7 @@ fn handle_msg(
             WorkerMsg::Event(ev) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
                 let mut lines = Lines::default();
-                host.handle(&ev, |k| write_event(k), &mut lines);
+                host.handle(ev, |k| write_event(k), &mut lines);
                 if let (Some(tx), false) = (out, lines.is_empty())
                     && tx.send(OutputMsg::Lines(lines)).is_err()
                 {
@@ -618,7 +618,7 @@ fn handle_msg(
             }
             WorkerMsg::Events(evs) => {
                 let mut lines = Lines::default();
-                for ev in &evs {
+                for ev in evs {
                     host.handle(ev, |k| write_event(k), &mut lines);
                     depth.fetch_sub(1, Ordering::Relaxed);
                 }
