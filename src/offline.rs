@@ -114,8 +114,8 @@ pub fn replay_capture(
         sum.events += events.len() as u64;
         match host.as_mut() {
             Some(h) => {
-                for e in events.iter() {
-                    tel.event(e);
+                for e in events.drain(..) {
+                    tel.event(&e);
                     h.handle(e, |k| filter.kind(k), lines);
                 }
             }
@@ -141,8 +141,14 @@ pub fn replay_capture(
         table.ingest(&recs, d.time_ms, &mut events);
         flush(&mut events, &mut lines, &mut sum, &mut tel);
     })?;
-    table.end_all(&mut events);
-    flush(&mut events, &mut lines, &mut sum, &mut tel);
+    // in chunks, as `serve` does: bounded buffers, reused
+    loop {
+        let more = table.end_some(1024, &mut events);
+        flush(&mut events, &mut lines, &mut sum, &mut tel);
+        if !more {
+            break;
+        }
+    }
     if let Some(h) = host.as_mut() {
         h.teardown();
     }

@@ -27,6 +27,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
     pub const ALL: [EventKind; 4] = [
         EventKind::ProtocolDetected,
         EventKind::StatusChanged,
@@ -56,6 +57,17 @@ mod tests {
         let names: Vec<&str> = super::EventKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(names, crate::config::EVENT_NAMES);
     }
+
+    /// Telemetry indexes its counters with `as usize`.
+    #[test]
+    fn all_lists_follow_declaration_order() {
+        for (i, k) in super::EventKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        for (i, r) in super::EndReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
 }
 
 /// Why a flow ended.
@@ -82,6 +94,19 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub const ALL: [EndReason; 9] = [
+        EndReason::Idle,
+        EndReason::ExporterIdle,
+        EndReason::EndOfFlow,
+        EndReason::ForcedEnd,
+        EndReason::LackOfResources,
+        EndReason::TcpFin,
+        EndReason::TcpRst,
+        EndReason::Evicted,
+        EndReason::Shutdown,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             EndReason::Idle => "idle",

@@ -680,13 +680,27 @@ impl FlowTable {
 
     /// Ends every flow (shutdown, end of a replayed capture), least recently updated first.
     pub fn end_all(&mut self, out: &mut Vec<FlowEvent>) {
-        while self.lru_head != NIL {
+        while self.end_some(usize::MAX, out) {}
+    }
+
+    /// Ends up to `max` flows the way [`FlowTable::end_all`] does, least
+    /// recently updated first; true while flows remain. A shutdown ends the
+    /// table in chunks so its events go out in bounded, reused buffers.
+    pub fn end_some(&mut self, max: usize, out: &mut Vec<FlowEvent>) -> bool {
+        for _ in 0..max {
+            if self.lru_head == NIL {
+                break;
+            }
             let i = self.lru_head;
             let reason = self.slab[i as usize].ending.unwrap_or(EndReason::Shutdown);
             self.end(i, reason, out);
         }
+        if self.lru_head != NIL {
+            return true;
+        }
         self.periodic.clear();
         self.ending.clear();
+        false
     }
 
     fn event(&self, i: u32, kind: EventKind) -> FlowEvent {

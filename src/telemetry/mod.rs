@@ -330,7 +330,7 @@ pub struct FlowTelemetry {
     started: Counter,
     evicted: Counter,
     events: [Counter; 4],
-    ended: HashMap<&'static str, Counter>,
+    ended: [Counter; crate::flow::EndReason::ALL.len()],
     last_started: u64,
     last_evicted: u64,
 }
@@ -344,7 +344,8 @@ impl FlowTelemetry {
             evicted: counter!("flowhook_flows_evicted_total"),
             events: EventKind::ALL
                 .map(|k| counter!("flowhook_flow_events_total", "event" => k.name())),
-            ended: HashMap::new(),
+            ended: crate::flow::EndReason::ALL
+                .map(|r| counter!("flowhook_flows_ended_total", "reason" => r.name())),
             last_started: 0,
             last_evicted: 0,
         }
@@ -352,17 +353,9 @@ impl FlowTelemetry {
 
     /// One lifecycle event emitted.
     pub fn event(&mut self, e: &crate::flow::FlowEvent) {
-        use crate::flow::EventKind;
-        let i = EventKind::ALL
-            .iter()
-            .position(|k| *k == e.kind)
-            .unwrap_or(0);
-        self.events[i].increment(1);
+        self.events[e.kind as usize].increment(1);
         if let Some(r) = e.flow.end_reason {
-            self.ended
-                .entry(r.name())
-                .or_insert_with(|| counter!("flowhook_flows_ended_total", "reason" => r.name()))
-                .increment(1);
+            self.ended[r as usize].increment(1);
         }
     }
 
