@@ -58,6 +58,11 @@ impl Shard {
         let mut events: Vec<FlowEvent> = Vec::new();
         let mut lines = Lines::default();
         self.decoder.set_compiled(!self.filter.records());
+        // without scripts, events the output does not write are only counted
+        if self.scripts.is_none() {
+            self.table
+                .set_wanted(crate::flow::EventKind::ALL.map(|k| self.filter.kind(k)));
+        }
         let mut saved_gen = self.decoder.generation();
         let mut last_save = Instant::now();
         loop {

@@ -143,6 +143,8 @@ pub struct TableStats {
     pub records: u64,
     pub records_without_tuple: u64,
     pub duplicates: u64,
+    /// Events of kinds nobody takes ([`FlowTable::set_wanted`]): counted, not built.
+    pub skipped: [u64; 4],
 }
 
 /// The flow table.
@@ -173,6 +175,8 @@ pub struct FlowTable {
     now_ms: i64,
     enricher: Option<Enricher>,
     no_geo: Arc<GeoInfo>,
+    /// Event kinds built (indexed by `EventKind as usize`); `flowEnd` always is.
+    wanted: [bool; 4],
     pub stats: TableStats,
 }
 
@@ -216,6 +220,7 @@ impl FlowTable {
             now_ms: 0,
             enricher,
             no_geo: Arc::new(GeoInfo::default()),
+            wanted: [true; 4],
             stats: TableStats::default(),
         };
         t.intern("Unknown");
@@ -419,10 +424,10 @@ impl FlowTable {
             let f = &mut self.slab[i as usize];
             if !f.detected() {
                 f.bits |= DETECTED;
-                out.push(self.event(i, EventKind::ProtocolDetected));
+                self.push_event(i, EventKind::ProtocolDetected, out);
             }
             if self.slab[i as usize].status != *before {
-                out.push(self.event(i, EventKind::StatusChanged));
+                self.push_event(i, EventKind::StatusChanged, out);
             }
             if self.slab[i as usize].ending.is_some() {
                 let due = now + self.cfg.end_grace_ms;
@@ -598,10 +603,10 @@ impl FlowTable {
     fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
         if !self.slab[i as usize].detected() {
             self.slab[i as usize].bits |= DETECTED;
-            out.push(self.event(i, EventKind::ProtocolDetected));
+            self.push_event(i, EventKind::ProtocolDetected, out);
         }
         if self.end_statuses(i) {
-            out.push(self.event(i, EventKind::StatusChanged));
+            self.push_event(i, EventKind::StatusChanged, out);
         }
         let mut ev = self.event(i, EventKind::FlowEnd);
         ev.flow.end_reason = Some(reason);
@@ -669,7 +674,7 @@ impl FlowTable {
                     continue;
                 }
                 if self.slab[i as usize].ending.is_none() {
-                    out.push(self.event(i, EventKind::PeriodicUpdate));
+                    self.push_event(i, EventKind::PeriodicUpdate, out);
                 }
                 let next = due + self.cfg.periodic_ms.max(1);
                 self.periodic.push(Reverse((next, i, generation)));
@@ -701,6 +706,22 @@ impl FlowTable {
         self.periodic.clear();
         self.ending.clear();
         false
+    }
+
+    /// Which event kinds anything takes (`serve` without scripts: what the
+    /// output writes); the others are counted in `stats.skipped` and never
+    /// built. `flowEnd` is always built (its end reason is counted).
+    pub fn set_wanted(&mut self, mut kinds: [bool; 4]) {
+        kinds[EventKind::FlowEnd as usize] = true;
+        self.wanted = kinds;
+    }
+
+    fn push_event(&mut self, i: u32, kind: EventKind, out: &mut Vec<FlowEvent>) {
+        if self.wanted[kind as usize] {
+            out.push(self.event(i, kind));
+        } else {
+            self.stats.skipped[kind as usize] += 1;
+        }
     }
 
     fn event(&self, i: u32, kind: EventKind) -> FlowEvent {

@@ -412,3 +412,24 @@ fn extreme_times_saturate() {
     super::json::event(&mut line, end);
     assert_eq!(line, serde_json::to_vec(end).unwrap());
 }
+
+#[test]
+fn unwanted_events_are_counted_not_built() {
+    let mut t = table();
+    t.set_wanted([false; 4]);
+    let mut ev = Vec::new();
+    t.ingest(
+        &[tcp("10.0.0.1", 40005, "10.0.0.3", 22, 0x02, 120, 2)],
+        T0,
+        &mut ev,
+    );
+    assert!(ev.is_empty());
+    assert_eq!(t.stats.skipped[EventKind::ProtocolDetected as usize], 1);
+    // flowEnd is always built: its end reason is counted
+    t.end_all(&mut ev);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::FlowEnd]
+    );
+    assert!(t.stats.skipped[EventKind::StatusChanged as usize] >= 1);
+}

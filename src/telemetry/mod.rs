@@ -333,6 +333,7 @@ pub struct FlowTelemetry {
     ended: [Counter; crate::flow::EndReason::ALL.len()],
     last_started: u64,
     last_evicted: u64,
+    last_skipped: [u64; 4],
 }
 
 impl FlowTelemetry {
@@ -348,6 +349,7 @@ impl FlowTelemetry {
                 .map(|r| counter!("flowhook_flows_ended_total", "reason" => r.name())),
             last_started: 0,
             last_evicted: 0,
+            last_skipped: [0; 4],
         }
     }
 
@@ -366,6 +368,13 @@ impl FlowTelemetry {
         self.evicted.increment(t.stats.evicted - self.last_evicted);
         self.last_started = t.stats.started;
         self.last_evicted = t.stats.evicted;
+        // events nobody takes are not built, but they happened
+        for (k, n) in t.stats.skipped.iter().enumerate() {
+            if *n != self.last_skipped[k] {
+                self.events[k].increment(n - self.last_skipped[k]);
+                self.last_skipped[k] = *n;
+            }
+        }
     }
 }
 
