@@ -72,6 +72,41 @@ impl At {
     }
 }
 
+/// A destination [`Fast`] has a slot for (its index in [`Fast::at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    RawBytes,
+    RawPackets,
+    Protocol,
+    Tos,
+    TcpFlags,
+    SrcPort,
+    DstPort,
+    InIf,
+    OutIf,
+    SrcAs,
+    DstAs,
+    SrcMask,
+    DstMask,
+    Direction,
+    EndReason,
+    StartUp,
+    EndUp,
+    StartDelta,
+    EndDelta,
+    StartAbs,
+    EndAbs,
+    /// Addresses: 4 or 16 bytes.
+    Src4,
+    Dst4,
+    Src6,
+    Dst6,
+    Nh4,
+    Nh6,
+}
+
+const DESTS: usize = Dest::Nh6 as usize + 1;
+
 /// The fields most templates carry, each read by its own line of straight
 /// code: no dispatch per field, and the branches on which fields a template
 /// has go the same way for every record of a set. A destination that more
@@ -79,42 +114,15 @@ impl At {
 /// [`Plan::rest`], in wire order, with everything else.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Fast {
-    raw_bytes: At,
-    raw_packets: At,
-    protocol: At,
-    tos: At,
-    tcp_flags: At,
+    at: [At; DESTS],
     tcp_mask: u64,
-    src_port: At,
-    dst_port: At,
-    in_if: At,
-    out_if: At,
-    src_as: At,
-    dst_as: At,
-    src_mask: At,
-    dst_mask: At,
-    direction: At,
-    end_reason: At,
-    /// Addresses: 4 or 16 bytes.
-    src4: At,
-    dst4: At,
-    src6: At,
-    dst6: At,
-    nh4: At,
-    nh6: At,
-    /// Absolute times and their unit in ms (0: an NTP timestamp).
-    start_abs: At,
+    /// Units of the absolute times in ms (0: an NTP timestamp).
     start_unit: i64,
-    end_abs: At,
     end_unit: i64,
-    start_up: At,
-    end_up: At,
-    start_delta: At,
-    end_delta: At,
 }
 
 /// The destination a step writes, when [`Fast`] has a slot for it.
-fn fast_dest(op: Op) -> Option<u8> {
+fn fast_dest(op: Op) -> Option<Dest> {
     use Target as T;
     Some(match op {
         Op::Uint(t, mask) => {
@@ -122,42 +130,39 @@ fn fast_dest(op: Op) -> Option<u8> {
                 return None;
             }
             match t {
-                T::RawBytes => 0,
-                T::RawPackets => 1,
-                T::Protocol => 2,
-                T::Tos => 3,
-                T::TcpFlags => 4,
-                T::SrcPort => 5,
-                T::DstPort => 6,
-                T::InIf => 7,
-                T::OutIf => 8,
-                T::SrcAs => 9,
-                T::DstAs => 10,
-                T::SrcMask => 11,
-                T::DstMask => 12,
-                T::Direction => 13,
-                T::EndReason => 14,
-                T::StartUp => 15,
-                T::EndUp => 16,
-                T::StartDeltaUs => 17,
-                T::EndDeltaUs => 18,
+                T::RawBytes => Dest::RawBytes,
+                T::RawPackets => Dest::RawPackets,
+                T::Protocol => Dest::Protocol,
+                T::Tos => Dest::Tos,
+                T::TcpFlags => Dest::TcpFlags,
+                T::SrcPort => Dest::SrcPort,
+                T::DstPort => Dest::DstPort,
+                T::InIf => Dest::InIf,
+                T::OutIf => Dest::OutIf,
+                T::SrcAs => Dest::SrcAs,
+                T::DstAs => Dest::DstAs,
+                T::SrcMask => Dest::SrcMask,
+                T::DstMask => Dest::DstMask,
+                T::Direction => Dest::Direction,
+                T::EndReason => Dest::EndReason,
+                T::StartUp => Dest::StartUp,
+                T::EndUp => Dest::EndUp,
+                T::StartDeltaUs => Dest::StartDelta,
+                T::EndDeltaUs => Dest::EndDelta,
                 _ => return None,
             }
         }
-        Op::Time(T::Time { start, .. }, _) | Op::Ntp(T::Time { start, .. }) => {
-            if start {
-                19
-            } else {
-                20
-            }
+        Op::Time(T::Time { start: true, .. }, _) | Op::Ntp(T::Time { start: true, .. }) => {
+            Dest::StartAbs
         }
+        Op::Time(T::Time { .. }, _) | Op::Ntp(T::Time { .. }) => Dest::EndAbs,
         Op::Ip4(t) | Op::Ip6(t) => match t {
-            T::Src4 => 21,
-            T::Dst4 => 22,
-            T::Src6 => 23,
-            T::Dst6 => 24,
-            T::Nh4 => 25,
-            T::Nh6 => 26,
+            T::Src4 => Dest::Src4,
+            T::Dst4 => Dest::Dst4,
+            T::Src6 => Dest::Src6,
+            T::Dst6 => Dest::Dst6,
+            T::Nh4 => Dest::Nh4,
+            T::Nh6 => Dest::Nh6,
             _ => return None,
         },
         _ => return None,
@@ -167,136 +172,59 @@ fn fast_dest(op: Op) -> Option<u8> {
 impl Fast {
     /// Splits `steps` into the fast slots and the rest (in order).
     fn split(steps: Vec<Step>) -> (Fast, Vec<Step>) {
-        let mut uses = [0u8; 27];
-        for s in &steps {
-            if let Some(d) = fast_dest(s.op) {
-                uses[usize::from(d)] = uses[usize::from(d)].saturating_add(1);
-            }
+        let mut uses = [0u8; DESTS];
+        for d in steps.iter().filter_map(|s| fast_dest(s.op)) {
+            uses[d as usize] = uses[d as usize].saturating_add(1);
         }
         let mut f = Fast::default();
         let mut rest = Vec::new();
         for s in steps {
-            let Some(d) = fast_dest(s.op).filter(|d| uses[usize::from(*d)] == 1) else {
+            let Some(d) = fast_dest(s.op).filter(|d| uses[*d as usize] == 1) else {
                 rest.push(s);
                 continue;
             };
-            let at = At {
+            f.at[d as usize] = At {
                 off: s.off,
                 len: s.len,
             };
             match (d, s.op) {
-                (4, Op::Uint(_, mask)) => {
-                    f.tcp_flags = at;
-                    f.tcp_mask = mask;
-                }
-                (19, Op::Time(_, unit)) => (f.start_abs, f.start_unit) = (at, unit),
-                (19, _) => (f.start_abs, f.start_unit) = (at, 0),
-                (20, Op::Time(_, unit)) => (f.end_abs, f.end_unit) = (at, unit),
-                (20, _) => (f.end_abs, f.end_unit) = (at, 0),
-                _ => {
-                    *[
-                        &mut f.raw_bytes,
-                        &mut f.raw_packets,
-                        &mut f.protocol,
-                        &mut f.tos,
-                        &mut f.tcp_flags,
-                        &mut f.src_port,
-                        &mut f.dst_port,
-                        &mut f.in_if,
-                        &mut f.out_if,
-                        &mut f.src_as,
-                        &mut f.dst_as,
-                        &mut f.src_mask,
-                        &mut f.dst_mask,
-                        &mut f.direction,
-                        &mut f.end_reason,
-                        &mut f.start_up,
-                        &mut f.end_up,
-                        &mut f.start_delta,
-                        &mut f.end_delta,
-                        &mut f.start_abs,
-                        &mut f.end_abs,
-                        &mut f.src4,
-                        &mut f.dst4,
-                        &mut f.src6,
-                        &mut f.dst6,
-                        &mut f.nh4,
-                        &mut f.nh6,
-                    ][usize::from(d)] = at
-                }
+                (Dest::TcpFlags, Op::Uint(_, mask)) => f.tcp_mask = mask,
+                (Dest::StartAbs, Op::Time(_, unit)) => f.start_unit = unit,
+                (Dest::EndAbs, Op::Time(_, unit)) => f.end_unit = unit,
+                _ => {}
             }
         }
         (f, rest)
     }
 
-    /// Sets every present slot of one record, converting as [`Fill::apply`] does.
+    #[inline(always)]
+    fn get(&self, d: Dest, rec: &[u8]) -> Option<u64> {
+        self.at[d as usize].get(rec)
+    }
+
+    #[inline(always)]
+    fn ip(&self, d: Dest, rec: &[u8]) -> Option<IpAddr> {
+        let a = self.at[d as usize];
+        let o = usize::from(a.off);
+        match a.len {
+            0 => None,
+            4 => Some(IpAddr::V4(Ipv4Addr::from(be(&rec[o..o + 4]) as u32))),
+            _ => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&rec[o..o + 16]);
+                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            }
+        }
+    }
+
+    /// Sets every slot's destination of one record, converting as
+    /// [`Fill::apply`] does. `r` and `b` are fresh (every field unset), so an
+    /// absent slot writes the `None` that is already there.
     #[inline(always)]
     fn decode(&self, rec: &[u8], r: &mut FlowRecord, b: &mut Fill) {
         let u8_ = |v: u64| u8::try_from(v).ok();
         let u16_ = |v: u64| u16::try_from(v).ok();
         let u32_ = |v: u64| u32::try_from(v).ok();
-        macro_rules! set {
-            ($($slot:ident => $dst:expr, $conv:expr;)*) => {$(
-                if let Some(v) = self.$slot.get(rec) {
-                    $dst = $conv(v);
-                }
-            )*};
-        }
-        let p = &mut b.p;
-        set! {
-            raw_bytes => r.raw_bytes, Some;
-            raw_packets => r.raw_packets, Some;
-            protocol => r.protocol, u8_;
-            src_port => r.src_port, u16_;
-            dst_port => r.dst_port, u16_;
-            in_if => r.in_if, u32_;
-            out_if => r.out_if, u32_;
-            tos => r.tos, u8_;
-            src_as => r.src_as, u32_;
-            dst_as => r.dst_as, u32_;
-            src_mask => r.src_mask, u8_;
-            dst_mask => r.dst_mask, u8_;
-            direction => r.direction, u8_;
-            end_reason => r.flow_end_reason, u8_;
-            start_up => p.start_up, Some;
-            end_up => p.end_up, Some;
-            start_delta => p.start_delta_us, Some;
-            end_delta => p.end_delta_us, Some;
-        }
-        if let Some(v) = self.tcp_flags.get(rec) {
-            r.tcp_flags = u16_(v & self.tcp_mask);
-        }
-        let ip = |a: At| -> Option<IpAddr> {
-            match a.len {
-                0 => None,
-                4 => Some(IpAddr::V4(Ipv4Addr::from(be(
-                    &rec[usize::from(a.off)..usize::from(a.off) + 4]
-                ) as u32))),
-                _ => {
-                    let mut o = [0u8; 16];
-                    o.copy_from_slice(&rec[usize::from(a.off)..usize::from(a.off) + 16]);
-                    Some(IpAddr::V6(Ipv6Addr::from(o)))
-                }
-            }
-        };
-        if self.src4.len != 0 {
-            p.src4 = ip(self.src4);
-        }
-        if self.dst4.len != 0 {
-            p.dst4 = ip(self.dst4);
-        }
-        if self.src6.len != 0 {
-            p.src6 = ip(self.src6);
-        }
-        if self.dst6.len != 0 {
-            p.dst6 = ip(self.dst6);
-        }
-        if self.nh4.len != 0 {
-            p.nh4 = ip(self.nh4);
-        }
-        if self.nh6.len != 0 {
-            p.nh6 = ip(self.nh6);
-        }
         let time = |v: u64, unit: i64| -> Option<i64> {
             if unit == 0 {
                 Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))
@@ -304,12 +232,35 @@ impl Fast {
                 i64::try_from(v).ok().map(|x| x.saturating_mul(unit))
             }
         };
-        if let Some(v) = self.start_abs.get(rec) {
-            p.start_abs = time(v, self.start_unit);
-        }
-        if let Some(v) = self.end_abs.get(rec) {
-            p.end_abs = time(v, self.end_unit);
-        }
+        let g = |d| self.get(d, rec);
+        r.raw_bytes = g(Dest::RawBytes);
+        r.raw_packets = g(Dest::RawPackets);
+        r.protocol = g(Dest::Protocol).and_then(u8_);
+        r.src_port = g(Dest::SrcPort).and_then(u16_);
+        r.dst_port = g(Dest::DstPort).and_then(u16_);
+        r.tcp_flags = g(Dest::TcpFlags).and_then(|v| u16_(v & self.tcp_mask));
+        r.in_if = g(Dest::InIf).and_then(u32_);
+        r.out_if = g(Dest::OutIf).and_then(u32_);
+        r.tos = g(Dest::Tos).and_then(u8_);
+        r.src_as = g(Dest::SrcAs).and_then(u32_);
+        r.dst_as = g(Dest::DstAs).and_then(u32_);
+        r.src_mask = g(Dest::SrcMask).and_then(u8_);
+        r.dst_mask = g(Dest::DstMask).and_then(u8_);
+        r.direction = g(Dest::Direction).and_then(u8_);
+        r.flow_end_reason = g(Dest::EndReason).and_then(u8_);
+        let p = &mut b.p;
+        p.start_up = g(Dest::StartUp);
+        p.end_up = g(Dest::EndUp);
+        p.start_delta_us = g(Dest::StartDelta);
+        p.end_delta_us = g(Dest::EndDelta);
+        p.start_abs = g(Dest::StartAbs).and_then(|v| time(v, self.start_unit));
+        p.end_abs = g(Dest::EndAbs).and_then(|v| time(v, self.end_unit));
+        p.src4 = self.ip(Dest::Src4, rec);
+        p.dst4 = self.ip(Dest::Dst4, rec);
+        p.src6 = self.ip(Dest::Src6, rec);
+        p.dst6 = self.ip(Dest::Dst6, rec);
+        p.nh4 = self.ip(Dest::Nh4, rec);
+        p.nh6 = self.ip(Dest::Nh6, rec);
     }
 }
 
@@ -459,7 +410,8 @@ impl Plan {
         })
     }
 
-    /// Decodes one record (`rec.len() >= rec_len`) into `r`.
+    /// Decodes one record (`rec.len() >= rec_len`) into a fresh `r` and `b`
+    /// (every field unset, as the data set's records are made).
     #[inline]
     pub fn decode(&self, rec: &[u8], r: &mut FlowRecord, b: &mut Fill) {
         // the fast slots and the rest set distinct destinations: their order does not matter
