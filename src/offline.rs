@@ -143,7 +143,7 @@ pub fn replay_capture(
     })?;
     // in chunks, as `serve` does: bounded buffers, reused
     loop {
-        let more = table.end_some(1024, &mut events);
+        let more = table.end_some(FlowTable::SHUTDOWN_CHUNK, &mut events);
         flush(&mut events, &mut lines, &mut sum, &mut tel);
         if !more {
             break;

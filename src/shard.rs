@@ -27,9 +27,6 @@ use crate::script::ScriptRunner;
 use crate::state::{SavedStream, Snapshot};
 use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
-/// Flows ended per step of a shutdown.
-const SHUTDOWN_CHUNK: usize = 1024;
-
 /// One shard's state and outlets.
 pub struct Shard {
     pub id: usize,
@@ -132,7 +129,7 @@ impl Shard {
         // in chunks: every flow's events at once would be a buffer per
         // table (tens of MB, page-faulted in and copied as it grows)
         loop {
-            let more = self.table.end_some(SHUTDOWN_CHUNK, &mut events);
+            let more = self.table.end_some(FlowTable::SHUTDOWN_CHUNK, &mut events);
             ftel.table(&self.table);
             if !self.emit(&mut events, &mut lines, &mut ftel) || !more {
                 break;

@@ -121,6 +121,12 @@ impl Flow {
     fn detected(&self) -> bool {
         self.bits & DETECTED != 0
     }
+
+    /// The slot holds a live flow (see `generation`).
+    #[inline]
+    fn live(&self) -> bool {
+        self.generation.is_multiple_of(2)
+    }
 }
 
 /// A record of the datagram being ingested, between the passes.
@@ -396,7 +402,7 @@ impl FlowTable {
             // is live (an earlier record of this datagram may have ended it)
             let known = k.slot != NIL && {
                 let f = &self.slab[k.slot as usize];
-                f.key == k.key && f.generation.is_multiple_of(2)
+                f.key == k.key && f.live()
             };
             let i = if known {
                 k.slot
@@ -687,6 +693,9 @@ impl FlowTable {
     pub fn end_all(&mut self, out: &mut Vec<FlowEvent>) {
         while self.end_some(usize::MAX, out) {}
     }
+
+    /// Flows a shutdown ends per [`FlowTable::end_some`] call (`serve` and `replay`).
+    pub const SHUTDOWN_CHUNK: usize = 1024;
 
     /// Ends up to `max` flows the way [`FlowTable::end_all`] does, least
     /// recently updated first; true while flows remain. A shutdown ends the

@@ -141,17 +141,7 @@ pub fn exporter_label(ip: std::net::IpAddr) -> String {
 /// dashboards and alert rules see zeros instead of gaps.
 pub fn register_known_series(scripts: &[String], geo_dbs: &[&'static str]) {
     use crate::flow::{EndReason, EventKind};
-    for r in [
-        EndReason::Idle,
-        EndReason::ExporterIdle,
-        EndReason::EndOfFlow,
-        EndReason::ForcedEnd,
-        EndReason::LackOfResources,
-        EndReason::TcpFin,
-        EndReason::TcpRst,
-        EndReason::Evicted,
-        EndReason::Shutdown,
-    ] {
+    for r in EndReason::ALL {
         counter!("flowhook_flows_ended_total", "reason" => r.name()).absolute(0);
     }
     for k in EventKind::ALL {
