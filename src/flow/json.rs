@@ -45,15 +45,52 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends short pieces (numbers, address octets) a byte at a time: a line
+/// is dozens of them, and a `memcpy` call for each cost more than the bytes
+/// (the line's capacity is reserved up front, so a push does not grow it).
+#[inline(always)]
+fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+    for &c in b {
+        out.push(c);
+    }
+}
+
+#[inline(always)]
 fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    bytes(out, itoa::Buffer::new().format(v).as_bytes());
 }
 
 fn float(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+        bytes(out, zmij::Buffer::new().format_finite(v).as_bytes());
     } else {
         out.extend_from_slice(b"null");
+    }
+}
+
+/// Milliseconds below this are written by [`secs`] itself (seconds below
+/// 10^11, the year 5138: well inside the range `zmij` writes without an
+/// exponent, and where doubles are far closer together than a millisecond).
+const SECS_DIRECT_BELOW_MS: i64 = 100_000_000_000_000;
+
+/// `ms / 1000` as the f64 serde_json writes (`1795950975.998`, `1.0`,
+/// `0.25`): for a whole number of milliseconds the shortest decimal that
+/// reads back as that double is the seconds, a point, and the milliseconds
+/// without trailing zeros (at least one digit). Other values take `float`.
+fn secs(out: &mut Vec<u8>, ms: i64) {
+    if !(0..SECS_DIRECT_BELOW_MS).contains(&ms) {
+        return float(out, ms as f64 / 1000.0);
+    }
+    int(out, (ms / 1000) as u64);
+    out.push(b'.');
+    let m = (ms % 1000) as u32;
+    let (d1, d2, d3) = ((m / 100) as u8, (m / 10 % 10) as u8, (m % 10) as u8);
+    out.push(b'0' + d1);
+    if d2 != 0 || d3 != 0 {
+        out.push(b'0' + d2);
+    }
+    if d3 != 0 {
+        out.push(b'0' + d3);
     }
 }
 
@@ -136,6 +173,7 @@ fn rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
     out.push(b'Z');
 }
 
+#[inline(always)]
 fn key(out: &mut Vec<u8>, k: &str) {
     out.push(b',');
     out.push(b'"');
@@ -143,48 +181,93 @@ fn key(out: &mut Vec<u8>, k: &str) {
     out.extend_from_slice(b"\":");
 }
 
-fn geo(out: &mut Vec<u8>, side: &str, g: &GeoInfo) {
-    let k = |name: &str, out: &mut Vec<u8>| {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(side.as_bytes());
-        out.push(b'.');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
+/// One side's enrichment keys (`,"cli.country":` …), whole.
+struct GeoKeys {
+    country: &'static str,
+    city: &'static str,
+    latitude: &'static str,
+    longitude: &'static str,
+    asn: &'static str,
+    as_name: &'static str,
+    network: &'static str,
+    private: &'static str,
+    local: &'static str,
+}
+
+macro_rules! geo_keys {
+    ($side:literal) => {
+        GeoKeys {
+            country: concat!(",\"", $side, ".country\":"),
+            city: concat!(",\"", $side, ".city\":"),
+            latitude: concat!(",\"", $side, ".latitude\":"),
+            longitude: concat!(",\"", $side, ".longitude\":"),
+            asn: concat!(",\"", $side, ".asn\":"),
+            as_name: concat!(",\"", $side, ".as_name\":"),
+            network: concat!(",\"", $side, ".network\":"),
+            private: concat!(",\"", $side, ".private\":"),
+            local: concat!(",\"", $side, ".local\":"),
+        }
     };
+}
+
+const CLI: GeoKeys = geo_keys!("cli");
+const SRV: GeoKeys = geo_keys!("srv");
+
+#[inline(always)]
+fn boolean(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+#[inline(always)]
+fn geo(out: &mut Vec<u8>, k: &GeoKeys, g: &GeoInfo) {
     if let Some(v) = &g.country {
-        k("country", out);
+        out.extend_from_slice(k.country.as_bytes());
         string(out, v);
     }
     if let Some(v) = &g.city {
-        k("city", out);
+        out.extend_from_slice(k.city.as_bytes());
         string(out, v);
     }
     if let (Some(lat), Some(lon)) = (g.latitude, g.longitude) {
-        k("latitude", out);
+        out.extend_from_slice(k.latitude.as_bytes());
         float(out, lat);
-        k("longitude", out);
+        out.extend_from_slice(k.longitude.as_bytes());
         float(out, lon);
     }
     if let Some(v) = g.asn {
-        k("asn", out);
+        out.extend_from_slice(k.asn.as_bytes());
         int(out, v);
     }
     if let Some(v) = &g.as_name {
-        k("as_name", out);
+        out.extend_from_slice(k.as_name.as_bytes());
         string(out, v);
     }
     if let Some(n) = &g.network {
-        k("network", out);
+        out.extend_from_slice(k.network.as_bytes());
         string(out, &n.name);
     }
-    k("private", out);
-    out.extend_from_slice(if g.private { b"true" } else { b"false" });
-    k("local", out);
-    out.extend_from_slice(if g.local { b"true" } else { b"false" });
+    out.extend_from_slice(k.private.as_bytes());
+    boolean(out, g.private);
+    out.extend_from_slice(k.local.as_bytes());
+    boolean(out, g.local);
+}
+
+/// Room for a line but its strings (keys, numbers, addresses: about 700
+/// bytes at most); each string adds at most six bytes per byte (`\u00XX`).
+const LINE_ROOM: usize = 1024;
+
+fn strings_room(g: &GeoInfo) -> usize {
+    [&g.country, &g.city, &g.as_name]
+        .into_iter()
+        .flatten()
+        .map(|s| s.len())
+        .sum::<usize>()
+        + g.network.as_ref().map_or(0, |n| n.name.len())
 }
 
 /// Appends the flow snapshot as a JSON object.
 pub fn view(out: &mut Vec<u8>, v: &FlowView) {
+    out.reserve(LINE_ROOM + 6 * (v.l7.len() + strings_room(&v.cli_geo) + strings_room(&v.srv_geo)));
     out.extend_from_slice(b"{\"key\":\"");
     hex16(out, v.key);
     out.push(b'"');
@@ -203,25 +286,24 @@ pub fn view(out: &mut Vec<u8>, v: &FlowView) {
     }
     key(out, "proto.l7");
     string(out, &v.l7);
-    for (k, n) in [
-        ("cli2srv.bytes", v.cli2srv_bytes),
-        ("srv2cli.bytes", v.srv2cli_bytes),
-        ("cli2srv.packets", v.cli2srv_packets),
-        ("srv2cli.packets", v.srv2cli_packets),
-    ] {
-        key(out, k);
-        int(out, n);
-    }
+    key(out, "cli2srv.bytes");
+    int(out, v.cli2srv_bytes);
+    key(out, "srv2cli.bytes");
+    int(out, v.srv2cli_bytes);
+    key(out, "cli2srv.packets");
+    int(out, v.cli2srv_packets);
+    key(out, "srv2cli.packets");
+    int(out, v.srv2cli_packets);
     key(out, "cli2srv.tcp_flags");
     int(out, v.cli_tcp_flags);
     key(out, "srv2cli.tcp_flags");
     int(out, v.srv_tcp_flags);
     key(out, "first_seen");
-    float(out, v.first_ms as f64 / 1000.0);
+    secs(out, v.first_ms);
     key(out, "last_seen");
-    float(out, v.last_ms as f64 / 1000.0);
+    secs(out, v.last_ms);
     key(out, "duration");
-    float(out, v.duration_ms() as f64 / 1000.0);
+    secs(out, v.duration_ms());
     key(out, "exporter");
     ip(out, v.exporter);
     key(out, "observation_domain");
@@ -238,8 +320,8 @@ pub fn view(out: &mut Vec<u8>, v: &FlowView) {
         key(out, "sampling_source");
         string(out, s.as_str());
     }
-    geo(out, "cli", &v.cli_geo);
-    geo(out, "srv", &v.srv_geo);
+    geo(out, &CLI, &v.cli_geo);
+    geo(out, &SRV, &v.srv_geo);
     key(out, "status");
     out.push(b'[');
     for (i, n) in v.status.iter_names().enumerate() {
@@ -324,6 +406,58 @@ mod tests {
             let mut a = Vec::new();
             ip(&mut a, IpAddr::V4(v4));
             assert_eq!(String::from_utf8(a).unwrap(), format!("\"{v4}\""));
+        }
+    }
+
+    /// `secs` writes what serde_json writes for the f64 `ms / 1000`.
+    #[test]
+    fn seconds_match_the_reference() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut ms = vec![
+            0i64,
+            1,
+            5,
+            10,
+            50,
+            100,
+            101,
+            110,
+            999,
+            1000,
+            1001,
+            1010,
+            1100,
+            60_000,
+            1_795_950_975_998,
+            1_795_950_976_000,
+            SECS_DIRECT_BELOW_MS - 1,
+            SECS_DIRECT_BELOW_MS,
+            -1,
+            -1500,
+            i64::MAX,
+            i64::MIN,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            // every magnitude, and today's times
+            ms.push((r >> (r % 50)) as i64 % SECS_DIRECT_BELOW_MS);
+            ms.push(1_700_000_000_000 + (r % 200_000_000_000) as i64);
+        }
+        for m in ms {
+            let mut a = Vec::new();
+            secs(&mut a, m);
+            let reference = serde_json::to_vec(&(m as f64 / 1000.0)).unwrap();
+            assert_eq!(
+                String::from_utf8(a).unwrap(),
+                String::from_utf8(reference).unwrap(),
+                "{m}"
+            );
         }
     }
 

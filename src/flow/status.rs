@@ -114,10 +114,18 @@ impl StatusSet {
 
     /// Names of the set bits, lowest bit first, without allocating or locking.
     pub fn iter_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        let bits = self.0;
-        (0..64u8)
-            .filter(move |b| bits & (1u64 << b) != 0)
-            .filter_map(name_of)
+        // the set bits only, lowest first
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            while bits != 0 {
+                let b = bits.trailing_zeros() as u8;
+                bits &= bits - 1;
+                if let Some(n) = name_of(b) {
+                    return Some(n);
+                }
+            }
+            None
+        })
     }
 }
 
