@@ -218,6 +218,7 @@ impl Shard {
                 events.clear();
             }
         }
+        tel.publish();
         match &self.out {
             Some(tx) if !lines.is_empty() => {
                 tx.send(OutputMsg::Lines(std::mem::take(lines))).is_ok()

@@ -324,6 +324,10 @@ pub struct FlowTelemetry {
     last_started: u64,
     last_evicted: u64,
     last_skipped: [u64; 4],
+    /// Events and ends counted since the last [`FlowTelemetry::publish`]
+    /// (a shared counter touched per batch, not per event).
+    pending_events: [u64; 4],
+    pending_ended: [u64; crate::flow::EndReason::ALL.len()],
 }
 
 impl FlowTelemetry {
@@ -340,19 +344,37 @@ impl FlowTelemetry {
             last_started: 0,
             last_evicted: 0,
             last_skipped: [0; 4],
+            pending_events: [0; 4],
+            pending_ended: [0; crate::flow::EndReason::ALL.len()],
         }
     }
 
-    /// One lifecycle event emitted.
+    /// One lifecycle event emitted (published by [`FlowTelemetry::publish`]).
+    #[inline]
     pub fn event(&mut self, e: &crate::flow::FlowEvent) {
-        self.events[e.kind as usize].increment(1);
+        self.pending_events[e.kind as usize] += 1;
         if let Some(r) = e.flow.end_reason {
-            self.ended[r as usize].increment(1);
+            self.pending_ended[r as usize] += 1;
         }
     }
 
-    /// The table's size and counters.
+    /// The events counted since the last call, onto the shared counters.
+    pub fn publish(&mut self) {
+        for (c, n) in self.events.iter().zip(&mut self.pending_events) {
+            if *n > 0 {
+                c.increment(std::mem::take(n));
+            }
+        }
+        for (c, n) in self.ended.iter().zip(&mut self.pending_ended) {
+            if *n > 0 {
+                c.increment(std::mem::take(n));
+            }
+        }
+    }
+
+    /// The table's size and counters (and the events counted so far).
     pub fn table(&mut self, t: &crate::flow::FlowTable) {
+        self.publish();
         self.active.set(t.len() as f64);
         self.started.increment(t.stats.started - self.last_started);
         self.evicted.increment(t.stats.evicted - self.last_evicted);
