@@ -701,10 +701,20 @@ impl FlowTable {
     /// recently updated first; true while flows remain. A shutdown ends the
     /// table in chunks so its events go out in bounded, reused buffers.
     pub fn end_some(&mut self, max: usize, out: &mut Vec<FlowEvent>) -> bool {
+        // The index bucket each end removes is fetched a few flows ahead
+        // (a cache miss per flow otherwise: flows end in LRU order, their
+        // buckets are anywhere). Only the head leaves the list, so `ahead`
+        // stays on it.
+        const AHEAD: usize = 8;
+        let mut ahead = self.lru_head;
+        for _ in 0..AHEAD.min(max) {
+            ahead = self.prefetch_bucket(ahead);
+        }
         for _ in 0..max {
             if self.lru_head == NIL {
                 break;
             }
+            ahead = self.prefetch_bucket(ahead);
             let i = self.lru_head;
             let reason = self.slab[i as usize].ending.unwrap_or(EndReason::Shutdown);
             self.end(i, reason, out);
@@ -715,6 +725,15 @@ impl FlowTable {
         self.periodic.clear();
         self.ending.clear();
         false
+    }
+
+    /// Prefetches the index bucket of flow `i` (nothing for `NIL`) and returns the next in LRU order.
+    fn prefetch_bucket(&self, i: u32) -> u32 {
+        if i == NIL {
+            return NIL;
+        }
+        self.index.prefetch(self.slab[i as usize].key.stable_hash());
+        self.links[i as usize][1]
     }
 
     /// Which event kinds anything takes (`serve` without scripts: what the
