@@ -103,6 +103,10 @@ pub fn replay_capture(
         }
         Some(h)
     };
+    // as `serve`: without scripts, events the output does not write are only counted
+    if host.is_none() {
+        table.set_wanted(crate::flow::EventKind::ALL.map(|k| filter.kind(k)));
+    }
     let mut sum = DecodeSummary::default();
     let mut recs = Vec::new();
     let mut events = Vec::new();
@@ -124,7 +128,7 @@ pub fn replay_capture(
         events.clear();
         if !lines.is_empty() {
             write(lines);
-            *lines = Lines::default();
+            lines.clear();
         }
     };
     sum.capture = capture::for_each_datagram(path, |d| {
@@ -152,5 +156,7 @@ pub fn replay_capture(
     if let Some(h) = host.as_mut() {
         h.teardown();
     }
+    sum.events += table.stats.skipped.iter().sum::<u64>();
+    tel.publish();
     Ok(sum)
 }
