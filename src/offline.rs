@@ -131,18 +131,28 @@ pub fn replay_capture(
             lines.clear();
         }
     };
+    let mut compact = Vec::new();
     sum.capture = capture::for_each_datagram(path, |d| {
         sum.datagrams += 1;
         recs.clear();
-        if let Some(e) = decode_reporting(&mut decoder, &d, &mut recs) {
+        compact.clear();
+        let res = decoder.decode_split(d.exporter, &d.payload, &mut recs, &mut compact);
+        if let Some(e) = match res {
+            Ok(o) => o.partial_error,
+            Err(e) => Some(e),
+        } {
             sum.errors += 1;
             fail(d.frame, &e);
         }
-        sum.records += recs.len() as u64;
+        sum.records += (recs.len() + compact.len()) as u64;
         for r in recs.iter().filter(|r| filter.record(r)) {
             let _ = lines.push_record(r);
         }
-        table.ingest(&recs, d.time_ms, &mut events);
+        if compact.is_empty() {
+            table.ingest(&recs, d.time_ms, &mut events);
+        } else {
+            table.ingest_compact(&compact, d.time_ms, &mut events);
+        }
         flush(&mut events, &mut lines, &mut sum, &mut tel);
     })?;
     // in chunks, as `serve` does: bounded buffers, reused

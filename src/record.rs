@@ -302,3 +302,191 @@ impl Serialize for FlowRecord {
         m.end()
     }
 }
+
+/// What the flow table reads of a flow record, in a fixed layout with no
+/// heap part (152 bytes where a [`FlowRecord`] takes 400): the hot
+/// path's record. Records of compiled templates are decoded straight into
+/// it; any other record is converted with [`Compact::of`]. Absent values are
+/// 0 with their bit in `has` clear (the bits the table needs to tell absent
+/// from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compact {
+    /// Addresses in 16 bytes, IPv4 mapped into IPv6 (see `flow::key::addr`).
+    pub exporter: [u8; 16],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Counters with the sampling interval applied.
+    pub bytes: u64,
+    pub packets: u64,
+    pub total_bytes: u64,
+    pub total_packets: u64,
+    pub rev_bytes: u64,
+    pub rev_packets: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub domain: u32,
+    pub in_if: u32,
+    pub out_if: u32,
+    pub sampling_interval: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub vlan: u16,
+    pub tcp_flags: u16,
+    pub rev_tcp_flags: u16,
+    /// The exporter's application name, interned by the flow table (with [`Has::APP`]).
+    pub l7: u16,
+    pub protocol: u8,
+    pub end_reason: u8,
+    pub biflow: u8,
+    pub icmp_type: u8,
+    pub sampling_source: Option<SamplingSource>,
+    pub has: Has,
+}
+
+/// Which of a [`Compact`] record's values are present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Has(pub u32);
+
+impl Has {
+    pub const SRC: u32 = 1;
+    pub const DST: u32 = 1 << 1;
+    pub const SRC_PORT: u32 = 1 << 2;
+    pub const DST_PORT: u32 = 1 << 3;
+    pub const BYTES: u32 = 1 << 4;
+    pub const PACKETS: u32 = 1 << 5;
+    pub const TOTAL_BYTES: u32 = 1 << 6;
+    pub const TOTAL_PACKETS: u32 = 1 << 7;
+    pub const REV_BYTES: u32 = 1 << 8;
+    pub const REV_PACKETS: u32 = 1 << 9;
+    pub const FIRST: u32 = 1 << 10;
+    pub const LAST: u32 = 1 << 11;
+    pub const IN_IF: u32 = 1 << 12;
+    pub const OUT_IF: u32 = 1 << 13;
+    pub const SAMPLING: u32 = 1 << 14;
+    pub const END_REASON: u32 = 1 << 15;
+    pub const BIFLOW: u32 = 1 << 16;
+    pub const ICMP: u32 = 1 << 17;
+    pub const APP: u32 = 1 << 18;
+
+    #[inline(always)]
+    pub fn any(self, bits: u32) -> bool {
+        self.0 & bits != 0
+    }
+
+    #[inline(always)]
+    fn set<T: Default>(&mut self, bit: u32, v: Option<T>) -> T {
+        match v {
+            Some(v) => {
+                self.0 |= bit;
+                v
+            }
+            None => T::default(),
+        }
+    }
+}
+
+impl Compact {
+    #[inline(always)]
+    fn opt<T: Copy>(&self, bit: u32, v: T) -> Option<T> {
+        self.has.any(bit).then_some(v)
+    }
+
+    pub fn first(&self) -> Option<i64> {
+        self.opt(Has::FIRST, self.first_ms)
+    }
+    pub fn last(&self) -> Option<i64> {
+        self.opt(Has::LAST, self.last_ms)
+    }
+    pub fn bytes(&self) -> Option<u64> {
+        self.opt(Has::BYTES, self.bytes)
+    }
+    pub fn packets(&self) -> Option<u64> {
+        self.opt(Has::PACKETS, self.packets)
+    }
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.opt(Has::TOTAL_BYTES, self.total_bytes)
+    }
+    pub fn total_packets(&self) -> Option<u64> {
+        self.opt(Has::TOTAL_PACKETS, self.total_packets)
+    }
+    pub fn rev_bytes(&self) -> Option<u64> {
+        self.opt(Has::REV_BYTES, self.rev_bytes)
+    }
+    pub fn rev_packets(&self) -> Option<u64> {
+        self.opt(Has::REV_PACKETS, self.rev_packets)
+    }
+    pub fn src_port(&self) -> Option<u16> {
+        self.opt(Has::SRC_PORT, self.src_port)
+    }
+    pub fn dst_port(&self) -> Option<u16> {
+        self.opt(Has::DST_PORT, self.dst_port)
+    }
+    pub fn in_if(&self) -> Option<u32> {
+        self.opt(Has::IN_IF, self.in_if)
+    }
+    pub fn out_if(&self) -> Option<u32> {
+        self.opt(Has::OUT_IF, self.out_if)
+    }
+    pub fn end_reason(&self) -> Option<u8> {
+        self.opt(Has::END_REASON, self.end_reason)
+    }
+    pub fn biflow(&self) -> Option<u8> {
+        self.opt(Has::BIFLOW, self.biflow)
+    }
+    pub fn icmp_type(&self) -> Option<u8> {
+        self.opt(Has::ICMP, self.icmp_type)
+    }
+
+    /// The compact form of a record. The application name is left to the
+    /// flow table, which interns it.
+    pub fn of(r: &FlowRecord) -> Compact {
+        let mut has = Has::default();
+        let addr = |a: IpAddr| match a {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        Compact {
+            exporter: addr(r.exporter),
+            src: has.set(Has::SRC, r.src_addr.map(addr)),
+            dst: has.set(Has::DST, r.dst_addr.map(addr)),
+            bytes: has.set(Has::BYTES, r.bytes),
+            packets: has.set(Has::PACKETS, r.packets),
+            total_bytes: has.set(Has::TOTAL_BYTES, r.total_bytes),
+            total_packets: has.set(Has::TOTAL_PACKETS, r.total_packets),
+            rev_bytes: has.set(Has::REV_BYTES, r.rev_bytes),
+            rev_packets: has.set(Has::REV_PACKETS, r.rev_packets),
+            first_ms: has.set(Has::FIRST, r.first_ms),
+            last_ms: has.set(Has::LAST, r.last_ms),
+            domain: r.observation_domain,
+            in_if: has.set(Has::IN_IF, r.in_if),
+            out_if: has.set(Has::OUT_IF, r.out_if),
+            sampling_interval: has.set(Has::SAMPLING, r.sampling_interval),
+            src_port: has.set(Has::SRC_PORT, r.src_port),
+            dst_port: has.set(Has::DST_PORT, r.dst_port),
+            vlan: r.vlan.unwrap_or(0),
+            tcp_flags: r.tcp_flags.unwrap_or(0),
+            rev_tcp_flags: r.rev_tcp_flags.unwrap_or(0),
+            l7: 0,
+            protocol: r.protocol.unwrap_or(0),
+            end_reason: has.set(Has::END_REASON, r.flow_end_reason),
+            biflow: has.set(Has::BIFLOW, r.biflow_direction),
+            icmp_type: has.set(Has::ICMP, r.icmp_type),
+            sampling_source: r.sampling_source,
+            has,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The sizes docs/architecture.md gives.
+    #[test]
+    fn compact_record_is_under_half_the_full_one() {
+        let (c, f) = (
+            std::mem::size_of::<super::Compact>(),
+            std::mem::size_of::<super::FlowRecord>(),
+        );
+        assert_eq!(c, 152);
+        assert_eq!(f, 400);
+    }
+}

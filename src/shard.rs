@@ -22,7 +22,7 @@ use crate::flow::{FlowEvent, FlowTable};
 use crate::ingest::{Batch, Pool};
 use crate::output::{Lines, OutputMsg};
 use crate::pipeline::{OutputFilter, encode_events, wall_ms};
-use crate::record::FlowRecord;
+use crate::record::{Compact, FlowRecord};
 use crate::script::ScriptRunner;
 use crate::state::{SavedStream, Snapshot};
 use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
@@ -52,6 +52,7 @@ impl Shard {
         let mut stats = self.decoder.stats.clone();
         let mut last_poll = Instant::now();
         let mut recs: Vec<FlowRecord> = Vec::new();
+        let mut compact: Vec<Compact> = Vec::new();
         let mut events: Vec<FlowEvent> = Vec::new();
         let mut lines = Lines::default();
         self.decoder.set_compiled(!self.filter.records());
@@ -83,8 +84,12 @@ impl Shard {
             };
             for (from, received_ms, payload) in batch.iter() {
                 recs.clear();
+                compact.clear();
                 let exporter = from.ip();
-                match self.decoder.decode(exporter, payload, &mut recs) {
+                match self
+                    .decoder
+                    .decode_split(exporter, payload, &mut recs, &mut compact)
+                {
                     Ok(o) => {
                         dtel.records(exporter, o.version, o.flows, o.options);
                         dtel.sampling(exporter, &o.sampling);
@@ -103,7 +108,12 @@ impl Shard {
                         let _ = lines.push_record(r);
                     }
                 }
-                self.table.ingest(&recs, received_ms.max(0), &mut events);
+                let now = received_ms.max(0);
+                if compact.is_empty() {
+                    self.table.ingest(&recs, now, &mut events);
+                } else {
+                    self.table.ingest_compact(&compact, now, &mut events);
+                }
             }
             self.pool.give(batch);
             let s = &self.decoder.stats;

@@ -28,10 +28,14 @@ use netflow_parser::variable_versions::field_value::FieldDataType;
 use netflow_parser::variable_versions::ipfix::lookup::IPFixField;
 
 use super::fields::FieldCatalog;
-use super::normalize::{Fill, IcmpRule, Scalar, Target, icmp_rule, target};
+use super::normalize::{
+    Ctx, Fill, IcmpRule, Scalar, Target, TimeFields, icmp_from_ports, icmp_rule, pick, target,
+    times,
+};
+use super::sampling::{Announced, Announcement, Resolved, Rules};
 use super::value::ntp_to_unix_ms;
 use super::varlen::WireField;
-use crate::record::FlowRecord;
+use crate::record::{Compact, FlowRecord, Has};
 
 /// What one step of a plan does with its bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -264,6 +268,120 @@ impl Fast {
     }
 }
 
+impl Fast {
+    /// One record straight into its compact form: what [`Fast::decode`],
+    /// `Fill::finish` and [`Compact::of`] make of a record of a plan with no
+    /// other steps, without the full record in between.
+    #[inline(always)]
+    fn decode_compact(
+        &self,
+        rec: &[u8],
+        c: &mut Compact,
+        ctx: &Ctx,
+        sampling: &Announced,
+        rules: &Rules,
+    ) -> Resolved {
+        let u8_ = |v: u64| u8::try_from(v).ok();
+        let u16_ = |v: u64| u16::try_from(v).ok();
+        let u32_ = |v: u64| u32::try_from(v).ok();
+        let time = |v: u64, unit: i64| -> Option<i64> {
+            if unit == 0 {
+                Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))
+            } else {
+                i64::try_from(v).ok().map(|x| x.saturating_mul(unit))
+            }
+        };
+        let g = |d| self.get(d, rec);
+        let mut has = 0u32;
+        let mut put = |bit: u32, v: Option<u64>| -> u64 {
+            match v {
+                Some(v) => {
+                    has |= bit;
+                    v
+                }
+                None => 0,
+            }
+        };
+        let src_port = g(Dest::SrcPort).and_then(u16_);
+        let dst_port = g(Dest::DstPort).and_then(u16_);
+        let in_if = g(Dest::InIf).and_then(u32_);
+        c.src_port = put(Has::SRC_PORT, src_port.map(u64::from)) as u16;
+        c.dst_port = put(Has::DST_PORT, dst_port.map(u64::from)) as u16;
+        c.in_if = put(Has::IN_IF, in_if.map(u64::from)) as u32;
+        c.out_if = put(Has::OUT_IF, g(Dest::OutIf).and_then(u32_).map(u64::from)) as u32;
+        c.end_reason = put(
+            Has::END_REASON,
+            g(Dest::EndReason).and_then(u8_).map(u64::from),
+        ) as u8;
+        c.icmp_type = put(
+            Has::ICMP,
+            icmp_from_ports(src_port, dst_port).map(u64::from),
+        ) as u8;
+        c.protocol = g(Dest::Protocol).and_then(u8_).unwrap_or(0);
+        c.tcp_flags = g(Dest::TcpFlags)
+            .and_then(|v| u16_(v & self.tcp_mask))
+            .unwrap_or(0);
+        let addr = |v4: Option<IpAddr>, v6: Option<IpAddr>| {
+            pick(v4, v6).map(|a| match a {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                IpAddr::V6(v6) => v6.octets(),
+            })
+        };
+        if let Some(a) = addr(self.ip(Dest::Src4, rec), self.ip(Dest::Src6, rec)) {
+            c.src = a;
+            has |= Has::SRC;
+        }
+        if let Some(a) = addr(self.ip(Dest::Dst4, rec), self.ip(Dest::Dst6, rec)) {
+            c.dst = a;
+            has |= Has::DST;
+        }
+        // sampling as `Fill::finish` resolves it for a record that announces nothing
+        let resolved = rules.apply(
+            ctx.exporter,
+            ctx.domain,
+            in_if,
+            sampling.resolve(&Announcement::default(), ctx.sampling),
+        );
+        let mut mult = 1;
+        if let Resolved::Rate(n, src) = resolved {
+            c.sampling_interval = n;
+            c.sampling_source = Some(src);
+            has |= Has::SAMPLING;
+            mult = u64::from(n.max(1));
+        }
+        if let Some(b) = g(Dest::RawBytes) {
+            c.bytes = b.saturating_mul(mult);
+            has |= Has::BYTES;
+        }
+        if let Some(p) = g(Dest::RawPackets) {
+            c.packets = p.saturating_mul(mult);
+            has |= Has::PACKETS;
+        }
+        let (first, last) = times(
+            ctx,
+            ctx.system_init_ms,
+            TimeFields {
+                start_abs: g(Dest::StartAbs).and_then(|v| time(v, self.start_unit)),
+                end_abs: g(Dest::EndAbs).and_then(|v| time(v, self.end_unit)),
+                start_up: g(Dest::StartUp),
+                end_up: g(Dest::EndUp),
+                start_delta_us: g(Dest::StartDelta),
+                end_delta_us: g(Dest::EndDelta),
+            },
+        );
+        if let Some(t) = first {
+            c.first_ms = t;
+            has |= Has::FIRST;
+        }
+        if let Some(t) = last {
+            c.last_ms = t;
+            has |= Has::LAST;
+        }
+        c.has.0 |= has;
+        resolved
+    }
+}
+
 /// A template compiled for decoding its data records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -408,6 +526,29 @@ impl Plan {
                 fields: fields.to_vec(),
             }
         })
+    }
+
+    /// Whether every field the plan reads has a fast slot: its records can
+    /// be decoded straight into their compact form ([`Plan::decode_compact`]).
+    pub fn all_fast(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// Decodes one record of an [`Plan::all_fast`] plan into `c` (fresh:
+    /// exporter and domain set, nothing else), the way [`Plan::decode`],
+    /// `Fill::finish` and [`Compact::of`] would; returns how its sampling
+    /// rate was resolved.
+    #[inline]
+    pub fn decode_compact(
+        &self,
+        rec: &[u8],
+        c: &mut Compact,
+        ctx: &Ctx,
+        sampling: &Announced,
+        rules: &Rules,
+    ) -> Resolved {
+        debug_assert!(self.all_fast());
+        self.fast.decode_compact(rec, c, ctx, sampling, rules)
     }
 
     /// Decodes one record (`rec.len() >= rec_len`) into a fresh `r` and `b`

@@ -48,7 +48,7 @@ use sequence::SeqEvent;
 pub use streams::StreamKey;
 use streams::Streams;
 
-use crate::record::{FlowRecord, RecordKind, Value};
+use crate::record::{Compact, FlowRecord, RecordKind, Value};
 
 /// Decoder limits; every cache the decoder keeps is bounded by one of these.
 #[derive(Debug, Clone)]
@@ -226,6 +226,7 @@ impl Decoder {
         key: StreamKey,
         frame: &framing::Frame<'_>,
         out: &mut Vec<FlowRecord>,
+        compact: Option<&mut Vec<Compact>>,
     ) -> Option<Outcome> {
         let msg: &[u8] = &frame.msg;
         let (state, evicted) = self.streams.get(key);
@@ -280,6 +281,7 @@ impl Decoder {
         }
         let ctx = Ctx::of(key.exporter, frame, state);
         let start = out.len();
+        let compact_start = compact.as_ref().map_or(0, |c| c.len());
         let mut em = Emitter::new(
             ctx,
             &mut self.catalog,
@@ -287,6 +289,7 @@ impl Decoder {
             std::mem::take(&mut state.sampling),
             &self.rules,
         );
+        em.compact = compact;
         varlen::for_each_set(msg, frame.version, |id, body| {
             if id >= 256
                 && let Some(plan) = state.plans.get(id)
@@ -297,7 +300,7 @@ impl Decoder {
         let ctx = em.ctx;
         let counts = em.counts;
         state.sampling = em.sampling;
-        let decoded = out.len() - start;
+        let decoded = em.out.len() - start + em.compact.map_or(0, |c| c.len() - compact_start);
         self.stats.trailing_bytes += frame.trailing as u64;
         let units = if ipfix {
             u32::try_from(decoded).ok()
@@ -436,6 +439,30 @@ impl Decoder {
         data: &[u8],
         out: &mut Vec<FlowRecord>,
     ) -> Result<Outcome, DecodeError> {
+        self.decode_either(exporter, data, out, None)
+    }
+
+    /// [`Decoder::decode`] for the flow table: a datagram of compiled
+    /// templates (with compiled templates on) goes to `compact`, its flow
+    /// records in compact form; any other datagram's records go to `out`.
+    /// One datagram's records all go to the one or all to the other.
+    pub fn decode_split(
+        &mut self,
+        exporter: IpAddr,
+        data: &[u8],
+        out: &mut Vec<FlowRecord>,
+        compact: &mut Vec<Compact>,
+    ) -> Result<Outcome, DecodeError> {
+        self.decode_either(exporter, data, out, Some(compact))
+    }
+
+    fn decode_either(
+        &mut self,
+        exporter: IpAddr,
+        data: &[u8],
+        out: &mut Vec<FlowRecord>,
+        compact: Option<&mut Vec<Compact>>,
+    ) -> Result<Outcome, DecodeError> {
         let frame = framing::frame(data)?;
         let key = StreamKey {
             exporter,
@@ -449,7 +476,7 @@ impl Decoder {
         }
         if self.compiled
             && frame.version >= 9
-            && let Some(o) = self.decode_compiled(key, &frame, out)
+            && let Some(o) = self.decode_compiled(key, &frame, out, compact)
         {
             return Ok(o);
         }
@@ -661,6 +688,8 @@ struct Emitter<'a> {
     ctx: Ctx,
     catalog: &'a mut FieldCatalog,
     out: &'a mut Vec<FlowRecord>,
+    /// Where compiled sets' records go in compact form, when the caller takes that.
+    compact: Option<&'a mut Vec<Compact>>,
     /// The stream's sampling announcements (moved in for the message, learnt from in order).
     sampling: sampling::Announced,
     rules: &'a sampling::Rules,
@@ -684,6 +713,7 @@ impl<'a> Emitter<'a> {
             ctx,
             catalog,
             out,
+            compact: None,
             sampling,
             rules,
             counts: sampling::SourceCounts::default(),
@@ -748,6 +778,9 @@ impl<'a> Emitter<'a> {
 
     /// One data set of a compiled template (records shorter than the plan are padding).
     fn compiled_set(&mut self, tid: u16, plan: &compiled::Plan, body: &[u8]) {
+        if self.compact.is_some() {
+            return self.compiled_set_compact(tid, plan, body);
+        }
         let n = body.len() / plan.rec_len.max(1);
         let start = self.out.len();
         // the set's records made in place in one pass (no record built
@@ -776,6 +809,50 @@ impl<'a> Emitter<'a> {
             if l.system_init_ms.is_some() {
                 ctx.system_init_ms = l.system_init_ms;
             }
+        }
+    }
+
+    /// [`Emitter::compiled_set`] into compact records: straight from the
+    /// bytes when every field the plan reads has a fast slot, else through
+    /// the full record (one, reused) and its compact form.
+    fn compiled_set_compact(&mut self, tid: u16, plan: &compiled::Plan, body: &[u8]) {
+        let Emitter {
+            ctx,
+            compact: Some(out),
+            sampling,
+            rules,
+            counts,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let fresh = Compact {
+            exporter: crate::flow::key::addr(ctx.exporter),
+            domain: ctx.domain,
+            ..Compact::default()
+        };
+        if plan.all_fast() {
+            for rec in body.chunks_exact(plan.rec_len) {
+                let mut c = fresh;
+                let res = plan.decode_compact(rec, &mut c, ctx, sampling, rules);
+                counts.count(res);
+                out.push(c);
+            }
+            return;
+        }
+        for rec in body.chunks_exact(plan.rec_len) {
+            let mut r = normalize::new_record(RecordKind::Flow, ctx, Some(tid));
+            let mut st = normalize::Fill::default();
+            plan.decode(rec, &mut r, &mut st);
+            let l = st.finish(&mut r, ctx, sampling, rules);
+            if let Some(res) = l.resolved {
+                counts.count(res);
+            }
+            if l.system_init_ms.is_some() {
+                ctx.system_init_ms = l.system_init_ms;
+            }
+            out.push(Compact::of(&r));
         }
     }
 

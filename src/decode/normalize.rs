@@ -255,7 +255,7 @@ pub fn new_record(kind: RecordKind, ctx: &Ctx, template_id: Option<u16>) -> Flow
     rec
 }
 
-fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
+pub(super) fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
     match (v4, v6) {
         (Some(a), Some(b)) if b.is_unspecified() => Some(a),
         (Some(a), Some(b)) if a.is_unspecified() => Some(b),
@@ -515,31 +515,54 @@ impl Fill {
         }
 
         // Times.
-        let init = p.system_init_ms.or(ctx.system_init_ms);
-        let from_up = |t: u64| -> Option<i64> {
-            match (ctx.version, ctx.uptime_ms, init) {
-                (10, _, Some(init)) => Some(time::init_relative_to_unix_ms(init, t)),
-                (10, _, None) => None,
-                (_, Some(up), _) => Some(time::uptime_to_unix_ms(ctx.export_ms, up, t as u32)),
-                _ => None,
-            }
-        };
-        rec.first_ms = p
-            .start_abs
-            .or_else(|| {
-                p.start_delta_us
-                    .map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d))
-            })
-            .or_else(|| p.start_up.and_then(from_up));
-        rec.last_ms = p
-            .end_abs
-            .or_else(|| {
-                p.end_delta_us
-                    .map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d))
-            })
-            .or_else(|| p.end_up.and_then(from_up));
+        (rec.first_ms, rec.last_ms) = times(
+            ctx,
+            p.system_init_ms.or(ctx.system_init_ms),
+            TimeFields {
+                start_abs: p.start_abs,
+                end_abs: p.end_abs,
+                start_up: p.start_up,
+                end_up: p.end_up,
+                start_delta_us: p.start_delta_us,
+                end_delta_us: p.end_delta_us,
+            },
+        );
         learnt
     }
+}
+
+/// A record's time fields as they came (see [`times`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TimeFields {
+    pub(super) start_abs: Option<i64>,
+    pub(super) end_abs: Option<i64>,
+    pub(super) start_up: Option<u64>,
+    pub(super) end_up: Option<u64>,
+    pub(super) start_delta_us: Option<u64>,
+    pub(super) end_delta_us: Option<u64>,
+}
+
+/// A record's start and end, Unix ms: absolute times first, then deltas
+/// before the export time, then times relative to the exporter's boot
+/// (`init`: its boot time when known, IPFIX; the header's uptime for v9).
+#[inline]
+pub(super) fn times(ctx: &Ctx, init: Option<i64>, t: TimeFields) -> (Option<i64>, Option<i64>) {
+    let from_up = |v: u64| -> Option<i64> {
+        match (ctx.version, ctx.uptime_ms, init) {
+            (10, _, Some(init)) => Some(time::init_relative_to_unix_ms(init, v)),
+            (10, _, None) => None,
+            (_, Some(up), _) => Some(time::uptime_to_unix_ms(ctx.export_ms, up, v as u32)),
+            _ => None,
+        }
+    };
+    let one = |abs: Option<i64>, delta: Option<u64>, up: Option<u64>| {
+        abs.or_else(|| delta.map(|d| time::delta_us_to_unix_ms(ctx.export_ms, d)))
+            .or_else(|| up.and_then(from_up))
+    };
+    (
+        one(t.start_abs, t.start_delta_us, t.start_up),
+        one(t.end_abs, t.end_delta_us, t.end_up),
+    )
 }
 
 /// The ICMP type when no ICMP field says: the high byte of the destination

@@ -1,14 +1,14 @@
 //! Flow keys: exporter, observation domain, VLAN, IP protocol and the
 //! address/port pair, normalized so A→B and B→A records land on one key.
 //!
-//! In: a [`FlowRecord`]. Out: a compact [`FlowKey`] (60 bytes), which side of
+//! In: a [`FlowRecord`] or its [`Compact`] form. Out: a compact [`FlowKey`] (60 bytes), which side of
 //! the key the record's source is, and a stable 64-bit hash (the same in
 //! every run, so `replay` is deterministic and `key` is a stable flow id).
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::record::FlowRecord;
+use crate::record::{Compact, FlowRecord, Has};
 
 /// An address in 16 bytes (IPv4 mapped into IPv6).
 pub type Addr = [u8; 16];
@@ -54,10 +54,10 @@ pub fn icmp_request(proto: u8, icmp_type: u8) -> bool {
 /// Ports of a record as used in the key. ICMP keeps no ports: exporters put
 /// type/code in one port field or another (softflowd in the destination port,
 /// v9 exporters in `icmp_type`), and request and reply differ in type.
-fn ports(r: &FlowRecord) -> (u16, u16) {
+fn ports(r: &Compact) -> (u16, u16) {
     match r.protocol {
-        Some(1) | Some(58) => (0, 0),
-        _ => (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0)),
+        1 | 58 => (0, 0),
+        _ => (r.src_port, r.dst_port),
     }
 }
 
@@ -65,8 +65,16 @@ impl FlowKey {
     /// The key of a record and whether the record's source is side `a`.
     /// `None` when the record has no addresses (options data, NSEL without a tuple).
     pub fn of(r: &FlowRecord) -> Option<(FlowKey, bool)> {
-        let src = addr(r.src_addr?);
-        let dst = addr(r.dst_addr?);
+        Self::of_compact(&Compact::of(r))
+    }
+
+    /// [`FlowKey::of`] for the compact form of a record.
+    #[inline]
+    pub fn of_compact(r: &Compact) -> Option<(FlowKey, bool)> {
+        if !r.has.any(Has::SRC) || !r.has.any(Has::DST) {
+            return None;
+        }
+        let (src, dst) = (r.src, r.dst);
         let (sp, dp) = ports(r);
         // as integers: the order of the big-endian bytes, without a memcmp
         let src_is_a = (u128::from_be_bytes(src), sp) <= (u128::from_be_bytes(dst), dp);
@@ -77,14 +85,14 @@ impl FlowKey {
         };
         Some((
             FlowKey {
-                exporter: addr(r.exporter),
+                exporter: r.exporter,
                 a_addr,
                 b_addr,
-                domain: r.observation_domain,
+                domain: r.domain,
                 a_port,
                 b_port,
-                vlan: r.vlan.unwrap_or(0),
-                proto: r.protocol.unwrap_or(0),
+                vlan: r.vlan,
+                proto: r.protocol,
             },
             src_is_a,
         ))

@@ -1,7 +1,8 @@
 //! The flow table of one shard: stitches records into bidirectional flows and
 //! turns their life into lifecycle events.
 //!
-//! In: batches of [`FlowRecord`]s (one datagram's worth) and clock ticks
+//! In: batches of flow records (one datagram's worth), in their [`Compact`]
+//! form or as [`FlowRecord`]s converted on the way in, and clock ticks
 //! (wall clock in `serve`, capture time in `replay`). Out: [`FlowEvent`]s in
 //! the order they happen. Bounded by `max_flows`: when full, the least
 //! recently updated flow ends with reason `evicted`. The rules (client/server
@@ -17,7 +18,7 @@ use super::index::FlowIndex;
 use super::key::{FlowKey, ip};
 use super::status::{self, StatusSet};
 use crate::enrich::{Enricher, GeoInfo};
-use crate::record::FlowRecord;
+use crate::record::{Compact, FlowRecord, Has, RecordKind};
 
 /// Table settings (from `[flow]`).
 #[derive(Debug, Clone)]
@@ -159,6 +160,8 @@ pub struct FlowTable {
     index: FlowIndex,
     /// The current datagram's records between passes (capacity kept).
     keys: Vec<Pending>,
+    /// [`FlowTable::ingest`]'s records in compact form (capacity kept).
+    compact: Vec<Compact>,
     slab: Vec<Flow>,
     /// LRU links (previous, next) per slab slot, apart from the slab: an
     /// update touches its neighbours' links, and in this dense array those
@@ -209,6 +212,7 @@ impl FlowTable {
             cfg,
             index: FlowIndex::new(),
             keys: Vec::new(),
+            compact: Vec::new(),
             slab,
             links,
             geo,
@@ -354,7 +358,28 @@ impl FlowTable {
     }
 
     /// Takes one datagram's records at table time `now`; events go to `out`.
+    /// Options records are not the table's; flow records are taken in their
+    /// compact form (the exporter's application name interned here).
     pub fn ingest(&mut self, records: &[FlowRecord], now: i64, out: &mut Vec<FlowEvent>) {
+        let mut compact = std::mem::take(&mut self.compact);
+        compact.clear();
+        for r in records.iter().filter(|r| r.kind == RecordKind::Flow) {
+            let mut c = Compact::of(r);
+            if c.has.any(Has::SRC)
+                && c.has.any(Has::DST)
+                && let Some(n) = r.application_name.as_deref().filter(|n| !n.is_empty())
+            {
+                c.l7 = self.intern(n);
+                c.has.0 |= Has::APP;
+            }
+            compact.push(c);
+        }
+        self.ingest_compact(&compact, now, out);
+        self.compact = compact;
+    }
+
+    /// [`FlowTable::ingest`] for flow records in compact form (what compiled templates decode to).
+    pub fn ingest_compact(&mut self, records: &[Compact], now: i64, out: &mut Vec<FlowEvent>) {
         self.advance(now, out);
         self.batch = self.batch.wrapping_add(1);
         self.touched.clear();
@@ -364,11 +389,8 @@ impl FlowTable {
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         for (n, r) in records.iter().enumerate() {
-            if r.kind != crate::record::RecordKind::Flow {
-                continue;
-            }
             self.stats.records += 1;
-            let Some((key, src_is_a)) = FlowKey::of(r) else {
+            let Some((key, src_is_a)) = FlowKey::of_compact(r) else {
                 self.stats.records_without_tuple += 1;
                 continue;
             };
@@ -444,16 +466,12 @@ impl FlowTable {
         self.touched = touched;
     }
 
-    fn apply(&mut self, i: u32, r: &FlowRecord, src_is_a: bool, now: i64) {
+    fn apply(&mut self, i: u32, r: &Compact, src_is_a: bool, now: i64) {
         let side = if src_is_a { 0 } else { 1 };
         let other = 1 - side;
-        let l7_from_exporter = r
-            .application_name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .map(|n| self.intern(n));
-        if r.flow_end_reason == Some(2)
-            && let (Some(a), Some(b)) = (r.first_ms, r.last_ms)
+        let (first, last) = (r.first(), r.last());
+        if r.end_reason() == Some(2)
+            && let (Some(a), Some(b)) = (first, last)
         {
             self.active_timeout_ms = self
                 .active_timeout_ms
@@ -467,11 +485,11 @@ impl FlowTable {
         let prev_first = f.first_ms;
         f.updated_ms = now;
         // Counters: deltas add up; running totals count their growth.
-        let (mut b, mut p) = (r.bytes, r.packets);
+        let (mut b, mut p) = (r.bytes(), r.packets());
         if b.is_none()
-            && let Some(tb) = r.total_bytes
+            && let Some(tb) = r.total_bytes()
         {
-            let tp = r.total_packets.unwrap_or(0);
+            let tp = r.total_packets().unwrap_or(0);
             let (ob, op) = f.totals[side];
             b = Some(if tb >= ob { tb - ob } else { tb });
             p = Some(if tp >= op { tp - op } else { tp });
@@ -484,60 +502,59 @@ impl FlowTable {
             f.last_counted[side] = fp;
             f.bytes[side] = f.bytes[side].saturating_add(b.unwrap_or(0));
             f.packets[side] = f.packets[side].saturating_add(p.unwrap_or(0));
-            f.bytes[other] = f.bytes[other].saturating_add(r.rev_bytes.unwrap_or(0));
-            f.packets[other] = f.packets[other].saturating_add(r.rev_packets.unwrap_or(0));
+            f.bytes[other] = f.bytes[other].saturating_add(r.rev_bytes);
+            f.packets[other] = f.packets[other].saturating_add(r.rev_packets);
         }
-        if let Some(si) = r.sampling_interval {
-            f.sampling = si;
+        if r.has.any(Has::SAMPLING) {
+            f.sampling = r.sampling_interval;
             f.sampling_source = r.sampling_source;
         }
-        let flags = r.tcp_flags.unwrap_or(0) as u8;
+        let flags = r.tcp_flags as u8;
         f.flags[side] |= flags;
-        f.flags[other] |= r.rev_tcp_flags.unwrap_or(0) as u8;
-        if let Some(t) = r.first_ms {
+        f.flags[other] |= r.rev_tcp_flags as u8;
+        if let Some(t) = first {
             f.first_ms = f.first_ms.min(t);
         }
-        if let Some(t) = r.last_ms.or(r.first_ms) {
+        if let Some(t) = last.or(first) {
             f.last_ms = f.last_ms.max(t);
         }
-        if let Some(l7) = l7_from_exporter {
-            f.l7 = l7;
+        if r.has.any(Has::APP) {
+            f.l7 = r.l7;
         }
 
         // Client/server choice, strongest evidence first (docs/lifecycle.md).
-        let (evidence, src_is_client) =
-            if let Some(d) = r.biflow_direction.filter(|d| *d == 1 || *d == 2) {
-                (Decision::Exporter, d == 1)
-            } else if r.rev_bytes.is_some() || r.rev_packets.is_some() {
-                (Decision::Exporter, true)
-            } else if f.key.proto == 6 && flags & 0x02 != 0 && flags & 0x10 == 0 {
-                (Decision::Syn, true)
-            } else if let Some(t) = icmp_type(r).filter(|_| matches!(f.key.proto, 1 | 58)) {
-                (Decision::Syn, super::key::icmp_request(f.key.proto, t))
-            } else if !fresh && f.decision > Decision::FirstSeen {
-                // port evidence cannot beat what is known (and costs lookups)
-                (Decision::FirstSeen, true)
+        let (evidence, src_is_client) = if let Some(d) = r.biflow().filter(|d| *d == 1 || *d == 2) {
+            (Decision::Exporter, d == 1)
+        } else if r.has.any(Has::REV_BYTES | Has::REV_PACKETS) {
+            (Decision::Exporter, true)
+        } else if f.key.proto == 6 && flags & 0x02 != 0 && flags & 0x10 == 0 {
+            (Decision::Syn, true)
+        } else if let Some(t) = r.icmp_type().filter(|_| matches!(f.key.proto, 1 | 58)) {
+            (Decision::Syn, super::key::icmp_request(f.key.proto, t))
+        } else if !fresh && f.decision > Decision::FirstSeen {
+            // port evidence cannot beat what is known (and costs lookups)
+            (Decision::FirstSeen, true)
+        } else {
+            let (sp, dp) = (r.src_port, r.dst_port);
+            let (s_svc, d_svc) = (
+                classify::is_service_port(f.key.proto, sp),
+                classify::is_service_port(f.key.proto, dp),
+            );
+            if s_svc != d_svc {
+                (Decision::Port, d_svc)
+            } else if sp != dp && sp != 0 && dp != 0 {
+                (Decision::Port, dp < sp)
             } else {
-                let (sp, dp) = (r.src_port.unwrap_or(0), r.dst_port.unwrap_or(0));
-                let (s_svc, d_svc) = (
-                    classify::is_service_port(f.key.proto, sp),
-                    classify::is_service_port(f.key.proto, dp),
-                );
-                if s_svc != d_svc {
-                    (Decision::Port, d_svc)
-                } else if sp != dp && sp != 0 && dp != 0 {
-                    (Decision::Port, dp < sp)
-                } else {
-                    (Decision::FirstSeen, true)
-                }
-            };
+                (Decision::FirstSeen, true)
+            }
+        };
         let client_is_a = src_is_client == (side == 0);
         if fresh || evidence > f.decision {
             f.decision = evidence;
             f.set_cli_is_a(client_is_a);
         } else if f.decision < Decision::Syn && f.cli_is_a() != (side == 0) {
             // A record from the side that is not the client yet, which started earlier: it is the client.
-            if let Some(t) = r.first_ms
+            if let Some(t) = first
                 && t < prev_first
             {
                 f.decision = Decision::StartTime;
@@ -546,13 +563,13 @@ impl FlowTable {
         }
         let is_cli_record = f.cli_is_a() == (side == 0);
         if is_cli_record || (f.in_if == 0 && f.out_if == 0) {
-            f.in_if = r.in_if.unwrap_or(f.in_if);
-            f.out_if = r.out_if.unwrap_or(f.out_if);
+            f.in_if = r.in_if().unwrap_or(f.in_if);
+            f.out_if = r.out_if().unwrap_or(f.out_if);
         }
 
         // End signals: the exporter's end reason, or TCP.
         if f.ending.is_none() {
-            f.ending = match r.flow_end_reason {
+            f.ending = match r.end_reason() {
                 Some(1) => Some(EndReason::ExporterIdle),
                 Some(3) => Some(EndReason::EndOfFlow),
                 Some(4) => Some(EndReason::ForcedEnd),
@@ -825,19 +842,24 @@ impl FlowTable {
     }
 }
 
-/// ICMP type of a record (set by decoding, see `FlowRecord::icmp_type`).
-fn icmp_type(r: &FlowRecord) -> Option<u8> {
-    r.icmp_type
-}
-
-/// Identity of a record's counted interval (0: nothing to compare).
-fn fingerprint(r: &FlowRecord) -> u32 {
+/// Identity of a record's counted interval (0: nothing to compare): its
+/// times, counters and ports, present or not.
+fn fingerprint(r: &Compact) -> u32 {
     use std::hash::{Hash, Hasher};
-    if r.first_ms.is_none() && r.last_ms.is_none() {
+    const WHICH: u32 = Has::FIRST
+        | Has::LAST
+        | Has::BYTES
+        | Has::PACKETS
+        | Has::TOTAL_BYTES
+        | Has::REV_BYTES
+        | Has::SRC_PORT
+        | Has::DST_PORT;
+    if !r.has.any(Has::FIRST | Has::LAST) {
         return 0;
     }
     let mut h = rustc_hash::FxHasher::default();
     (
+        r.has.0 & WHICH,
         r.first_ms,
         r.last_ms,
         r.bytes,
