@@ -29,8 +29,7 @@ use netflow_parser::variable_versions::ipfix::lookup::IPFixField;
 
 use super::fields::FieldCatalog;
 use super::normalize::{
-    Ctx, Fill, IcmpRule, Scalar, Target, TimeFields, icmp_from_ports, icmp_rule, pick, target,
-    times,
+    Ctx, Fill, IcmpRule, Scalar, Target, TimeFields, icmp_from_ports, icmp_rule, target, times,
 };
 use super::sampling::{Announced, Announcement, Resolved, Rules};
 use super::value::ntp_to_unix_ms;
@@ -221,6 +220,47 @@ impl Fast {
         }
     }
 
+    /// The address of one side in 16 bytes (IPv4 mapped), from its IPv4
+    /// and IPv6 slots: what `normalize::pick` chooses (the one that is
+    /// not unspecified when both are there, else IPv4), without `IpAddr`.
+    #[inline(always)]
+    fn addr(&self, d4: Dest, d6: Dest, rec: &[u8]) -> Option<[u8; 16]> {
+        let (a4, a6) = (self.at[d4 as usize], self.at[d6 as usize]);
+        let v4 = |a: At| {
+            let o = usize::from(a.off);
+            let mut m = [0u8; 16];
+            m[10] = 0xff;
+            m[11] = 0xff;
+            m[12..].copy_from_slice(&rec[o..o + 4]);
+            m
+        };
+        let v6 = |a: At| {
+            let o = usize::from(a.off);
+            let mut m = [0u8; 16];
+            m.copy_from_slice(&rec[o..o + 16]);
+            m
+        };
+        // a slot holds 4 bytes or 16 (`Plan::compile` takes no other length)
+        let get = |a: At| match a.len {
+            0 => None,
+            4 => Some(v4(a)),
+            _ => Some(v6(a)),
+        };
+        let unspecified = |m: &[u8; 16], a: At| match a.len {
+            4 => m[12..] == [0; 4],
+            _ => *m == [0; 16],
+        };
+        let (x, y) = (get(a4), get(a6));
+        let x = x.map(|m| (m, unspecified(&m, a4)));
+        let y = y.map(|m| (m, unspecified(&m, a6)));
+        match (x, y) {
+            (Some((a, _)), Some((_, true))) => Some(a),
+            (Some((_, true)), Some((b, _))) => Some(b),
+            (Some((a, _)), _) => Some(a),
+            (None, b) => b.map(|(b, _)| b),
+        }
+    }
+
     /// Sets every slot's destination of one record, converting as
     /// [`Fill::apply`] does. `r` and `b` are fresh (every field unset), so an
     /// absent slot writes the `None` that is already there.
@@ -278,7 +318,7 @@ impl Fast {
         rec: &[u8],
         c: &mut Compact,
         ctx: &Ctx,
-        sampling: &Announced,
+        announced: Resolved,
         rules: &Rules,
     ) -> Resolved {
         let u8_ = |v: u64| u8::try_from(v).ok();
@@ -321,27 +361,16 @@ impl Fast {
         c.tcp_flags = g(Dest::TcpFlags)
             .and_then(|v| u16_(v & self.tcp_mask))
             .unwrap_or(0);
-        let addr = |v4: Option<IpAddr>, v6: Option<IpAddr>| {
-            pick(v4, v6).map(|a| match a {
-                IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-                IpAddr::V6(v6) => v6.octets(),
-            })
-        };
-        if let Some(a) = addr(self.ip(Dest::Src4, rec), self.ip(Dest::Src6, rec)) {
+        if let Some(a) = self.addr(Dest::Src4, Dest::Src6, rec) {
             c.src = a;
             has |= Has::SRC;
         }
-        if let Some(a) = addr(self.ip(Dest::Dst4, rec), self.ip(Dest::Dst6, rec)) {
+        if let Some(a) = self.addr(Dest::Dst4, Dest::Dst6, rec) {
             c.dst = a;
             has |= Has::DST;
         }
-        // sampling as `Fill::finish` resolves it for a record that announces nothing
-        let resolved = rules.apply(
-            ctx.exporter,
-            ctx.domain,
-            in_if,
-            sampling.resolve(&Announcement::default(), ctx.sampling),
-        );
+        // sampling as `Fill::finish` resolves it (`announced`: for a record that announces nothing)
+        let resolved = rules.apply(ctx.exporter, ctx.domain, in_if, announced);
         let mut mult = 1;
         if let Resolved::Rate(n, src) = resolved {
             c.sampling_interval = n;
@@ -536,19 +565,26 @@ impl Plan {
 
     /// Decodes one record of an [`Plan::all_fast`] plan into `c` (fresh:
     /// exporter and domain set, nothing else), the way [`Plan::decode`],
-    /// `Fill::finish` and [`Compact::of`] would; returns how its sampling
-    /// rate was resolved.
+    /// `Fill::finish` and [`Compact::of`] would, `announced` being
+    /// [`Plan::announced`]; returns how its sampling rate was resolved.
     #[inline]
     pub fn decode_compact(
         &self,
         rec: &[u8],
         c: &mut Compact,
         ctx: &Ctx,
-        sampling: &Announced,
+        announced: Resolved,
         rules: &Rules,
     ) -> Resolved {
         debug_assert!(self.all_fast());
-        self.fast.decode_compact(rec, c, ctx, sampling, rules)
+        self.fast.decode_compact(rec, c, ctx, announced, rules)
+    }
+
+    /// The sampling rate of a record of an [`Plan::all_fast`] plan before
+    /// the configured rules: it announces nothing, so it is the exporter's
+    /// (the same for every record of a data set).
+    pub fn announced(sampling: &Announced, ctx: &Ctx) -> Resolved {
+        sampling.resolve(&Announcement::default(), ctx.sampling)
     }
 
     /// Decodes one record (`rec.len() >= rec_len`) into a fresh `r` and `b`

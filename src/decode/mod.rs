@@ -833,9 +833,11 @@ impl<'a> Emitter<'a> {
             ..Compact::default()
         };
         if plan.all_fast() {
+            // nothing in a compiled datagram changes what the exporter announced
+            let announced = compiled::Plan::announced(sampling, ctx);
             for rec in body.chunks_exact(plan.rec_len) {
                 let mut c = fresh;
-                let res = plan.decode_compact(rec, &mut c, ctx, sampling, rules);
+                let res = plan.decode_compact(rec, &mut c, ctx, announced, rules);
                 counts.count(res);
                 out.push(c);
             }

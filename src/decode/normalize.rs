@@ -255,7 +255,7 @@ pub fn new_record(kind: RecordKind, ctx: &Ctx, template_id: Option<u16>) -> Flow
     rec
 }
 
-pub(super) fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
+fn pick(v4: Option<IpAddr>, v6: Option<IpAddr>) -> Option<IpAddr> {
     match (v4, v6) {
         (Some(a), Some(b)) if b.is_unspecified() => Some(a),
         (Some(a), Some(b)) if a.is_unspecified() => Some(b),
