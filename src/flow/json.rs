@@ -145,7 +145,7 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC with milliseconds (`2026-11-29T01:40:23.123Z`), as
 /// `record::rfc3339_ms` writes it, for times from 1970 to 9999.
-fn rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
+pub fn rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
     let ms = ms.clamp(0, 253_402_300_799_999);
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000) as u32);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);

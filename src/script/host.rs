@@ -722,9 +722,9 @@ impl Alert<'_> {
     fn write(&self, out: &mut Lines) {
         use crate::flow::json::string;
         let b = &mut out.buf;
-        b.extend_from_slice(b"{\"event\":\"alert\",\"time\":");
-        string(b, &crate::record::rfc3339_ms(self.time_ms));
-        b.extend_from_slice(b",\"script\":");
+        b.extend_from_slice(b"{\"event\":\"alert\",\"time\":\"");
+        crate::flow::json::rfc3339_ms(b, self.time_ms);
+        b.extend_from_slice(b"\",\"script\":");
         string(b, self.script);
         b.extend_from_slice(b",\"status\":");
         match self.status {

@@ -491,12 +491,17 @@ impl HookTimer {
     }
 }
 
+/// One script's alert counters by status, then severity.
+type AlertsByStatus = FxHashMap<String, Vec<(&'static str, Counter)>>;
+
 /// Script timings and outcomes (one per script host).
 #[derive(Default)]
 pub struct ScriptTelemetry {
     calls: HashMap<(String, &'static str), (Histogram, Counter)>,
     errors: HashMap<(String, &'static str, &'static str), Counter>,
-    alerts: HashMap<(String, String, &'static str), Counter>,
+    /// Alert counters by script, then status, then severity: looked up
+    /// with borrowed names (no key made per alert).
+    alerts: FxHashMap<String, AlertsByStatus>,
     logs: Option<RateLimit>,
 }
 
@@ -565,12 +570,26 @@ impl ScriptTelemetry {
     }
 
     pub fn alert(&mut self, script: &str, status: &str, severity: &'static str) {
-        self.alerts
-            .entry((script.to_string(), status.to_string(), severity))
-            .or_insert_with(|| {
-                counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity)
-            })
-            .increment(1);
+        if !self.alerts.contains_key(script) {
+            self.alerts.insert(script.to_string(), FxHashMap::default());
+        }
+        let Some(by_status) = self.alerts.get_mut(script) else {
+            return;
+        };
+        if !by_status.contains_key(status) {
+            by_status.insert(status.to_string(), Vec::new());
+        }
+        let Some(by_severity) = by_status.get_mut(status) else {
+            return;
+        };
+        match by_severity.iter().find(|(s, _)| *s == severity) {
+            Some((_, c)) => c.increment(1),
+            None => {
+                let c = counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity);
+                c.increment(1);
+                by_severity.push((severity, c));
+            }
+        }
     }
 
     pub fn suppressed(&mut self, script: &str) {
