@@ -16,7 +16,10 @@
 #
 # Settings (environment): DURATION seconds per run (3), RATES datagrams/s per
 # step, 0 = flat out ("20000 40000 0"), CPU_RATE the step whose CPU
-# figures fill the table (20000), VERSIONS ("9 10"), EXPORTERS ("1 64"),
+# figures fill the table (20000), CPU_ROUNDS how many times every collector
+# runs that step (2: once with the other steps, then once more after every
+# collector's steps; the table takes each collector's best round, so a slow
+# spell of this shared machine does not decide a ratio), VERSIONS ("9 10"), EXPORTERS ("1 64"),
 # FLOWS (100000), RECORDS per datagram (30), COLLECTORS
 # ("flowhook flowhook+scripts flowhook+kafka nfcapd nfacctd"), RESULTS (TSV
 # of every run). flowhook+kafka needs `tansu` (a Kafka-protocol broker; the
@@ -44,6 +47,7 @@ else
 fi
 VERSIONS=${VERSIONS:-"9 10"}
 RECORDS=${RECORDS:-30}
+CPU_ROUNDS=${CPU_ROUNDS:-$((SMOKE ? 1 : 2))}
 COLLECTORS=${COLLECTORS:-"flowhook flowhook+scripts flowhook+kafka nfcapd nfacctd"}
 RCVBUF=8388608
 
@@ -131,9 +135,9 @@ wait_drained() {
   sleep 0.5
 }
 
-# run_one COLLECTOR VERSION EXPORTERS RATE -> one TSV line
+# run_one COLLECTOR VERSION EXPORTERS RATE ROUND -> one TSV line
 run_one() {
-  local c=$1 v=$2 e=$3 rate=$4
+  local c=$1 v=$2 e=$3 rate=$4 round=$5
   local d=$WORK/run
   rm -rf "$d"
   mkdir -p "$d"
@@ -221,19 +225,27 @@ EOF
   got=${got:-0}
   read -r user sys rss <"$d/time" || { user=0 sys=0 rss=0; }
   awk -v c="$c" -v v="$v" -v e="$e" -v r="$rate" -v sp="$sent_pk" -v sr="$sent_rec" \
-    -v sd="$sent_dg" -v g="$got" -v u="$user" -v s="$sys" -v m="$rss" -v t="$secs" 'BEGIN {
+    -v sd="$sent_dg" -v g="$got" -v u="$user" -v s="$sys" -v m="$rss" -v t="$secs" -v rd="$round" 'BEGIN {
       kept = sp > 0 ? g / sp : 0; cpu = u + s; acc = sr * kept
-      printf "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.4f\t%.2f\t%.0f\t%d\t%.1f\n",
-        c, v, e, r, sd, sr, sp, g, kept, cpu, (cpu > 0 ? acc / cpu : 0), m, (t > 0 ? sd / t : 0)
+      printf "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.4f\t%.2f\t%.0f\t%d\t%.1f\t%d\n",
+        c, v, e, r, sd, sr, sp, g, kept, cpu, (cpu > 0 ? acc / cpu : 0), m, (t > 0 ? sd / t : 0), rd
     }'
 }
 
-printf 'collector\tversion\texporters\trate\tdatagrams\trecords\tpackets_sent\tpackets_accounted\tkept\tcpu_s\trecords_per_cpu_s\tpeak_rss_kb\tsent_per_s\n' >"$RESULTS"
+printf 'collector\tversion\texporters\trate\tdatagrams\trecords\tpackets_sent\tpackets_accounted\tkept\tcpu_s\trecords_per_cpu_s\tpeak_rss_kb\tsent_per_s\tround\n' >"$RESULTS"
 for v in $VERSIONS; do
   for e in $EXPORTERS; do
     for c in $COLLECTORS; do
       for r in $RATES; do
-        line=$(run_one "$c" "$v" "$e" "$r")
+        line=$(run_one "$c" "$v" "$e" "$r" 1)
+        echo "$line" >>"$RESULTS"
+        echo "compare: $line" >&2
+      done
+    done
+    # the CPU step again, every collector in turn
+    for ((round = 2; round <= CPU_ROUNDS; round++)); do
+      for c in $COLLECTORS; do
+        line=$(run_one "$c" "$v" "$e" "$CPU_RATE" "$round")
         echo "$line" >>"$RESULTS"
         echo "compare: $line" >&2
       done
@@ -242,12 +254,15 @@ for v in $VERSIONS; do
 done
 
 # Tables: one per (version, exporters), ratios to nfcapd.
-awk -F'\t' -v cpu_rate="$CPU_RATE" -v rates="$RATES" '
+awk -F'\t' -v cpu_rate="$CPU_RATE" -v rates="$RATES" -v rounds="$CPU_ROUNDS" '
   NR == 1 { next }
   {
     k = $2 SUBSEP $3 SUBSEP $1
+    # the CPU step: the best round; kept and loss-free steps: the first round
+    if ($4 == cpu_rate && $11 > rpc[k]) rpc[k] = $11
+    if ($4 == cpu_rate && $12 > rss[k]) rss[k] = $12
+    if ($14 > 1) next
     kept[k, $4] = $9
-    if ($4 == cpu_rate) { rpc[k] = $11; rss[k] = $12 }
     if ($9 >= 0.99995 && ($4 == 0 ? 1e12 : $4) > best[k]) best[k] = ($4 == 0 ? 1e12 : $4)
     if (!(($2, $3) in seen)) { seen[$2, $3] = 1; order[++n] = $2 SUBSEP $3 }
     if (!($1 in cseen)) { cseen[$1] = 1; cols[++nc] = $1 }
@@ -257,7 +272,7 @@ awk -F'\t' -v cpu_rate="$CPU_RATE" -v rates="$RATES" '
     for (i = 1; i <= n; i++) {
       split(order[i], ve, SUBSEP)
       printf "\n### %s, %d exporter%s\n\n", (ve[1] == 10 ? "IPFIX" : "NetFlow v" ve[1]), ve[2], (ve[2] == 1 ? "" : "s")
-      hdr = "| collector | records per CPU-second at " cpu_rate " datagrams/s | vs nfcapd |"
+      hdr = "| collector | records per CPU-second at " cpu_rate " datagrams/s" (rounds > 1 ? " (best of " rounds ")" : "") " | vs nfcapd |"
       sep = "|---|---|---|"
       for (j = 1; j <= nr; j++) { hdr = hdr " kept at " (R[j] == 0 ? "flat out" : R[j] "/s") " |"; sep = sep "---|" }
       print hdr " highest loss-free step | peak RSS |"
