@@ -99,6 +99,9 @@ struct Script {
     twh_ok: bool,
     timeouts_in_row: u32,
     alert_window: (i64, u32),
+    /// This script's alert counters by status bit (`None`: `triggerAlert`)
+    /// and severity, taken from the telemetry once each.
+    alert_counters: Vec<(Option<u8>, &'static str, metrics::Counter)>,
 }
 
 /// The scripts of `dir`: its top-level `*.lua` files, then the flow scripts
@@ -383,6 +386,7 @@ impl ScriptHost {
             twh_ok: flag("three_way_handshake_ok"),
             timeouts_in_row: 0,
             alert_window: (i64::MIN, 0),
+            alert_counters: Vec::new(),
         };
         self.tel.set_enabled(name, enabled);
         self.scripts.retain(|s| *s.name != *name);
@@ -491,6 +495,14 @@ impl ScriptHost {
         out: &mut Lines,
     ) -> bool {
         let hi = hook_index(kind);
+        // most events reach no script (no hook of their kind): nothing to set up
+        if !self
+            .scripts
+            .iter()
+            .any(|s| s.enabled && s.hooks[hi].is_some())
+        {
+            return false;
+        }
         let before = state.status;
         let now = time_ms as f64 / 1000.0;
         let (proto, l7) = match self.slot.borrow().view.as_ref() {
@@ -618,7 +630,7 @@ impl ScriptHost {
         state: &mut FlowScriptState,
         out: &mut Lines,
     ) {
-        let (status_name, score, severity, message, info) = match a {
+        let (bit, status_name, score, severity, message, info) = match a {
             Action::Status {
                 bit,
                 name,
@@ -643,7 +655,7 @@ impl ScriptHost {
                 if !alert || !state.alerted.set(bit) {
                     return;
                 }
-                (Some(name), score, severity, message, info)
+                (Some(bit), Some(name), score, severity, message, info)
             }
             Action::Clear { bit } => {
                 state.status.clear(bit);
@@ -657,7 +669,7 @@ impl ScriptHost {
             } => {
                 state.score = (u32::from(state.score) + u32::from(score))
                     .min(u32::from(status::MAX_SCORE)) as u16;
-                (None, score, severity, message, info)
+                (None, None, score, severity, message, info)
             }
         };
         let s = &mut self.scripts[si];
@@ -670,8 +682,21 @@ impl ScriptHost {
             return;
         }
         s.alert_window.1 += 1;
-        self.tel
-            .alert(&s.name, status_name.as_deref().unwrap_or(""), severity);
+        let same = |x: &str| std::ptr::eq(x, severity) || x == severity;
+        match s
+            .alert_counters
+            .iter()
+            .find(|(b, sev, _)| *b == bit && same(sev))
+        {
+            Some((_, _, c)) => c.increment(1),
+            None => {
+                let c =
+                    self.tel
+                        .alert_counter(&s.name, status_name.as_deref().unwrap_or(""), severity);
+                c.increment(1);
+                s.alert_counters.push((bit, severity, c));
+            }
+        }
         let mut cur = self.slot.borrow_mut();
         let Some(view) = cur.view.as_mut() else {
             return;

@@ -491,17 +491,12 @@ impl HookTimer {
     }
 }
 
-/// One script's alert counters by status, then severity.
-type AlertsByStatus = FxHashMap<String, Vec<(&'static str, Counter)>>;
-
 /// Script timings and outcomes (one per script host).
 #[derive(Default)]
 pub struct ScriptTelemetry {
     calls: HashMap<(String, &'static str), (Histogram, Counter)>,
     errors: HashMap<(String, &'static str, &'static str), Counter>,
-    /// Alert counters by script, then status, then severity: looked up
-    /// with borrowed names (no key made per alert).
-    alerts: FxHashMap<String, AlertsByStatus>,
+    alerts: HashMap<(String, String, &'static str), Counter>,
     logs: Option<RateLimit>,
 }
 
@@ -569,27 +564,15 @@ impl ScriptTelemetry {
         });
     }
 
-    pub fn alert(&mut self, script: &str, status: &str, severity: &'static str) {
-        if !self.alerts.contains_key(script) {
-            self.alerts.insert(script.to_string(), FxHashMap::default());
-        }
-        let Some(by_status) = self.alerts.get_mut(script) else {
-            return;
-        };
-        if !by_status.contains_key(status) {
-            by_status.insert(status.to_string(), Vec::new());
-        }
-        let Some(by_severity) = by_status.get_mut(status) else {
-            return;
-        };
-        match by_severity.iter().find(|(s, _)| *s == severity) {
-            Some((_, c)) => c.increment(1),
-            None => {
-                let c = counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity);
-                c.increment(1);
-                by_severity.push((severity, c));
-            }
-        }
+    /// The counter of `script`'s alerts of `status` at `severity` (the
+    /// host keeps it: looked up here once per script, status and severity).
+    pub fn alert_counter(&mut self, script: &str, status: &str, severity: &'static str) -> Counter {
+        self.alerts
+            .entry((script.to_string(), status.to_string(), severity))
+            .or_insert_with(|| {
+                counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity)
+            })
+            .clone()
     }
 
     pub fn suppressed(&mut self, script: &str) {
