@@ -191,6 +191,28 @@ fn bench(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    // the flowEnd lines of 100 flows (what every flow costs the output)
+    let mut t = FlowTable::new(TableConfig::default());
+    let mut ev = Vec::new();
+    t.ingest(&batch, T0, &mut ev);
+    ev.clear();
+    t.end_all(&mut ev);
+    let ends: Vec<_> = ev
+        .into_iter()
+        .filter(|e| e.kind == flowhook::flow::EventKind::FlowEnd)
+        .collect();
+    assert_eq!(ends.len(), 100);
+    let mut line = Vec::with_capacity(128 * 1024);
+    g.bench_function("encode_100_flow_end_lines", |b| {
+        b.iter(|| {
+            line.clear();
+            for e in black_box(&ends) {
+                flowhook::flow::json::event(&mut line, e);
+                line.push(b'\n');
+            }
+            black_box(line.len())
+        })
+    });
     g.finish();
 }
 

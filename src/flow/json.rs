@@ -3,7 +3,10 @@
 //! serde implementations of [`FlowEvent`] and [`FlowView`] produce (those
 //! stay as the reference; `tests` below compares the two).
 //!
-//! In: a [`FlowEvent`]. Out: one JSON object appended to a buffer.
+//! In: a [`FlowEvent`]. Out: one JSON object appended to a buffer. A line
+//! is written into a [`Line`] on the stack and copied into the buffer once
+//! (its length stays in a register; a `Vec`'s is stored and reloaded around
+//! every byte); one that might not fit is written into the buffer itself.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -12,10 +15,68 @@ use super::classify::l4_name;
 use super::event::{EventKind, FlowEvent, FlowView};
 use crate::enrich::GeoInfo;
 
+/// Where the writers below put bytes.
+pub trait Buf {
+    fn push(&mut self, b: u8);
+    fn put(&mut self, s: &[u8]);
+}
+
+impl Buf for Vec<u8> {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b)
+    }
+    #[inline(always)]
+    fn put(&mut self, s: &[u8]) {
+        self.extend_from_slice(s)
+    }
+}
+
+/// Bytes a [`Line`] holds.
+const LINE_MAX: usize = 2048;
+
+/// One line being written, on the stack.
+pub struct Line {
+    buf: [u8; LINE_MAX],
+    n: usize,
+}
+
+impl Line {
+    fn new() -> Self {
+        Line {
+            buf: [0; LINE_MAX],
+            n: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.n]
+    }
+}
+
+impl Buf for Line {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        self.buf[self.n] = b;
+        self.n += 1;
+    }
+    #[inline(always)]
+    fn put(&mut self, s: &[u8]) {
+        self.buf[self.n..self.n + s.len()].copy_from_slice(s);
+        self.n += s.len();
+    }
+}
+
 /// Appends `s` as a JSON string (serde_json's escaping).
-pub fn string(out: &mut Vec<u8>, s: &str) {
+pub fn string<B: Buf>(out: &mut B, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
+    // most strings need no escape: one pass to know, one copy
+    if b.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+        out.put(b);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let esc: &[u8] = match c {
@@ -27,9 +88,9 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0..=0x1f => {
-                out.extend_from_slice(&b[start..i]);
+                out.put(&b[start..i]);
                 let hex = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
+                out.put(b"\\u00");
                 out.push(hex[usize::from(c >> 4)]);
                 out.push(hex[usize::from(c & 0xf)]);
                 start = i + 1;
@@ -37,11 +98,11 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             }
             _ => continue,
         };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(esc);
+        out.put(&b[start..i]);
+        out.put(esc);
         start = i + 1;
     }
-    out.extend_from_slice(&b[start..]);
+    out.put(&b[start..]);
     out.push(b'"');
 }
 
@@ -49,22 +110,22 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
 /// is dozens of them, and a `memcpy` call for each cost more than the bytes
 /// (the line's capacity is reserved up front, so a push does not grow it).
 #[inline(always)]
-fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+fn bytes<B: Buf>(out: &mut B, b: &[u8]) {
     for &c in b {
         out.push(c);
     }
 }
 
 #[inline(always)]
-fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
+fn int<B: Buf>(out: &mut B, v: impl itoa::Integer) {
     bytes(out, itoa::Buffer::new().format(v).as_bytes());
 }
 
-fn float(out: &mut Vec<u8>, v: f64) {
+fn float<B: Buf>(out: &mut B, v: f64) {
     if v.is_finite() {
         bytes(out, zmij::Buffer::new().format_finite(v).as_bytes());
     } else {
-        out.extend_from_slice(b"null");
+        out.put(b"null");
     }
 }
 
@@ -77,7 +138,7 @@ const SECS_DIRECT_BELOW_MS: i64 = 100_000_000_000_000;
 /// `0.25`): for a whole number of milliseconds the shortest decimal that
 /// reads back as that double is the seconds, a point, and the milliseconds
 /// without trailing zeros (at least one digit). Other values take `float`.
-fn secs(out: &mut Vec<u8>, ms: i64) {
+fn secs<B: Buf>(out: &mut B, ms: i64) {
     if !(0..SECS_DIRECT_BELOW_MS).contains(&ms) {
         return float(out, ms as f64 / 1000.0);
     }
@@ -94,7 +155,7 @@ fn secs(out: &mut Vec<u8>, ms: i64) {
     }
 }
 
-fn ip(out: &mut Vec<u8>, a: IpAddr) {
+fn ip<B: Buf>(out: &mut B, a: IpAddr) {
     out.push(b'"');
     match a {
         // dotted quad without the formatting machinery
@@ -107,17 +168,21 @@ fn ip(out: &mut Vec<u8>, a: IpAddr) {
             }
         }
         IpAddr::V6(_) => {
-            let _ = write!(out, "{a}");
+            // at most 45 bytes ("ffff:…" with an embedded IPv4 address)
+            let mut c = std::io::Cursor::new([0u8; 64]);
+            let _ = write!(c, "{a}");
+            let n = c.position() as usize;
+            out.put(&c.get_ref()[..n]);
         }
     }
     out.push(b'"');
 }
 
 /// `v` as 16 lowercase hex digits.
-fn hex16(out: &mut Vec<u8>, v: u64) {
+fn hex16<B: Buf>(out: &mut B, v: u64) {
     let mut b = [0u8; 16];
     hex16_into(&mut b, v);
-    out.extend_from_slice(&b);
+    out.put(&b);
 }
 
 /// `v` as 16 lower-case hex digits (a flow's `key`).
@@ -145,12 +210,12 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC with milliseconds (`2026-11-29T01:40:23.123Z`), as
 /// `record::rfc3339_ms` writes it, for times from 1970 to 9999.
-pub fn rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
+pub fn rfc3339_ms<B: Buf>(out: &mut B, ms: i64) {
     let ms = ms.clamp(0, 253_402_300_799_999);
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000) as u32);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     let (y, mo, d) = civil(days);
-    let two = |out: &mut Vec<u8>, v: u32| {
+    let two = |out: &mut B, v: u32| {
         out.push(b'0' + (v / 10) as u8);
         out.push(b'0' + (v % 10) as u8);
     };
@@ -174,11 +239,11 @@ pub fn rfc3339_ms(out: &mut Vec<u8>, ms: i64) {
 }
 
 #[inline(always)]
-fn key(out: &mut Vec<u8>, k: &str) {
+fn key<B: Buf>(out: &mut B, k: &str) {
     out.push(b',');
     out.push(b'"');
-    out.extend_from_slice(k.as_bytes());
-    out.extend_from_slice(b"\":");
+    out.put(k.as_bytes());
+    out.put(b"\":");
 }
 
 /// One side's enrichment keys (`,"cli.country":` …), whole.
@@ -214,47 +279,48 @@ const CLI: GeoKeys = geo_keys!("cli");
 const SRV: GeoKeys = geo_keys!("srv");
 
 #[inline(always)]
-fn boolean(out: &mut Vec<u8>, v: bool) {
-    out.extend_from_slice(if v { b"true" } else { b"false" });
+fn boolean<B: Buf>(out: &mut B, v: bool) {
+    out.put(if v { b"true" } else { b"false" });
 }
 
 #[inline(always)]
-fn geo(out: &mut Vec<u8>, k: &GeoKeys, g: &GeoInfo) {
+fn geo<B: Buf>(out: &mut B, k: &GeoKeys, g: &GeoInfo) {
     if let Some(v) = &g.country {
-        out.extend_from_slice(k.country.as_bytes());
+        out.put(k.country.as_bytes());
         string(out, v);
     }
     if let Some(v) = &g.city {
-        out.extend_from_slice(k.city.as_bytes());
+        out.put(k.city.as_bytes());
         string(out, v);
     }
     if let (Some(lat), Some(lon)) = (g.latitude, g.longitude) {
-        out.extend_from_slice(k.latitude.as_bytes());
+        out.put(k.latitude.as_bytes());
         float(out, lat);
-        out.extend_from_slice(k.longitude.as_bytes());
+        out.put(k.longitude.as_bytes());
         float(out, lon);
     }
     if let Some(v) = g.asn {
-        out.extend_from_slice(k.asn.as_bytes());
+        out.put(k.asn.as_bytes());
         int(out, v);
     }
     if let Some(v) = &g.as_name {
-        out.extend_from_slice(k.as_name.as_bytes());
+        out.put(k.as_name.as_bytes());
         string(out, v);
     }
     if let Some(n) = &g.network {
-        out.extend_from_slice(k.network.as_bytes());
+        out.put(k.network.as_bytes());
         string(out, &n.name);
     }
-    out.extend_from_slice(k.private.as_bytes());
+    out.put(k.private.as_bytes());
     boolean(out, g.private);
-    out.extend_from_slice(k.local.as_bytes());
+    out.put(k.local.as_bytes());
     boolean(out, g.local);
 }
 
-/// Room for a line but its strings (keys, numbers, addresses: about 700
-/// bytes at most); each string adds at most six bytes per byte (`\u00XX`).
-const LINE_ROOM: usize = 1024;
+/// Room for a line but its strings (keys, numbers, addresses: about 1,150
+/// bytes at most, see the test `room_covers_the_longest_line`); each string
+/// adds at most six bytes per byte (`\u00XX`).
+const LINE_ROOM: usize = 1536;
 
 fn strings_room(g: &GeoInfo) -> usize {
     [&g.country, &g.city, &g.as_name]
@@ -265,10 +331,29 @@ fn strings_room(g: &GeoInfo) -> usize {
         + g.network.as_ref().map_or(0, |n| n.name.len())
 }
 
+/// Bytes a line about `v` takes at most: the fixed part, its strings
+/// escaped at worst (six bytes per byte, `\u00XX`) and the event's name.
+fn room(v: &FlowView) -> usize {
+    LINE_ROOM
+        + 6 * (v.l7.len()
+            + strings_room(&v.cli_geo)
+            + strings_room(&v.srv_geo)
+            + v.status.iter_names().map(|n| n.len() + 3).sum::<usize>())
+}
+
 /// Appends the flow snapshot as a JSON object.
 pub fn view(out: &mut Vec<u8>, v: &FlowView) {
-    out.reserve(LINE_ROOM + 6 * (v.l7.len() + strings_room(&v.cli_geo) + strings_room(&v.srv_geo)));
-    out.extend_from_slice(b"{\"key\":\"");
+    if room(v) <= LINE_MAX {
+        let mut line = Line::new();
+        view_into(&mut line, v);
+        out.extend_from_slice(line.bytes());
+    } else {
+        view_into(out, v);
+    }
+}
+
+fn view_into<B: Buf>(out: &mut B, v: &FlowView) {
+    out.put(b"{\"key\":\"");
     hex16(out, v.key);
     out.push(b'"');
     key(out, "cli.ip");
@@ -353,12 +438,22 @@ pub fn event(out: &mut Vec<u8>, e: &FlowEvent) {
 
 /// Appends the event `kind` at `time_ms` about `flow` (no newline).
 pub fn event_of(out: &mut Vec<u8>, kind: EventKind, time_ms: i64, flow: &FlowView) {
-    out.extend_from_slice(b"{\"event\":");
+    if room(flow) <= LINE_MAX {
+        let mut line = Line::new();
+        event_into(&mut line, kind, time_ms, flow);
+        out.extend_from_slice(line.bytes());
+    } else {
+        event_into(out, kind, time_ms, flow);
+    }
+}
+
+fn event_into<B: Buf>(out: &mut B, kind: EventKind, time_ms: i64, flow: &FlowView) {
+    out.put(b"{\"event\":");
     string(out, kind.name());
-    out.extend_from_slice(b",\"time\":\"");
+    out.put(b",\"time\":\"");
     rfc3339_ms(out, time_ms);
-    out.extend_from_slice(b"\",\"flow\":");
-    view(out, flow);
+    out.put(b"\",\"flow\":");
+    view_into(out, flow);
     out.push(b'}');
 }
 
@@ -534,6 +629,64 @@ mod tests {
                 srv_score: 0,
                 end_reason: Some(EndReason::TcpRst),
             },
+        }
+    }
+
+    /// The room a line is given covers the longest line there can be:
+    /// IPv6 addresses, the largest numbers, every geo value, both scores.
+    #[test]
+    fn room_covers_the_longest_line() {
+        for (weird, strings) in [
+            ("", false),
+            ("", true),
+            ("x", true),
+            ("\u{1}\u{2}\u{3}\"\\", true),
+        ] {
+            let mut e = sample(200, true, weird);
+            let v = &mut e.flow;
+            v.exporter = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .unwrap();
+            v.cli_ip = v.exporter;
+            v.srv_ip = v.exporter;
+            v.key = u64::MAX;
+            (v.cli_port, v.srv_port) = (u16::MAX, u16::MAX);
+            v.cli2srv_bytes = u64::MAX;
+            v.srv2cli_bytes = u64::MAX;
+            v.cli2srv_packets = u64::MAX;
+            v.srv2cli_packets = u64::MAX;
+            (v.cli_tcp_flags, v.srv_tcp_flags) = (u8::MAX, u8::MAX);
+            (v.first_ms, v.last_ms) = (i64::MIN, i64::MAX);
+            v.observation_domain = u32::MAX;
+            v.vlan = u16::MAX;
+            (v.in_if, v.out_if) = (u32::MAX, u32::MAX);
+            v.sampling_interval = u32::MAX;
+            v.sampling_source = Some(crate::record::SamplingSource::Selector);
+            (v.score, v.cli_score, v.srv_score) = (u16::MAX, u16::MAX, u16::MAX);
+            v.end_reason = Some(EndReason::LackOfResources);
+            for g in [&mut v.cli_geo, &mut v.srv_geo] {
+                let mut x = (**g).clone();
+                (x.latitude, x.longitude) = (
+                    Some(-1.2345678901234567e-300),
+                    Some(-1.7976931348623157e308),
+                );
+                x.asn = Some(u32::MAX);
+                if !strings {
+                    (x.country, x.city, x.as_name, x.network) = (None, None, None, None);
+                }
+                *g = Arc::new(x);
+            }
+            if !strings {
+                v.status = StatusSet::default();
+            }
+            let mut line = Vec::new();
+            event_into(&mut line, EventKind::PeriodicUpdate, i64::MIN, &e.flow);
+            assert!(
+                line.len() <= room(&e.flow),
+                "{} bytes, room {}",
+                line.len(),
+                room(&e.flow)
+            );
         }
     }
 
