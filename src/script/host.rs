@@ -573,7 +573,10 @@ impl ScriptHost {
             let started = Instant::now();
             self.deadline.arm(started + self.cfg.deadline);
             if let Some(c) = &self.call_started {
-                c.store(super::mono_ms(), std::sync::atomic::Ordering::Relaxed);
+                c.store(
+                    super::mono_ms_at(started),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             // by reference: no handle is cloned per call
             let s = &self.scripts[si];
