@@ -303,6 +303,15 @@ impl Serialize for FlowRecord {
     }
 }
 
+/// An address in 16 bytes, IPv4 mapped into IPv6 (how the compact record
+/// and the flow key hold addresses).
+pub fn addr16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
 /// What the flow table reads of a flow record, in a fixed layout with no
 /// heap part (152 bytes where a [`FlowRecord`] takes 400): the hot
 /// path's record. Records of compiled templates are decoded straight into
@@ -311,7 +320,7 @@ impl Serialize for FlowRecord {
 /// from 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Compact {
-    /// Addresses in 16 bytes, IPv4 mapped into IPv6 (see `flow::key::addr`).
+    /// Addresses in 16 bytes, IPv4 mapped into IPv6 ([`addr16`]).
     pub exporter: [u8; 16],
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -441,14 +450,10 @@ impl Compact {
     /// flow table, which interns it.
     pub fn of(r: &FlowRecord) -> Compact {
         let mut has = Has::default();
-        let addr = |a: IpAddr| match a {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
-        };
         Compact {
-            exporter: addr(r.exporter),
-            src: has.set(Has::SRC, r.src_addr.map(addr)),
-            dst: has.set(Has::DST, r.dst_addr.map(addr)),
+            exporter: addr16(r.exporter),
+            src: has.set(Has::SRC, r.src_addr.map(addr16)),
+            dst: has.set(Has::DST, r.dst_addr.map(addr16)),
             bytes: has.set(Has::BYTES, r.bytes),
             packets: has.set(Has::PACKETS, r.packets),
             total_bytes: has.set(Has::TOTAL_BYTES, r.total_bytes),

@@ -814,7 +814,7 @@ impl<'a> Emitter<'a> {
 
     /// [`Emitter::compiled_set`] into compact records: straight from the
     /// bytes when every field the plan reads has a fast slot, else through
-    /// the full record (one, reused) and its compact form.
+    /// a full record each and its compact form.
     fn compiled_set_compact(&mut self, tid: u16, plan: &compiled::Plan, body: &[u8]) {
         let Emitter {
             ctx,
@@ -828,7 +828,7 @@ impl<'a> Emitter<'a> {
             return;
         };
         let fresh = Compact {
-            exporter: crate::flow::key::addr(ctx.exporter),
+            exporter: crate::record::addr16(ctx.exporter),
             domain: ctx.domain,
             ..Compact::default()
         };

@@ -14,10 +14,7 @@ use crate::record::{Compact, FlowRecord, Has};
 pub type Addr = [u8; 16];
 
 pub fn addr(ip: IpAddr) -> Addr {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
+    crate::record::addr16(ip)
 }
 
 pub fn ip(a: &Addr) -> IpAddr {
