@@ -382,8 +382,9 @@ impl Has {
         self.0 & bits != 0
     }
 
+    /// The value of `v` (0 when absent), marking `bit` present when it is there.
     #[inline(always)]
-    fn set<T: Default>(&mut self, bit: u32, v: Option<T>) -> T {
+    pub fn set<T: Default>(&mut self, bit: u32, v: Option<T>) -> T {
         match v {
             Some(v) => {
                 self.0 |= bit;

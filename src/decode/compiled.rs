@@ -261,21 +261,25 @@ impl Fast {
         }
     }
 
+    /// The record's time fields, as `Fill::apply` converts them.
+    #[inline(always)]
+    fn times(&self, rec: &[u8]) -> TimeFields {
+        let g = |d| self.get(d, rec);
+        TimeFields {
+            start_abs: g(Dest::StartAbs).and_then(|v| abs_time(v, self.start_unit)),
+            end_abs: g(Dest::EndAbs).and_then(|v| abs_time(v, self.end_unit)),
+            start_up: g(Dest::StartUp),
+            end_up: g(Dest::EndUp),
+            start_delta_us: g(Dest::StartDelta),
+            end_delta_us: g(Dest::EndDelta),
+        }
+    }
+
     /// Sets every slot's destination of one record, converting as
     /// [`Fill::apply`] does. `r` and `b` are fresh (every field unset), so an
     /// absent slot writes the `None` that is already there.
     #[inline(always)]
     fn decode(&self, rec: &[u8], r: &mut FlowRecord, b: &mut Fill) {
-        let u8_ = |v: u64| u8::try_from(v).ok();
-        let u16_ = |v: u64| u16::try_from(v).ok();
-        let u32_ = |v: u64| u32::try_from(v).ok();
-        let time = |v: u64, unit: i64| -> Option<i64> {
-            if unit == 0 {
-                Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))
-            } else {
-                i64::try_from(v).ok().map(|x| x.saturating_mul(unit))
-            }
-        };
         let g = |d| self.get(d, rec);
         r.raw_bytes = g(Dest::RawBytes);
         r.raw_packets = g(Dest::RawPackets);
@@ -293,12 +297,7 @@ impl Fast {
         r.direction = g(Dest::Direction).and_then(u8_);
         r.flow_end_reason = g(Dest::EndReason).and_then(u8_);
         let p = &mut b.p;
-        p.start_up = g(Dest::StartUp);
-        p.end_up = g(Dest::EndUp);
-        p.start_delta_us = g(Dest::StartDelta);
-        p.end_delta_us = g(Dest::EndDelta);
-        p.start_abs = g(Dest::StartAbs).and_then(|v| time(v, self.start_unit));
-        p.end_abs = g(Dest::EndAbs).and_then(|v| time(v, self.end_unit));
+        p.t = self.times(rec);
         p.src4 = self.ip(Dest::Src4, rec);
         p.dst4 = self.ip(Dest::Dst4, rec);
         p.src6 = self.ip(Dest::Src6, rec);
@@ -321,92 +320,42 @@ impl Fast {
         announced: Resolved,
         rules: &Rules,
     ) -> Resolved {
-        let u8_ = |v: u64| u8::try_from(v).ok();
-        let u16_ = |v: u64| u16::try_from(v).ok();
-        let u32_ = |v: u64| u32::try_from(v).ok();
-        let time = |v: u64, unit: i64| -> Option<i64> {
-            if unit == 0 {
-                Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))
-            } else {
-                i64::try_from(v).ok().map(|x| x.saturating_mul(unit))
-            }
-        };
         let g = |d| self.get(d, rec);
-        let mut has = 0u32;
-        let mut put = |bit: u32, v: Option<u64>| -> u64 {
-            match v {
-                Some(v) => {
-                    has |= bit;
-                    v
-                }
-                None => 0,
-            }
-        };
+        let h = &mut c.has;
         let src_port = g(Dest::SrcPort).and_then(u16_);
         let dst_port = g(Dest::DstPort).and_then(u16_);
         let in_if = g(Dest::InIf).and_then(u32_);
-        c.src_port = put(Has::SRC_PORT, src_port.map(u64::from)) as u16;
-        c.dst_port = put(Has::DST_PORT, dst_port.map(u64::from)) as u16;
-        c.in_if = put(Has::IN_IF, in_if.map(u64::from)) as u32;
-        c.out_if = put(Has::OUT_IF, g(Dest::OutIf).and_then(u32_).map(u64::from)) as u32;
-        c.end_reason = put(
-            Has::END_REASON,
-            g(Dest::EndReason).and_then(u8_).map(u64::from),
-        ) as u8;
-        c.icmp_type = put(
-            Has::ICMP,
-            icmp_from_ports(src_port, dst_port).map(u64::from),
-        ) as u8;
+        c.src_port = h.set(Has::SRC_PORT, src_port);
+        c.dst_port = h.set(Has::DST_PORT, dst_port);
+        c.in_if = h.set(Has::IN_IF, in_if);
+        c.out_if = h.set(Has::OUT_IF, g(Dest::OutIf).and_then(u32_));
+        c.end_reason = h.set(Has::END_REASON, g(Dest::EndReason).and_then(u8_));
+        c.icmp_type = h.set(Has::ICMP, icmp_from_ports(src_port, dst_port));
         c.protocol = g(Dest::Protocol).and_then(u8_).unwrap_or(0);
         c.tcp_flags = g(Dest::TcpFlags)
             .and_then(|v| u16_(v & self.tcp_mask))
             .unwrap_or(0);
-        if let Some(a) = self.addr(Dest::Src4, Dest::Src6, rec) {
-            c.src = a;
-            has |= Has::SRC;
-        }
-        if let Some(a) = self.addr(Dest::Dst4, Dest::Dst6, rec) {
-            c.dst = a;
-            has |= Has::DST;
-        }
+        c.src = h.set(Has::SRC, self.addr(Dest::Src4, Dest::Src6, rec));
+        c.dst = h.set(Has::DST, self.addr(Dest::Dst4, Dest::Dst6, rec));
         // sampling as `Fill::finish` resolves it (`announced`: for a record that announces nothing)
         let resolved = rules.apply(ctx.exporter, ctx.domain, in_if, announced);
         let mut mult = 1;
         if let Resolved::Rate(n, src) = resolved {
-            c.sampling_interval = n;
+            c.sampling_interval = h.set(Has::SAMPLING, Some(n));
             c.sampling_source = Some(src);
-            has |= Has::SAMPLING;
             mult = u64::from(n.max(1));
         }
-        if let Some(b) = g(Dest::RawBytes) {
-            c.bytes = b.saturating_mul(mult);
-            has |= Has::BYTES;
-        }
-        if let Some(p) = g(Dest::RawPackets) {
-            c.packets = p.saturating_mul(mult);
-            has |= Has::PACKETS;
-        }
-        let (first, last) = times(
-            ctx,
-            ctx.system_init_ms,
-            TimeFields {
-                start_abs: g(Dest::StartAbs).and_then(|v| time(v, self.start_unit)),
-                end_abs: g(Dest::EndAbs).and_then(|v| time(v, self.end_unit)),
-                start_up: g(Dest::StartUp),
-                end_up: g(Dest::EndUp),
-                start_delta_us: g(Dest::StartDelta),
-                end_delta_us: g(Dest::EndDelta),
-            },
+        c.bytes = h.set(
+            Has::BYTES,
+            g(Dest::RawBytes).map(|b| b.saturating_mul(mult)),
         );
-        if let Some(t) = first {
-            c.first_ms = t;
-            has |= Has::FIRST;
-        }
-        if let Some(t) = last {
-            c.last_ms = t;
-            has |= Has::LAST;
-        }
-        c.has.0 |= has;
+        c.packets = h.set(
+            Has::PACKETS,
+            g(Dest::RawPackets).map(|p| p.saturating_mul(mult)),
+        );
+        let (first, last) = times(ctx, ctx.system_init_ms, self.times(rec));
+        c.first_ms = h.set(Has::FIRST, first);
+        c.last_ms = h.set(Has::LAST, last);
         resolved
     }
 }
@@ -468,6 +417,28 @@ fn be(b: &[u8]) -> u64 {
         [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
         [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
         _ => b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+    }
+}
+
+// Conversions of a slot's value as `Fill::apply` makes them.
+fn u8_(v: u64) -> Option<u8> {
+    u8::try_from(v).ok()
+}
+
+fn u16_(v: u64) -> Option<u16> {
+    u16::try_from(v).ok()
+}
+
+fn u32_(v: u64) -> Option<u32> {
+    u32::try_from(v).ok()
+}
+
+/// An absolute time field in ms: seconds or milliseconds times `unit`, or an NTP timestamp (`unit` 0).
+fn abs_time(v: u64, unit: i64) -> Option<i64> {
+    if unit == 0 {
+        Some(ntp_to_unix_ms((v >> 32) as u32, v as u32))
+    } else {
+        i64::try_from(v).ok().map(|x| x.saturating_mul(unit))
     }
 }
 

@@ -50,12 +50,7 @@ pub(super) struct Parts {
     pub(super) dst6: Option<IpAddr>,
     pub(super) nh4: Option<IpAddr>,
     pub(super) nh6: Option<IpAddr>,
-    pub(super) start_abs: Option<i64>,
-    pub(super) end_abs: Option<i64>,
-    pub(super) start_up: Option<u64>,
-    pub(super) end_up: Option<u64>,
-    pub(super) start_delta_us: Option<u64>,
-    pub(super) end_delta_us: Option<u64>,
+    pub(super) t: TimeFields,
     system_init_ms: Option<i64>,
     sampling: Announcement,
     initiator_octets: Option<u64>,
@@ -397,8 +392,8 @@ impl Fill {
             Target::OutIf => r.out_if = u32_(),
             Target::SrcAs => r.src_as = u32_(),
             Target::DstAs => r.dst_as = u32_(),
-            Target::EndUp => p.end_up = u,
-            Target::StartUp => p.start_up = u,
+            Target::EndUp => p.t.end_up = u,
+            Target::StartUp => p.t.start_up = u,
             Target::Sampling => p.sampling.interval = u32_(),
             Target::Vlan => r.vlan = u16_(),
             Target::Dot1qVlan => {
@@ -417,8 +412,8 @@ impl Fill {
                 };
                 set_abs(p, start, ms)
             }
-            Target::StartDeltaUs => p.start_delta_us = u,
-            Target::EndDeltaUs => p.end_delta_us = u,
+            Target::StartDeltaUs => p.t.start_delta_us = u,
+            Target::EndDeltaUs => p.t.end_delta_us = u,
             Target::SystemInit => p.system_init_ms = u.and_then(|x| i64::try_from(x).ok()),
             Target::InitiatorOctets => p.initiator_octets = u,
             Target::ResponderOctets => p.responder_octets = u,
@@ -515,18 +510,7 @@ impl Fill {
         }
 
         // Times.
-        (rec.first_ms, rec.last_ms) = times(
-            ctx,
-            p.system_init_ms.or(ctx.system_init_ms),
-            TimeFields {
-                start_abs: p.start_abs,
-                end_abs: p.end_abs,
-                start_up: p.start_up,
-                end_up: p.end_up,
-                start_delta_us: p.start_delta_us,
-                end_delta_us: p.end_delta_us,
-            },
-        );
+        (rec.first_ms, rec.last_ms) = times(ctx, p.system_init_ms.or(ctx.system_init_ms), p.t);
         learnt
     }
 }
@@ -599,8 +583,8 @@ fn vendor_value(kind: super::fields::VendorKind, b: &[u8]) -> Value {
 
 fn set_abs(p: &mut Parts, start: bool, ms: Option<i64>) {
     if start {
-        p.start_abs = p.start_abs.or(ms);
+        p.t.start_abs = p.t.start_abs.or(ms);
     } else {
-        p.end_abs = p.end_abs.or(ms);
+        p.t.end_abs = p.t.end_abs.or(ms);
     }
 }
