@@ -36,7 +36,12 @@ fn decode_reporting(
     d: &capture::CapturedDatagram,
     recs: &mut Vec<FlowRecord>,
 ) -> Option<DecodeError> {
-    match decoder.decode(d.exporter, &d.payload, recs) {
+    failure(decoder.decode(d.exporter, &d.payload, recs))
+}
+
+/// What went wrong with a datagram's decode, if anything (a partial error included).
+fn failure(res: Result<crate::decode::Outcome, DecodeError>) -> Option<DecodeError> {
+    match res {
         Ok(o) => o.partial_error,
         Err(e) => Some(e),
     }
@@ -137,10 +142,7 @@ pub fn replay_capture(
         recs.clear();
         compact.clear();
         let res = decoder.decode_split(d.exporter, &d.payload, &mut recs, &mut compact);
-        if let Some(e) = match res {
-            Ok(o) => o.partial_error,
-            Err(e) => Some(e),
-        } {
+        if let Some(e) = failure(res) {
             sum.errors += 1;
             fail(d.frame, &e);
         }
@@ -148,11 +150,7 @@ pub fn replay_capture(
         for r in recs.iter().filter(|r| filter.record(r)) {
             let _ = lines.push_record(r);
         }
-        if compact.is_empty() {
-            table.ingest(&recs, d.time_ms, &mut events);
-        } else {
-            table.ingest_compact(&compact, d.time_ms, &mut events);
-        }
+        table.ingest_split(&recs, &compact, d.time_ms, &mut events);
         flush(&mut events, &mut lines, &mut sum, &mut tel);
     })?;
     // in chunks, as `serve` does: bounded buffers, reused

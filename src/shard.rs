@@ -108,12 +108,8 @@ impl Shard {
                         let _ = lines.push_record(r);
                     }
                 }
-                let now = received_ms.max(0);
-                if compact.is_empty() {
-                    self.table.ingest(&recs, now, &mut events);
-                } else {
-                    self.table.ingest_compact(&compact, now, &mut events);
-                }
+                self.table
+                    .ingest_split(&recs, &compact, received_ms.max(0), &mut events);
             }
             self.pool.give(batch);
             let s = &self.decoder.stats;

@@ -68,11 +68,7 @@ fn steady_state_allocates_nothing_per_record() {
             compact.clear();
             dec.decode_split(d.exporter, &d.payload, recs, compact)
                 .unwrap();
-            if compact.is_empty() {
-                table.ingest(recs, d.time_ms, events);
-            } else {
-                table.ingest_compact(compact, d.time_ms, events);
-            }
+            table.ingest_split(recs, compact, d.time_ms, events);
         };
         for d in &datagrams[..warm] {
             feed(d, &mut recs, &mut compact, &mut events);

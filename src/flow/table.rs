@@ -378,6 +378,22 @@ impl FlowTable {
         self.compact = compact;
     }
 
+    /// Takes one datagram's records as `Decoder::decode_split` gives them:
+    /// in compact form, or (when `compact` is empty) as full records.
+    pub fn ingest_split(
+        &mut self,
+        full: &[FlowRecord],
+        compact: &[Compact],
+        now: i64,
+        out: &mut Vec<FlowEvent>,
+    ) {
+        if compact.is_empty() {
+            self.ingest(full, now, out);
+        } else {
+            self.ingest_compact(compact, now, out);
+        }
+    }
+
     /// [`FlowTable::ingest`] for flow records in compact form (what compiled templates decode to).
     pub fn ingest_compact(&mut self, records: &[Compact], now: i64, out: &mut Vec<FlowEvent>) {
         self.advance(now, out);
