@@ -157,6 +157,12 @@ fn secs<B: Buf>(out: &mut B, ms: i64) {
 
 fn ip<B: Buf>(out: &mut B, a: IpAddr) {
     out.push(b'"');
+    ip_text(out, a);
+    out.push(b'"');
+}
+
+/// An address as text (what `Display` writes).
+fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
     match a {
         // dotted quad without the formatting machinery
         IpAddr::V4(v4) => {
@@ -175,7 +181,39 @@ fn ip<B: Buf>(out: &mut B, a: IpAddr) {
             out.put(&c.get_ref()[..n]);
         }
     }
-    out.push(b'"');
+}
+
+/// An address's text on the stack (for Lua strings of addresses).
+pub struct IpText {
+    buf: [u8; 64],
+    n: usize,
+}
+
+impl Buf for IpText {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        if self.n < self.buf.len() {
+            self.buf[self.n] = b;
+            self.n += 1;
+        }
+    }
+    fn put(&mut self, s: &[u8]) {
+        for &b in s {
+            self.push(b);
+        }
+    }
+}
+
+impl IpText {
+    pub fn of(a: IpAddr) -> Self {
+        let mut t = IpText { buf: [0; 64], n: 0 };
+        ip_text(&mut t, a);
+        t
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.n]
+    }
 }
 
 /// `v` as 16 lowercase hex digits.

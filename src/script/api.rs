@@ -11,6 +11,8 @@ use std::rc::Rc;
 
 use mlua::{FromLua, Lua, LuaSerdeExt, Table, Value};
 
+use super::fields;
+use super::info::{self, CLI_GEO, SRV_GEO};
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
 use crate::flow::status::{self, StatusSet};
@@ -98,17 +100,8 @@ fn is_local(g: &GeoInfo, have_networks: bool) -> bool {
 /// Installs the global `flow` table bound to `slot`.
 pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     let flow = lua.create_table()?;
-    // Keys interned once: building a geolocation table costs no string creation per call.
-    let geo_keys = |side: &str| -> mlua::Result<[mlua::LuaString; 6]> {
-        Ok([
-            lua.create_string(format!("{side}.country"))?,
-            lua.create_string(format!("{side}.city"))?,
-            lua.create_string(format!("{side}.latitude"))?,
-            lua.create_string(format!("{side}.longitude"))?,
-            lua.create_string(format!("{side}.asn"))?,
-            lua.create_string(format!("{side}.as_name"))?,
-        ])
-    };
+    // keys of the tables built field by field, interned once
+    let keys = Rc::new(info::keys(lua)?);
     macro_rules! getter {
         ($name:literal, |$v:ident, $lua:ident| $body:expr) => {{
             let slot = slot.clone();
@@ -128,8 +121,9 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         ("getClientGeolocation", true),
         ("getServerGeolocation", false),
     ] {
-        let keys = geo_keys(if cli { "cli" } else { "srv" })?;
+        let first = if cli { CLI_GEO } else { SRV_GEO };
         let slot = slot.clone();
+        let keys = keys.clone();
         flow.set(
             fname,
             lua.create_function(move |lua, ()| {
@@ -138,24 +132,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                     return Err(mlua::Error::runtime("flow is only available inside a hook"));
                 };
                 let g = if cli { &v.cli_geo } else { &v.srv_geo };
-                let t = lua.create_table_with_capacity(0, 6)?;
-                if let Some(c) = &g.country {
-                    t.raw_set(keys[0].clone(), &**c)?;
-                }
-                if let Some(c) = &g.city {
-                    t.raw_set(keys[1].clone(), &**c)?;
-                }
-                if let (Some(a), Some(b)) = (g.latitude, g.longitude) {
-                    t.raw_set(keys[2].clone(), a)?;
-                    t.raw_set(keys[3].clone(), b)?;
-                }
-                if let Some(a) = g.asn {
-                    t.raw_set(keys[4].clone(), a)?;
-                }
-                if let Some(a) = &g.as_name {
-                    t.raw_set(keys[5].clone(), &**a)?;
-                }
-                Ok(t)
+                fields::build(lua, &keys, 6, |f| info::geo(f, first, g, false))
             })?,
         )?;
     }
@@ -192,7 +169,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     ));
     {
         let slot = slot.clone();
-        let keys = super::info::InfoKeys::new(lua)?;
+        let keys = keys.clone();
         flow.set(
             "getInfo",
             lua.create_function(move |lua, ()| {
@@ -200,7 +177,7 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
                 let Some(v) = cur.view.as_ref() else {
                     return Err(mlua::Error::runtime("flow is only available inside a hook"));
                 };
-                super::info::info_table(lua, &keys, v, cur.have_local_networks)
+                info::info_table(lua, &keys, v, cur.have_local_networks)
             })?,
         )?;
     }

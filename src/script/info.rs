@@ -1,22 +1,23 @@
 //! `flow.getInfo()`: the flow snapshot as a Lua table with the keys of the
-//! flat vocabulary (`docs/flow-record.md`), built field by field with keys
-//! interned once per state, instead of through serde (which creates every
-//! key string and walks a generic serializer on each call). The values are
-//! converted exactly as serde's conversion converts them; `tests` compares
-//! the two tables.
+//! flat vocabulary (`docs/flow-record.md`), written field by field in one
+//! protected call ([`super::fields`]) instead of through serde (which creates
+//! every key string and walks a generic serializer on each call). The values
+//! are converted exactly as serde's conversion converts them; `tests`
+//! compares the two tables.
 //!
 //! In: a [`FlowView`]. Out: a new table per call (a script may change it
 //! without affecting another's).
 
-use std::io::Write as _;
+use mlua::{Lua, Table};
 
-use mlua::{IntoLua, Lua, LuaSerdeExt, LuaString, Table};
-
+use super::fields::{self, Fields, Key, Keys, key_index};
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
 use crate::flow::classify::l4_name;
 
-const KEYS: [&str; 22] = [
+/// Every key of the tables built here: `getInfo`'s and the geolocation
+/// tables' (each side's nine geolocation keys together, in [`geo`]'s order).
+pub const NAMES: [&str; 50] = [
     "key",
     "cli.ip",
     "srv.ip",
@@ -39,31 +40,48 @@ const KEYS: [&str; 22] = [
     "in_if",
     "out_if",
     "sampling_interval",
+    "cli.country",
+    "cli.city",
+    "cli.latitude",
+    "cli.longitude",
+    "cli.asn",
+    "cli.as_name",
+    "cli.network",
+    "cli.private",
+    "cli.local",
+    "srv.country",
+    "srv.city",
+    "srv.latitude",
+    "srv.longitude",
+    "srv.asn",
+    "srv.as_name",
+    "srv.network",
+    "srv.private",
+    "srv.local",
+    "status",
+    "score",
+    "cli.score",
+    "srv.score",
+    "end_reason",
+    // ntopng 4.x's names (NTOPNG_KEYS)
+    "proto.ndpi",
+    "proto.ndpi_app",
+    "proto.ndpi_cat",
+    "cli.localhost",
+    "srv.localhost",
 ];
 
-const GEO: [&str; 9] = [
-    "country",
-    "city",
-    "latitude",
-    "longitude",
-    "asn",
-    "as_name",
-    "network",
-    "private",
-    "local",
-];
-
-/// The interned keys of one Lua state.
-pub struct InfoKeys {
-    keys: Vec<LuaString>,
-    geo: [Vec<LuaString>; 2],
-    status: LuaString,
-    score: LuaString,
-    end_reason: LuaString,
-    /// ntopng 4.x's names: `proto.ndpi`, `proto.ndpi_app`, `proto.ndpi_cat`,
-    /// `cli.localhost`, `srv.localhost`; then `cli.score`, `srv.score`.
-    ntopng: Vec<LuaString>,
+/// The index of a key of [`NAMES`], checked at compile time.
+macro_rules! k {
+    ($name:literal) => {{
+        const K: Key = key_index(&NAMES, $name);
+        K
+    }};
 }
+
+/// The first geolocation key of each side.
+pub const CLI_GEO: Key = k!("cli.country");
+pub const SRV_GEO: Key = k!("srv.country");
 
 /// Keys `getInfo` adds for ntopng 4.x scripts (not in the JSON vocabulary).
 pub const NTOPNG_KEYS: [&str; 5] = [
@@ -74,133 +92,105 @@ pub const NTOPNG_KEYS: [&str; 5] = [
     "srv.localhost",
 ];
 
-impl InfoKeys {
-    pub fn new(lua: &Lua) -> mlua::Result<Self> {
-        let strs = |v: &mut dyn Iterator<Item = String>| -> mlua::Result<Vec<LuaString>> {
-            v.map(|k| lua.create_string(k)).collect()
-        };
-        Ok(InfoKeys {
-            keys: strs(&mut KEYS.iter().map(|k| k.to_string()))?,
-            geo: [
-                strs(&mut GEO.iter().map(|k| format!("cli.{k}")))?,
-                strs(&mut GEO.iter().map(|k| format!("srv.{k}")))?,
-            ],
-            status: lua.create_string("status")?,
-            score: lua.create_string("score")?,
-            end_reason: lua.create_string("end_reason")?,
-            ntopng: strs(
-                &mut NTOPNG_KEYS
-                    .iter()
-                    .chain(&["cli.score", "srv.score"])
-                    .map(|k| k.to_string()),
-            )?,
-        })
-    }
+/// The interned [`NAMES`] of one state.
+pub fn keys(lua: &Lua) -> mlua::Result<Keys> {
+    Keys::new(lua, &NAMES)
 }
 
-/// A Lua string of something printable, formatted on the stack.
-fn text(lua: &Lua, f: std::fmt::Arguments<'_>) -> mlua::Result<LuaString> {
-    let mut buf = [0u8; 64];
-    let mut c = std::io::Cursor::new(&mut buf[..]);
-    match c.write_fmt(f) {
-        Ok(()) => {
-            let n = c.position() as usize;
-            lua.create_string(&buf[..n])
-        }
-        Err(_) => lua.create_string(f.to_string()),
-    }
-}
-
-fn geo(t: &Table, k: &[LuaString], g: &GeoInfo) -> mlua::Result<()> {
+/// One side's geolocation under the nine keys from `k` (`CLI_GEO` or
+/// `SRV_GEO`); `all`: also its network and whether it is private and local
+/// (`getInfo`), else only what `getClientGeolocation` gives.
+pub fn geo(f: &mut Fields, k: Key, g: &GeoInfo, all: bool) {
     if let Some(v) = &g.country {
-        t.raw_set(&k[0], &**v)?;
+        f.str(k, v.as_bytes());
     }
     if let Some(v) = &g.city {
-        t.raw_set(&k[1], &**v)?;
+        f.str(k.at(1), v.as_bytes());
     }
     if let (Some(lat), Some(lon)) = (g.latitude, g.longitude) {
-        t.raw_set(&k[2], lat)?;
-        t.raw_set(&k[3], lon)?;
+        f.num(k.at(2), lat);
+        f.num(k.at(3), lon);
     }
     if let Some(v) = g.asn {
-        t.raw_set(&k[4], v)?;
+        f.int(k.at(4), i64::from(v));
     }
     if let Some(v) = &g.as_name {
-        t.raw_set(&k[5], &**v)?;
+        f.str(k.at(5), v.as_bytes());
+    }
+    if !all {
+        return;
     }
     if let Some(n) = &g.network {
-        t.raw_set(&k[6], &*n.name)?;
+        f.str(k.at(6), n.name.as_bytes());
     }
-    t.raw_set(&k[7], g.private)?;
-    t.raw_set(&k[8], g.local)?;
-    Ok(())
+    f.bool(k.at(7), g.private);
+    f.bool(k.at(8), g.local);
 }
 
 /// The table `flow.getInfo()` returns; `have_networks`: local networks are
 /// configured (else private space counts as local, as in `flow.isLocal`).
 pub fn info_table(
     lua: &Lua,
-    k: &InfoKeys,
+    keys: &Keys,
     v: &FlowView,
     have_networks: bool,
 ) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 48)?;
-    let key = |i: usize| &k.keys[i];
-    t.raw_set(key(0), text(lua, format_args!("{:016x}", v.key))?)?;
-    t.raw_set(key(1), text(lua, format_args!("{}", v.cli_ip))?)?;
-    t.raw_set(key(2), text(lua, format_args!("{}", v.srv_ip))?)?;
-    t.raw_set(key(3), v.cli_port)?;
-    t.raw_set(key(4), v.srv_port)?;
-    match l4_name(v.proto) {
-        Some(n) => t.raw_set(key(5), n)?,
-        None => t.raw_set(key(5), v.proto)?,
-    }
-    t.raw_set(key(6), &*v.l7)?;
-    t.raw_set(key(7), v.cli2srv_bytes.into_lua(lua)?)?;
-    t.raw_set(key(8), v.srv2cli_bytes.into_lua(lua)?)?;
-    t.raw_set(key(9), v.cli2srv_packets.into_lua(lua)?)?;
-    t.raw_set(key(10), v.srv2cli_packets.into_lua(lua)?)?;
-    t.raw_set(key(11), v.cli_tcp_flags)?;
-    t.raw_set(key(12), v.srv_tcp_flags)?;
-    t.raw_set(key(13), v.first_ms as f64 / 1000.0)?;
-    t.raw_set(key(14), v.last_ms as f64 / 1000.0)?;
-    t.raw_set(key(15), v.duration_ms() as f64 / 1000.0)?;
-    t.raw_set(key(16), text(lua, format_args!("{}", v.exporter))?)?;
-    t.raw_set(key(17), v.observation_domain)?;
-    t.raw_set(key(18), v.vlan)?;
-    t.raw_set(key(19), v.in_if)?;
-    t.raw_set(key(20), v.out_if)?;
-    t.raw_set(key(21), v.sampling_interval)?;
-    geo(&t, &k.geo[0], &v.cli_geo)?;
-    geo(&t, &k.geo[1], &v.srv_geo)?;
-    let names = lua.create_table()?;
-    names.set_metatable(Some(lua.array_metatable()))?;
-    for (i, n) in v.status.iter_names().enumerate() {
-        names.raw_set(i + 1, n)?;
-    }
-    t.raw_set(&k.status, names)?;
-    t.raw_set(&k.score, v.score)?;
-    if v.cli_score > 0 || v.srv_score > 0 {
-        t.raw_set(&k.ntopng[5], v.cli_score)?;
-        t.raw_set(&k.ntopng[6], v.srv_score)?;
-    }
-    if let Some(r) = v.end_reason {
-        t.raw_set(&k.end_reason, r.name())?;
-    }
-    // ntopng 4.x's names for what scripts written for it read
-    let (master, app) = v.l7.split_once('.').unwrap_or((&v.l7, &v.l7));
-    t.raw_set(&k.ntopng[0], &*v.l7)?;
-    t.raw_set(&k.ntopng[1], app)?;
-    t.raw_set(&k.ntopng[2], super::compat::ndpi_category(master).0)?;
-    let local = |g: &GeoInfo| if have_networks { g.local } else { g.private };
-    t.raw_set(&k.ntopng[3], local(&v.cli_geo))?;
-    t.raw_set(&k.ntopng[4], local(&v.srv_geo))?;
-    Ok(t)
+    fields::build(lua, keys, NAMES.len() as i32, |f| {
+        f.hex16(k!("key"), v.key);
+        f.ip(k!("cli.ip"), v.cli_ip);
+        f.ip(k!("srv.ip"), v.srv_ip);
+        f.int(k!("cli.port"), i64::from(v.cli_port));
+        f.int(k!("srv.port"), i64::from(v.srv_port));
+        match l4_name(v.proto) {
+            Some(n) => f.str(k!("proto.l4"), n.as_bytes()),
+            None => f.int(k!("proto.l4"), i64::from(v.proto)),
+        }
+        f.str(k!("proto.l7"), v.l7.as_bytes());
+        f.uint(k!("cli2srv.bytes"), v.cli2srv_bytes);
+        f.uint(k!("srv2cli.bytes"), v.srv2cli_bytes);
+        f.uint(k!("cli2srv.packets"), v.cli2srv_packets);
+        f.uint(k!("srv2cli.packets"), v.srv2cli_packets);
+        f.int(k!("cli2srv.tcp_flags"), i64::from(v.cli_tcp_flags));
+        f.int(k!("srv2cli.tcp_flags"), i64::from(v.srv_tcp_flags));
+        f.num(k!("first_seen"), v.first_ms as f64 / 1000.0);
+        f.num(k!("last_seen"), v.last_ms as f64 / 1000.0);
+        f.num(k!("duration"), v.duration_ms() as f64 / 1000.0);
+        f.ip(k!("exporter"), v.exporter);
+        f.int(k!("observation_domain"), i64::from(v.observation_domain));
+        f.int(k!("vlan"), i64::from(v.vlan));
+        f.int(k!("in_if"), i64::from(v.in_if));
+        f.int(k!("out_if"), i64::from(v.out_if));
+        f.int(k!("sampling_interval"), i64::from(v.sampling_interval));
+        geo(f, CLI_GEO, &v.cli_geo, true);
+        geo(f, SRV_GEO, &v.srv_geo, true);
+        f.strings(k!("status"), v.status.iter_names());
+        f.int(k!("score"), i64::from(v.score));
+        if v.cli_score > 0 || v.srv_score > 0 {
+            f.int(k!("cli.score"), i64::from(v.cli_score));
+            f.int(k!("srv.score"), i64::from(v.srv_score));
+        }
+        if let Some(r) = v.end_reason {
+            f.str(k!("end_reason"), r.name().as_bytes());
+        }
+        // ntopng 4.x's names for what scripts written for it read
+        let (master, app) = v.l7.split_once('.').unwrap_or((&v.l7, &v.l7));
+        f.str(k!("proto.ndpi"), v.l7.as_bytes());
+        f.str(k!("proto.ndpi_app"), app.as_bytes());
+        f.str(
+            k!("proto.ndpi_cat"),
+            super::compat::ndpi_category(master).0.as_bytes(),
+        );
+        let local = |g: &GeoInfo| if have_networks { g.local } else { g.private };
+        f.bool(k!("cli.localhost"), local(&v.cli_geo));
+        f.bool(k!("srv.localhost"), local(&v.srv_geo));
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use mlua::LuaSerdeExt;
 
     use super::*;
     use crate::flow::status::StatusSet;
@@ -209,7 +199,7 @@ mod tests {
     #[test]
     fn same_table_as_serde() {
         let lua = Lua::new();
-        let keys = InfoKeys::new(&lua).unwrap();
+        let keys = keys(&lua).unwrap();
         let geo = GeoInfo {
             country: Some(Arc::from("CN")),
             city: Some(Arc::from("Beijing")),

@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod compat;
+mod fields;
 pub mod host;
 pub mod info;
 pub mod pattern;
