@@ -12,6 +12,7 @@
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use super::fields::{self, Item};
 use super::sandbox::{Deadline, DeadlineExceeded};
 
 const MAXCAPTURES: usize = 32;
@@ -367,27 +368,43 @@ impl<'a> Matcher<'a> {
     }
 
     /// Capture `i` of a match `s..e` (the whole match when there are none).
-    fn capture(&self, lua: &Lua, i: usize, s: usize, e: usize) -> R<Value> {
+    fn item(&self, i: usize, s: usize, e: usize) -> R<Item<'a>> {
         if i >= self.level {
             if i != 0 {
                 return Err(bad(format!("invalid capture index %{}", i + 1)));
             }
-            return lua_str(lua, &self.src[s..e]);
+            return Ok(Item::Bytes(&self.src[s..e]));
         }
         match self.caps[i] {
             (_, Cap::Unclosed) => Err(bad("unfinished capture")),
-            (init, Cap::Position) => Ok(Value::Integer(init as i64 + 1)),
-            (init, Cap::Len(n)) => lua_str(lua, &self.src[init..init + n]),
+            (init, Cap::Position) => Ok(Item::Int(init as i64 + 1)),
+            (init, Cap::Len(n)) => Ok(Item::Bytes(&self.src[init..init + n])),
         }
     }
 
-    fn captures(&self, lua: &Lua, s: usize, e: usize, whole: bool) -> R<MultiValue> {
+    fn capture(&self, lua: &Lua, i: usize, s: usize, e: usize) -> R<Value> {
+        Ok(match self.item(i, s, e)? {
+            Item::Int(i) => Value::Integer(i),
+            Item::Bytes(b) => lua_str(lua, b)?,
+        })
+    }
+
+    /// The captures of a match `s..e` after `lead` (`find`'s positions),
+    /// made in one call into Lua.
+    fn captures(&self, lua: &Lua, s: usize, e: usize, whole: bool, lead: &[i64]) -> R<MultiValue> {
         let n = if self.level == 0 && whole {
             1
         } else {
             self.level
         };
-        (0..n).map(|i| self.capture(lua, i, s, e)).collect()
+        let mut items = [Item::Int(0); MAXCAPTURES + 2];
+        for (slot, &x) in items.iter_mut().zip(lead) {
+            *slot = Item::Int(x);
+        }
+        for i in 0..n {
+            items[lead.len() + i] = self.item(i, s, e)?;
+        }
+        fields::values(lua, &items[..lead.len() + n]).map_err(|e| Stop::Lua(e.to_string()))
     }
 }
 
@@ -404,12 +421,28 @@ fn to_lua(e: Stop) -> mlua::Error {
     }
 }
 
+/// A string argument's bytes: borrowed from Lua, or a number's text.
+enum Bytes {
+    Lua(mlua::BorrowedBytes),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Lua(b) => b,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// A string argument (numbers are converted, as Lua's `luaL_checklstring` does).
-fn bytes(v: Option<&Value>, n: usize, f: &str) -> mlua::Result<Vec<u8>> {
+fn bytes(v: Option<&Value>, n: usize, f: &str) -> mlua::Result<Bytes> {
     match v {
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
-        Some(Value::Number(x)) => Ok(lua_number(*x).into_bytes()),
+        Some(Value::String(s)) => Ok(Bytes::Lua(s.as_bytes())),
+        Some(Value::Integer(i)) => Ok(Bytes::Owned(i.to_string().into_bytes())),
+        Some(Value::Number(x)) => Ok(Bytes::Owned(lua_number(*x).into_bytes())),
         other => Err(mlua::Error::runtime(format!(
             "bad argument #{n} to 'string.{f}' (string expected, got {})",
             arg_type(other)
@@ -502,8 +535,8 @@ fn find_aux(
     deadline: &Deadline,
 ) -> mlua::Result<MultiValue> {
     let f = if find { "find" } else { "match" };
-    let a: Vec<Value> = args.into_iter().collect();
-    let src = bytes(a.first(), 1, f)?;
+    let a = &args;
+    let src = bytes(a.front(), 1, f)?;
     let pat = bytes(a.get(1), 2, f)?;
     let init = start_pos(opt_int(a.get(2), 3, f, 1)?, src.len()) - 1;
     if init > src.len() {
@@ -516,7 +549,7 @@ fn find_aux(
         } else {
             src[init..]
                 .windows(pat.len())
-                .position(|w| w == pat.as_slice())
+                .position(|w| w == &pat[..])
                 .map(|i| i + init)
         };
         return Ok(MultiValue::from_vec(match hit {
@@ -534,15 +567,12 @@ fn find_aux(
     loop {
         m.reset();
         if let Some(e) = m.do_match(s, p0).map_err(to_lua)? {
-            let mut out = Vec::new();
-            if find {
-                out.push(Value::Integer(s as i64 + 1));
-                out.push(Value::Integer(e as i64));
-                out.extend(m.captures(lua, s, e, false).map_err(to_lua)?);
+            let out = if find {
+                m.captures(lua, s, e, false, &[s as i64 + 1, e as i64])
             } else {
-                out.extend(m.captures(lua, s, e, true).map_err(to_lua)?);
-            }
-            return Ok(MultiValue::from_vec(out));
+                m.captures(lua, s, e, true, &[])
+            };
+            return out.map_err(to_lua);
         }
         s += 1;
         if anchor || s > src.len() {
@@ -553,8 +583,8 @@ fn find_aux(
 
 fn gmatch(lua: &Lua, args: MultiValue, deadline: &Deadline) -> mlua::Result<Function> {
     let a: Vec<Value> = args.into_iter().collect();
-    let src = bytes(a.first(), 1, "gmatch")?;
-    let pat = bytes(a.get(1), 2, "gmatch")?;
+    let src = bytes(a.first(), 1, "gmatch")?.to_vec();
+    let pat = bytes(a.get(1), 2, "gmatch")?.to_vec();
     let init = (start_pos(opt_int(a.get(2), 3, "gmatch", 1)?, src.len()) - 1).min(src.len());
     let deadline = deadline.clone();
     let mut pos = init;
@@ -569,7 +599,7 @@ fn gmatch(lua: &Lua, args: MultiValue, deadline: &Deadline) -> mlua::Result<Func
             {
                 pos = e;
                 last = Some(e);
-                return m.captures(lua, s, e, true).map_err(to_lua);
+                return m.captures(lua, s, e, true, &[]).map_err(to_lua);
             }
             s += 1;
         }
@@ -680,7 +710,7 @@ fn add_value(
     let v: Value = match repl {
         Value::Table(t) => t.get(first)?,
         Value::Function(f) => {
-            let caps = m.captures(lua, s, e, true).map_err(to_lua)?;
+            let caps = m.captures(lua, s, e, true, &[]).map_err(to_lua)?;
             f.call::<Value>(caps)?
         }
         _ => Value::Nil,
