@@ -281,6 +281,9 @@ fn new_state(memory_limit: usize) -> mlua::Result<(Lua, Deadline)> {
         | StdLib::COROUTINE
         | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::new())?;
+    // generational collection: what scripts allocate (getInfo tables, match
+    // captures) dies within a hook call
+    lua.load("collectgarbage(\"generational\")").exec()?;
     let g = lua.globals();
     // base library without file access or bytecode
     for name in ["dofile", "loadfile"] {
