@@ -24,7 +24,11 @@ function script.setup(conf)
       local bits = tonumber(len)
       local size = 2 ^ (32 - bits)
       local base = v4(ip) - (v4(ip) % size)
-      nets[#nets + 1] = { base = base, size = size, text = e }
+      -- the octets the mask covers whole, as text ("203.0.113." for a /24):
+      -- an address that does not start with them is outside, without parsing it
+      local octets, prefix = { ip:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }, ""
+      for i = 1, math.min(bits // 8, 3) do prefix = prefix .. tostring(tonumber(octets[i])) .. "." end
+      nets[#nets + 1] = { base = base, size = size, text = e, prefix = prefix }
     else
       exact[e] = true
     end
@@ -34,10 +38,12 @@ end
 
 local function hit(ip)
   if exact[ip] then return ip end
-  local n = v4(ip)
-  if n then
-    for _, net in ipairs(nets) do
-      if n >= net.base and n < net.base + net.size then return net.text end
+  local n
+  for _, net in ipairs(nets) do
+    local p = net.prefix
+    if p == "" or ip:sub(1, #p) == p then
+      n = n or v4(ip)
+      if n and n >= net.base and n < net.base + net.size then return net.text end
     end
   end
   return nil

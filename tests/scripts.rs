@@ -324,6 +324,49 @@ fn shipped_suspicious_countries_raises_status_alert_and_score() {
 }
 
 #[test]
+fn shipped_blocklist_matches_addresses_and_networks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/blocklist.lua"),
+    )
+    .unwrap();
+    let default = r#"entries = { "198.51.100.66", "203.0.113.0/24" }"#;
+    assert!(src.contains(default), "the shipped default list changed");
+    // networks of several lengths, and near misses that share a text
+    // prefix with a flow's address (175.16.19. / 175.16.199.1) or the
+    // first octets with a network (81.2.80.0/20 does not hold 81.2.69.142)
+    let entries = r#"entries = { "175.16.19.0/24", "81.2.80.0/20", "10.0.0.9/32",
+        "175.16.199.0/24", "81.2.64.0/20", "10.0.0.3/32", "10.0.0.7" }"#;
+    let s = script_dir(&[("blocklist.lua", &src.replace(default, entries))]);
+    let r = replay(tmp.path(), s.path(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let mut hits: Vec<(String, String)> = r
+        .lines
+        .iter()
+        .filter(|l| l["event"] == "alert" && l["script"] == "blocklist")
+        .map(|l| {
+            (
+                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
+                l["info"]["entry"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    hits.sort();
+    let want = [
+        ("10.0.0.3", "10.0.0.3/32"),
+        ("10.0.0.7", "10.0.0.7"),
+        ("10.0.0.9", "10.0.0.9/32"),
+        ("175.16.199.1", "175.16.199.0/24"),
+        ("81.2.69.142", "81.2.64.0/20"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(hits, want, "{}", r.stderr);
+}
+
+#[test]
 fn sandbox_refuses_escapes() {
     let tmp = tempfile::tempdir().unwrap();
     let s = script_dir(&[(
