@@ -50,8 +50,7 @@ local function hit(ip)
 end
 
 function script.hooks.protocolDetected(now, conf)
-  local info = flow.getInfo()
-  local cli, srv = info["cli.ip"], info["srv.ip"]
+  local cli, srv = flow.getClientIp(), flow.getServerIp()
   local srv_hit, cli_hit = hit(srv), hit(cli)
   if srv_hit then flow.markBlacklisted("srv") end
   if cli_hit then flow.markBlacklisted("cli") end

@@ -16,8 +16,7 @@ local tracked = 0
 
 function script.hooks.statusChanged(now, conf)
   if not (flow.isStatusSet("tcp_connection_refused") or flow.isStatusSet("tcp_no_response")) then return end
-  local info = flow.getInfo()
-  local ip = info["cli.ip"]
+  local ip = flow.getClientIp()
   local s = seen[ip]
   if s == nil or now - s.start > conf.window_secs then
     if s == nil then tracked = tracked + 1 end

@@ -15,6 +15,7 @@ use super::fields;
 use super::info::{self, CLI_GEO, SRV_GEO};
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
+use crate::flow::json::IpText;
 use crate::flow::status::{self, StatusSet};
 
 /// Syslog-like severities (`triggerStatus`, alerts), lowest first.
@@ -97,6 +98,19 @@ fn is_local(g: &GeoInfo, have_networks: bool) -> bool {
     if have_networks { g.local } else { g.private }
 }
 
+/// ntopng's host key of an address: `ip@vlan`.
+fn host_key(lua: &Lua, ip: std::net::IpAddr, vlan: u16) -> mlua::Result<mlua::LuaString> {
+    let t = IpText::of(ip);
+    let mut b = [0u8; 80];
+    let a = t.as_bytes();
+    b[..a.len()].copy_from_slice(a);
+    b[a.len()] = b'@';
+    let mut n = itoa::Buffer::new();
+    let v = n.format(vlan).as_bytes();
+    b[a.len() + 1..a.len() + 1 + v.len()].copy_from_slice(v);
+    lua.create_string(&b[..a.len() + 1 + v.len()])
+}
+
 /// Installs the global `flow` table bound to `slot`.
 pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     let flow = lua.create_table()?;
@@ -147,6 +161,13 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         .as_deref()
         .map(str::to_owned)));
     getter!("getKey", |v, _lua| Ok(format!("{:016x}", v.key)));
+    getter!("getClientIp", |v, lua| lua
+        .create_string(IpText::of(v.cli_ip).as_bytes()));
+    getter!("getServerIp", |v, lua| lua
+        .create_string(IpText::of(v.srv_ip).as_bytes()));
+    // ntopng 4.x's host keys: "ip@vlan"
+    getter!("getClientKey", |v, lua| host_key(lua, v.cli_ip, v.vlan));
+    getter!("getServerKey", |v, lua| host_key(lua, v.srv_ip, v.vlan));
     getter!("getFirstSeen", |v, _lua| Ok(v.first_ms as f64 / 1000.0));
     getter!("getLastSeen", |v, _lua| Ok(v.last_ms as f64 / 1000.0));
     getter!("getDuration", |v, _lua| Ok(v.duration_ms() as f64 / 1000.0));

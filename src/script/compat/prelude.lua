@@ -325,8 +325,6 @@ function flow.getClient2ServerIAT() return {} end
 function flow.getServer2ClientIAT() return {} end
 
 -- host keys "ip@vlan", as ntopng writes them
-function flow.getClientKey() local i = getInfo() return (i["cli.ip"] or "") .. "@" .. (i.vlan or 0) end
-function flow.getServerKey() local i = getInfo() return (i["srv.ip"] or "") .. "@" .. (i.vlan or 0) end
 
 -- what needs packets, DPI or ntopng's hosts: ntopng's answer without data
 function flow.hasRisk() return false end
