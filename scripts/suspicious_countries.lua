@@ -15,21 +15,23 @@ local script = {
   default_value = { countries = { "CN", "KP", "IR" } },
 }
 
-local function listed(conf, cc)
-  if cc == nil then return false end
-  for _, c in ipairs((conf and conf.countries) or {}) do
-    if c == cc then return true end
+-- the configured countries as a set, rebuilt when the configuration changes
+local last_conf, countries = nil, {}
+local function set_of(conf)
+  if conf ~= last_conf then
+    last_conf, countries = conf, {}
+    for _, c in ipairs((conf and conf.countries) or {}) do countries[c] = true end
   end
-  return false
+  return countries
 end
 
 function script.hooks.protocolDetected(now, conf)
-  local cli_geo = flow.getClientGeolocation()
-  local srv_geo = flow.getServerGeolocation()
-  local cli, srv = cli_geo["cli.country"], srv_geo["srv.country"]
-  if listed(conf, cli) or listed(conf, srv) then
+  local cli, srv = flow.getClientCountry(), flow.getServerCountry()
+  local set = set_of(conf)
+  local cli_listed, srv_listed = cli ~= nil and set[cli], srv ~= nil and set[srv]
+  if cli_listed or srv_listed then
     flow.triggerStatus("suspicious_country", 50, "warning",
-      "flow with " .. (listed(conf, cli) and ("client in " .. cli) or ("server in " .. srv)),
+      "flow with " .. (cli_listed and ("client in " .. cli) or ("server in " .. srv)),
       { cli_country = cli, srv_country = srv })
   end
 end

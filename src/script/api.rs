@@ -150,16 +150,18 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             })?,
         )?;
     }
-    getter!("getClientCountry", |v, _lua| Ok(v
+    getter!("getClientCountry", |v, lua| v
         .cli_geo
         .country
         .as_deref()
-        .map(str::to_owned)));
-    getter!("getServerCountry", |v, _lua| Ok(v
+        .map(|c| lua.create_string(c))
+        .transpose());
+    getter!("getServerCountry", |v, lua| v
         .srv_geo
         .country
         .as_deref()
-        .map(str::to_owned)));
+        .map(|c| lua.create_string(c))
+        .transpose());
     getter!("getKey", |v, _lua| Ok(format!("{:016x}", v.key)));
     getter!("getClientIp", |v, lua| lua
         .create_string(IpText::of(v.cli_ip).as_bytes()));
