@@ -18,7 +18,8 @@
 //! Layout: `plugins` (the scripts directory read as ntopng reads its
 //! plugins), `sandbox` (the Lua state and its limits), `pattern` (Lua
 //! patterns with a step budget), `api` (the `flow` object; all Rust↔Lua
-//! conversion, `info` for `getInfo`), `compat` (what ntopng 4.x flow scripts
+//! conversion, `info` for `getInfo`, `fields` for tables and results written
+//! in one call into Lua), `compat` (what ntopng 4.x flow scripts
 //! find around them: modules, globals, the 4.x flow API), `host` (scripts
 //! loaded in one state, hook calls, statuses and alerts), this file
 //! (workers, queues, reload, watchdog).
