@@ -159,7 +159,13 @@ enum WorkerMsg {
 struct Queue {
     tx: SyncSender<WorkerMsg>,
     depth: Arc<AtomicUsize>,
+    spare: Spare,
 }
+
+/// Emptied batch vectors a worker hands back for the next batch, so a
+/// shard's staging keeps its capacity (at most [`SPARE_MAX`] kept).
+type Spare = Arc<Mutex<Vec<Vec<FlowEvent>>>>;
+const SPARE_MAX: usize = 8;
 
 /// What a worker and the watchdog share: the queue's receiving end (the
 /// replacement of a stuck worker takes it over), when the hook call running
@@ -168,6 +174,7 @@ struct Queue {
 struct WorkerSlot {
     rx: Mutex<Receiver<WorkerMsg>>,
     depth: Arc<AtomicUsize>,
+    spare: Spare,
     /// The live incarnation's call clock (a replacement gets a new one).
     busy_since: Mutex<Arc<AtomicI64>>,
     incarnation: AtomicU64,
@@ -319,13 +326,16 @@ impl ScriptRunner {
         for w in 0..workers.max(1) {
             let (tx, rx) = sync_channel(queue.max(1));
             let depth = Arc::new(AtomicUsize::new(0));
+            let spare = Spare::default();
             queues.push(Queue {
                 tx,
                 depth: depth.clone(),
+                spare: spare.clone(),
             });
             let slot = Arc::new(WorkerSlot {
                 rx: Mutex::new(rx),
                 depth,
+                spare,
                 busy_since: Mutex::new(Arc::new(AtomicI64::new(0))),
                 incarnation: AtomicU64::new(0),
                 thread: Mutex::new(None),
@@ -430,7 +440,17 @@ impl ScriptRunner {
             }
             let k = batch.len();
             q.depth.fetch_add(k, Ordering::Relaxed);
-            match q.tx.try_send(WorkerMsg::Events(std::mem::take(batch))) {
+            let next = q
+                .spare
+                .lock()
+                .ok()
+                .and_then(|mut v| v.pop())
+                // none back yet: room for as many as this batch, in one allocation
+                .unwrap_or_else(|| Vec::with_capacity(k));
+            match q
+                .tx
+                .try_send(WorkerMsg::Events(std::mem::replace(batch, next)))
+            {
                 Ok(()) => {}
                 Err(TrySendError::Full(WorkerMsg::Events(back)))
                 | Err(TrySendError::Disconnected(WorkerMsg::Events(back))) => {
@@ -562,6 +582,7 @@ fn worker(env: WorkerEnv, slot: Arc<WorkerSlot>, me: u64) {
     } = env;
     let sources = sources.lock().map(|s| s.clone()).unwrap_or_default();
     let depth = slot.depth.clone();
+    let spare = slot.spare.clone();
     let mut host = match ScriptHost::new(&cfg, &sources) {
         Ok((h, _)) => h,
         Err(e) => {
@@ -583,7 +604,7 @@ fn worker(env: WorkerEnv, slot: Arc<WorkerSlot>, me: u64) {
                 Err(_) => break,
             }
         };
-        let done = handle_msg(&cfg, &mut host, msg, &depth, &out, &write_event);
+        let done = handle_msg(&cfg, &mut host, msg, &depth, &spare, &out, &write_event);
         if slot.incarnation.load(Ordering::SeqCst) != me {
             // replaced while stuck: the replacement owns the queue now
             return;
@@ -603,6 +624,7 @@ fn handle_msg(
     host: &mut ScriptHost,
     msg: WorkerMsg,
     depth: &AtomicUsize,
+    spare: &Spare,
     out: &Option<SyncSender<OutputMsg>>,
     write_event: &Arc<dyn Fn(EventKind) -> bool + Send + Sync>,
 ) -> bool {
@@ -621,11 +643,16 @@ fn handle_msg(
                     return false;
                 }
             }
-            WorkerMsg::Events(evs) => {
+            WorkerMsg::Events(mut evs) => {
                 let mut lines = Lines::default();
-                for ev in evs {
+                for ev in evs.drain(..) {
                     host.handle(ev, |k| write_event(k), &mut lines);
                     depth.fetch_sub(1, Ordering::Relaxed);
+                }
+                if let Ok(mut v) = spare.lock()
+                    && v.len() < SPARE_MAX
+                {
+                    v.push(evs);
                 }
                 if let (Some(tx), false) = (out, lines.is_empty())
                     && tx.send(OutputMsg::Lines(lines)).is_err()
