@@ -35,26 +35,23 @@ impl Buf for Vec<u8> {
 /// Bytes a [`Line`] holds.
 const LINE_MAX: usize = 2048;
 
-/// One line being written, on the stack.
-pub struct Line {
-    buf: [u8; LINE_MAX],
+/// Bytes written on the stack (their count stays in a register).
+pub struct Stack<const N: usize> {
+    buf: [u8; N],
     n: usize,
 }
 
-impl Line {
+impl<const N: usize> Stack<N> {
     fn new() -> Self {
-        Line {
-            buf: [0; LINE_MAX],
-            n: 0,
-        }
+        Stack { buf: [0; N], n: 0 }
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.n]
     }
 }
 
-impl Buf for Line {
+impl<const N: usize> Buf for Stack<N> {
     #[inline(always)]
     fn push(&mut self, b: u8) {
         self.buf[self.n] = b;
@@ -66,6 +63,9 @@ impl Buf for Line {
         self.n += s.len();
     }
 }
+
+/// One line being written.
+type Line = Stack<LINE_MAX>;
 
 /// Appends `s` as a JSON string (serde_json's escaping).
 pub fn string<B: Buf>(out: &mut B, s: &str) {
@@ -183,37 +183,12 @@ fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
     }
 }
 
-/// An address's text on the stack (for Lua strings of addresses).
-pub struct IpText {
-    buf: [u8; 64],
-    n: usize,
-}
-
-impl Buf for IpText {
-    #[inline(always)]
-    fn push(&mut self, b: u8) {
-        if self.n < self.buf.len() {
-            self.buf[self.n] = b;
-            self.n += 1;
-        }
-    }
-    fn put(&mut self, s: &[u8]) {
-        for &b in s {
-            self.push(b);
-        }
-    }
-}
-
-impl IpText {
-    pub fn of(a: IpAddr) -> Self {
-        let mut t = IpText { buf: [0; 64], n: 0 };
-        ip_text(&mut t, a);
-        t
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.n]
-    }
+/// An address's text on the stack (for Lua strings of addresses), with
+/// room after it (the longest address text is 45 bytes).
+pub fn ip_string(a: IpAddr) -> Stack<64> {
+    let mut t = Stack::new();
+    ip_text(&mut t, a);
+    t
 }
 
 /// `v` as 16 lowercase hex digits.

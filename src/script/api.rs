@@ -15,7 +15,7 @@ use super::fields;
 use super::info::{self, CLI_GEO, SRV_GEO};
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
-use crate::flow::json::IpText;
+use crate::flow::json::{Buf as _, ip_string};
 use crate::flow::status::{self, StatusSet};
 
 /// Syslog-like severities (`triggerStatus`, alerts), lowest first.
@@ -100,15 +100,10 @@ fn is_local(g: &GeoInfo, have_networks: bool) -> bool {
 
 /// ntopng's host key of an address: `ip@vlan`.
 fn host_key(lua: &Lua, ip: std::net::IpAddr, vlan: u16) -> mlua::Result<mlua::LuaString> {
-    let t = IpText::of(ip);
-    let mut b = [0u8; 80];
-    let a = t.as_bytes();
-    b[..a.len()].copy_from_slice(a);
-    b[a.len()] = b'@';
-    let mut n = itoa::Buffer::new();
-    let v = n.format(vlan).as_bytes();
-    b[a.len() + 1..a.len() + 1 + v.len()].copy_from_slice(v);
-    lua.create_string(&b[..a.len() + 1 + v.len()])
+    let mut t = ip_string(ip);
+    t.push(b'@');
+    t.put(itoa::Buffer::new().format(vlan).as_bytes());
+    lua.create_string(t.bytes())
 }
 
 /// Installs the global `flow` table bound to `slot`.
@@ -164,9 +159,9 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
         .transpose());
     getter!("getKey", |v, _lua| Ok(format!("{:016x}", v.key)));
     getter!("getClientIp", |v, lua| lua
-        .create_string(IpText::of(v.cli_ip).as_bytes()));
+        .create_string(ip_string(v.cli_ip).bytes()));
     getter!("getServerIp", |v, lua| lua
-        .create_string(IpText::of(v.srv_ip).as_bytes()));
+        .create_string(ip_string(v.srv_ip).bytes()));
     // ntopng 4.x's host keys: "ip@vlan"
     getter!("getClientKey", |v, lua| host_key(lua, v.cli_ip, v.vlan));
     getter!("getServerKey", |v, lua| host_key(lua, v.srv_ip, v.vlan));

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use mlua::{Lua, MultiValue, Table, ffi};
 
-use crate::flow::json::{IpText, hex16_into};
+use crate::flow::json::{hex16_into, ip_string};
 
 /// A result [`values`] pushes.
 #[derive(Clone, Copy)]
@@ -109,7 +109,7 @@ impl Fields {
 
     /// An address as text.
     pub fn ip(&mut self, k: Key, a: IpAddr) {
-        self.str(k, IpText::of(a).as_bytes());
+        self.str(k, ip_string(a).bytes());
     }
 
     /// A flow key as 16 hex digits.
