@@ -13,10 +13,6 @@ use crate::record::{Compact, FlowRecord, Has};
 /// An address in 16 bytes (IPv4 mapped into IPv6).
 pub type Addr = [u8; 16];
 
-pub fn addr(ip: IpAddr) -> Addr {
-    crate::record::addr16(ip)
-}
-
 pub fn ip(a: &Addr) -> IpAddr {
     let v6 = Ipv6Addr::from(*a);
     match v6.to_ipv4_mapped() {
@@ -149,7 +145,7 @@ mod tests {
     fn addresses_round_trip_and_key_is_compact() {
         for s in ["10.1.2.3", "2001:db8::1", "::"] {
             let i: IpAddr = s.parse().unwrap();
-            assert_eq!(ip(&addr(i)), i);
+            assert_eq!(ip(&crate::record::addr16(i)), i);
         }
         assert!(std::mem::size_of::<FlowKey>() <= 64);
     }
