@@ -685,17 +685,18 @@ impl ScriptHost {
             return;
         }
         s.alert_window.1 += 1;
-        let same = |x: &str| std::ptr::eq(x, severity) || x == severity;
         match s
             .alert_counters
             .iter()
-            .find(|(b, sev, _)| *b == bit && same(sev))
+            .find(|(b, sev, _)| *b == bit && *sev == severity)
         {
             Some((_, _, c)) => c.increment(1),
             None => {
-                let c =
-                    self.tel
-                        .alert_counter(&s.name, status_name.as_deref().unwrap_or(""), severity);
+                let c = ScriptTelemetry::alert_counter(
+                    &s.name,
+                    status_name.as_deref().unwrap_or(""),
+                    severity,
+                );
                 c.increment(1);
                 s.alert_counters.push((bit, severity, c));
             }

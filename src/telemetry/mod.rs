@@ -496,7 +496,6 @@ impl HookTimer {
 pub struct ScriptTelemetry {
     calls: HashMap<(String, &'static str), (Histogram, Counter)>,
     errors: HashMap<(String, &'static str, &'static str), Counter>,
-    alerts: HashMap<(String, String, &'static str), Counter>,
     logs: Option<RateLimit>,
 }
 
@@ -565,14 +564,9 @@ impl ScriptTelemetry {
     }
 
     /// The counter of `script`'s alerts of `status` at `severity` (the
-    /// host keeps it: looked up here once per script, status and severity).
-    pub fn alert_counter(&mut self, script: &str, status: &str, severity: &'static str) -> Counter {
-        self.alerts
-            .entry((script.to_string(), status.to_string(), severity))
-            .or_insert_with(|| {
-                counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity)
-            })
-            .clone()
+    /// host keeps it: registered once per script, status and severity).
+    pub fn alert_counter(script: &str, status: &str, severity: &'static str) -> Counter {
+        counter!("flowhook_script_alerts_total", "script" => script.to_string(), "status" => status.to_string(), "severity" => severity)
     }
 
     pub fn suppressed(&mut self, script: &str) {
