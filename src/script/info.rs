@@ -63,7 +63,7 @@ pub const NAMES: [&str; 50] = [
     "cli.score",
     "srv.score",
     "end_reason",
-    // ntopng 4.x's names (NTOPNG_KEYS)
+    // ntopng 4.x's names (not in the JSON vocabulary)
     "proto.ndpi",
     "proto.ndpi_app",
     "proto.ndpi_cat",
@@ -82,15 +82,6 @@ macro_rules! k {
 /// The first geolocation key of each side.
 pub const CLI_GEO: Key = k!("cli.country");
 pub const SRV_GEO: Key = k!("srv.country");
-
-/// Keys `getInfo` adds for ntopng 4.x scripts (not in the JSON vocabulary).
-pub const NTOPNG_KEYS: [&str; 5] = [
-    "proto.ndpi",
-    "proto.ndpi_app",
-    "proto.ndpi_cat",
-    "cli.localhost",
-    "srv.localhost",
-];
 
 /// The interned [`NAMES`] of one state.
 pub fn keys(lua: &Lua) -> mlua::Result<Keys> {
@@ -193,6 +184,15 @@ mod tests {
     use mlua::LuaSerdeExt;
 
     use super::*;
+
+    /// The keys `getInfo` adds for ntopng 4.x scripts.
+    const NTOPNG_KEYS: [&str; 5] = [
+        "proto.ndpi",
+        "proto.ndpi_app",
+        "proto.ndpi_cat",
+        "cli.localhost",
+        "srv.localhost",
+    ];
     use crate::flow::status::StatusSet;
     use crate::flow::{EndReason, FlowView};
 
