@@ -12,7 +12,7 @@ use flowhook::flow::{EventKind, FlowEvent, FlowTable, TableConfig};
 use flowhook::output::Lines;
 use flowhook::record::{FlowRecord, RecordKind};
 use flowhook::script::{HostConfig, ScriptHost, ScriptSource};
-use flowhook::telemetry::ScriptTelemetry;
+use flowhook::telemetry::HookTimer;
 
 const REFERENCE: &str = r#"local user_scripts = require("user_scripts")
 local script = { hooks = {}, gui = { i18n_title = "Suspicious Countries",
@@ -100,9 +100,9 @@ fn bench(c: &mut Criterion) {
             none.handle(black_box(ev.clone()), |_| false, &mut lines);
         })
     });
-    let timer = ScriptTelemetry::hook_handles("bench", "protocolDetected");
+    let timer = HookTimer::new("bench", "protocolDetected");
     // the host reads the clock at the start of a call for the deadline anyway;
-    // timing adds one clock read at the end and the histogram record
+    // timing adds one clock read at the end and the bucket count
     let started = Instant::now();
     g.bench_function("timing_instrumentation_per_call", |b| {
         b.iter(|| {

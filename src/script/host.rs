@@ -376,7 +376,7 @@ impl ScriptHost {
             l7: strings(t.get("l7_proto").unwrap_or(Value::Nil)),
             periodic_secs,
             teardown: t.get("teardown").ok(),
-            timers: HOOK_NAMES.map(|h| ScriptTelemetry::hook_handles(name, h)),
+            timers: HOOK_NAMES.map(|h| HookTimer::new(name, h)),
             enabled,
             why_disabled,
             path: src.path.clone(),

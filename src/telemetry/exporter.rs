@@ -1,7 +1,8 @@
-//! The Prometheus endpoint: installs the `metrics` recorder (hook durations
-//! as real histograms with explicit buckets from 1 µs to 1 s), describes every
-//! metric of the catalog, and serves `/metrics`, `/healthz` and `/readyz` on
-//! `metrics.listen`.
+//! The Prometheus endpoint: installs the `metrics` recorder (sink request
+//! durations as real histograms with explicit buckets from 1 ms to 30 s),
+//! describes every metric of the catalog, and serves `/metrics` (the
+//! recorder's text, then the hook timings of [`super::hooks`]), `/healthz`
+//! and `/readyz` on `metrics.listen`.
 //!
 //! In: a bound listener and a readiness flag. Out: an HTTP task. The HTTP side
 //! is deliberately small (GET only, one request per connection, bounded
@@ -18,12 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Kind, METRICS};
 
-/// Buckets of `flowhook_script_hook_duration_seconds`: 1 µs … 1 s.
-pub const HOOK_BUCKETS: [f64; 19] = [
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
-    5e-2, 0.1, 0.25, 0.5, 1.0,
-];
-
 /// Buckets of `flowhook_sink_request_duration_seconds`: 1 ms … 30 s.
 pub const REQUEST_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
@@ -32,11 +27,6 @@ pub const REQUEST_BUCKETS: [f64; 13] = [
 /// Installs the global recorder. Call before any stage registers a metric.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("flowhook_script_hook_duration_seconds".into()),
-            &HOOK_BUCKETS,
-        )
-        .map_err(|e| e.to_string())?
         .set_buckets_for_metric(
             Matcher::Full("flowhook_sink_request_duration_seconds".into()),
             &REQUEST_BUCKETS,
@@ -118,7 +108,7 @@ pub async fn serve(
                     (
                         "200 OK",
                         "text/plain; version=0.0.4; charset=utf-8",
-                        handle.render(),
+                        handle.render() + &super::hooks::render(),
                     )
                 }
                 ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),

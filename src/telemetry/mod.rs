@@ -9,12 +9,13 @@
 
 pub mod catalog;
 pub mod exporter;
+pub mod hooks;
 pub mod probe;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{Counter, Gauge, counter, gauge};
 use rustc_hash::FxHashMap;
 
 /// Allows one log line per key per interval; counts what it held back.
@@ -477,56 +478,16 @@ impl GeoTelemetry {
     }
 }
 
-/// The timing handles of one (script, hook).
-#[derive(Clone)]
-pub struct HookTimer {
-    duration: Histogram,
-    calls: Counter,
-}
+pub use hooks::HookTimer;
 
-impl HookTimer {
-    pub fn record(&self, took: Duration) {
-        self.duration.record(took.as_secs_f64());
-        self.calls.increment(1);
-    }
-}
-
-/// Script timings and outcomes (one per script host).
+/// Script outcomes (one per script host; call timings are [`HookTimer`]s).
 #[derive(Default)]
 pub struct ScriptTelemetry {
-    calls: HashMap<(String, &'static str), (Histogram, Counter)>,
     errors: HashMap<(String, &'static str, &'static str), Counter>,
     logs: Option<RateLimit>,
 }
 
 impl ScriptTelemetry {
-    /// Handles for one (script, hook): registered once, at load, not per call.
-    pub fn hook_handles(script: &str, hook: &'static str) -> HookTimer {
-        HookTimer {
-            duration: histogram!("flowhook_script_hook_duration_seconds", "script" => script.to_string(), "hook" => hook),
-            calls: counter!("flowhook_script_calls_total", "script" => script.to_string(), "hook" => hook),
-        }
-    }
-
-    /// One hook call and how long it took (looks the handles up; hot paths keep a [`HookTimer`]).
-    pub fn call(
-        &mut self,
-        script: &str,
-        hook: &'static str,
-        took: Duration,
-        _failed: Option<&'static str>,
-    ) {
-        let (h, c) = self
-            .calls
-            .entry((script.to_string(), hook))
-            .or_insert_with(|| {
-                let t = Self::hook_handles(script, hook);
-                (t.duration, t.calls)
-            });
-        h.record(took.as_secs_f64());
-        c.increment(1);
-    }
-
     /// A failed call: counted by kind (`runtime`, `timeout`, `memory`), logged with file and line (rate-limited).
     pub fn failed(
         &mut self,
