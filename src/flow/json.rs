@@ -42,12 +42,18 @@ pub struct Stack<const N: usize> {
 }
 
 impl<const N: usize> Stack<N> {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Stack { buf: [0; N], n: 0 }
     }
 
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.n]
+    }
+}
+
+impl<const N: usize> Default for Stack<N> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -15,7 +15,6 @@ use super::fields;
 use super::info::{self, CLI_GEO, SRV_GEO};
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
-use crate::flow::json::{Buf as _, ip_string};
 use crate::flow::status::{self, StatusSet};
 
 /// Syslog-like severities (`triggerStatus`, alerts), lowest first.
@@ -98,14 +97,6 @@ fn is_local(g: &GeoInfo, have_networks: bool) -> bool {
     if have_networks { g.local } else { g.private }
 }
 
-/// ntopng's host key of an address: `ip@vlan`.
-fn host_key(lua: &Lua, ip: std::net::IpAddr, vlan: u16) -> mlua::Result<mlua::LuaString> {
-    let mut t = ip_string(ip);
-    t.push(b'@');
-    t.put(itoa::Buffer::new().format(vlan).as_bytes());
-    lua.create_string(t.bytes())
-}
-
 /// Installs the global `flow` table bound to `slot`.
 pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     let flow = lua.create_table()?;
@@ -145,46 +136,10 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             })?,
         )?;
     }
-    getter!("getClientCountry", |v, lua| v
-        .cli_geo
-        .country
-        .as_deref()
-        .map(|c| lua.create_string(c))
-        .transpose());
-    getter!("getServerCountry", |v, lua| v
-        .srv_geo
-        .country
-        .as_deref()
-        .map(|c| lua.create_string(c))
-        .transpose());
-    getter!("getKey", |v, _lua| Ok(format!("{:016x}", v.key)));
-    getter!("getClientIp", |v, lua| lua
-        .create_string(ip_string(v.cli_ip).bytes()));
-    getter!("getServerIp", |v, lua| lua
-        .create_string(ip_string(v.srv_ip).bytes()));
-    // ntopng 4.x's host keys: "ip@vlan"
-    getter!("getClientKey", |v, lua| host_key(lua, v.cli_ip, v.vlan));
-    getter!("getServerKey", |v, lua| host_key(lua, v.srv_ip, v.vlan));
-    getter!("getFirstSeen", |v, _lua| Ok(v.first_ms as f64 / 1000.0));
-    getter!("getLastSeen", |v, _lua| Ok(v.last_ms as f64 / 1000.0));
-    getter!("getDuration", |v, _lua| Ok(v.duration_ms() as f64 / 1000.0));
-    getter!("getPackets", |v, _lua| Ok(
-        v.cli2srv_packets + v.srv2cli_packets
-    ));
-    getter!("getPacketsSent", |v, _lua| Ok(v.cli2srv_packets));
-    getter!("getPacketsRcvd", |v, _lua| Ok(v.srv2cli_packets));
-    getter!("getBytes", |v, _lua| Ok(v.cli2srv_bytes + v.srv2cli_bytes));
-    getter!("getBytesSent", |v, _lua| Ok(v.cli2srv_bytes));
-    getter!("getBytesRcvd", |v, _lua| Ok(v.srv2cli_bytes));
-    getter!("getnDPIProtocolName", |v, _lua| Ok(v.l7.to_string()));
-    getter!("getL4ProtocolName", |v, _lua| {
-        Ok(crate::flow::classify::l4_name(v.proto)
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.proto.to_string()))
-    });
-    getter!("isBidirectional", |v, _lua| Ok(
-        v.cli2srv_packets > 0 && v.srv2cli_packets > 0
-    ));
+    // the plain getters: one C function (getters.rs)
+    for (name, f) in super::getters::all(lua, &slot)? {
+        flow.set(name, f)?;
+    }
     {
         let slot = slot.clone();
         let keys = keys.clone();

@@ -27,6 +27,7 @@
 pub mod api;
 pub mod compat;
 mod fields;
+mod getters;
 pub mod host;
 pub mod info;
 pub mod pattern;
