@@ -368,6 +368,51 @@ fn shipped_blocklist_matches_addresses_and_networks() {
 }
 
 #[test]
+fn networks_sets_match_the_most_specific_entry_of_either_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = script_dir(&[(
+        "nets.lua",
+        r#"
+local set = networks{ "10.0.0.0/8", "10.0.0.3", "2001:db8::/32", "2001:db8:1::/48", "175.16.0.0/16" }
+local ok, err = pcall(networks, { "10.0.0.0/8", "not-an-address" })
+local named = tostring(err):find("'not-an-address' is neither an address nor a network", 1, true) ~= nil
+local v6 = set:match("2001:db8:1::9") .. " " .. set:match("2001:db8:2::9")
+local misses = tostring(set:match("192.0.2.1")) .. " " .. tostring(set:match("nonsense"))
+return { hooks = { protocolDetected = function()
+  local c, s = flow.matchNetworks(set)
+  flow.triggerAlert(0, table.concat({ tostring(c), tostring(s), tostring(ok), tostring(named), v6, misses, #set }, "|"))
+end } }
+"#,
+    )]);
+    let r = replay(tmp.path(), s.path(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let mut got: Vec<(String, String)> = r
+        .lines
+        .iter()
+        .filter(|l| l["event"] == "alert" && l["script"] == "nets")
+        .map(|l| {
+            (
+                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
+                l["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let tail = "false|true|2001:db8:1::/48 2001:db8::/32|nil nil|5";
+    let want: Vec<(String, String)> = [
+        ("10.0.0.3", "10.0.0.0/8|10.0.0.3"),
+        ("10.0.0.7", "10.0.0.0/8|10.0.0.0/8"),
+        ("10.0.0.9", "10.0.0.0/8|10.0.0.0/8"),
+        ("175.16.199.1", "10.0.0.0/8|175.16.0.0/16"),
+        ("81.2.69.142", "10.0.0.0/8|nil"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), format!("{b}|{tail}")))
+    .collect();
+    assert_eq!(got, want, "{}", r.stderr);
+}
+
+#[test]
 fn sandbox_refuses_escapes() {
     let tmp = tempfile::tempdir().unwrap();
     let s = script_dir(&[(

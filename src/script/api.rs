@@ -13,6 +13,7 @@ use mlua::{FromLua, Lua, LuaSerdeExt, Table, Value};
 
 use super::fields;
 use super::info::{self, CLI_GEO, SRV_GEO};
+use super::networks::NetworkSet;
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
 use crate::flow::status::{self, StatusSet};
@@ -140,6 +141,26 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
     for (name, f) in super::getters::all(lua, &slot)? {
         flow.set(name, f)?;
     }
+    {
+        let slot = slot.clone();
+        flow.set(
+            "matchNetworks",
+            lua.create_function(move |lua, set: mlua::UserDataRef<NetworkSet>| {
+                let cur = slot.borrow();
+                let Some(v) = cur.view.as_ref() else {
+                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
+                };
+                let entry = |a| set.lookup(a).map(|e| lua.create_string(e)).transpose();
+                Ok((entry(v.cli_ip)?, entry(v.srv_ip)?))
+            })?,
+        )?;
+    }
+    lua.globals().set(
+        "networks",
+        lua.create_function(|_, list: Vec<String>| {
+            NetworkSet::new(&list).map_err(mlua::Error::runtime)
+        })?,
+    )?;
     {
         let slot = slot.clone();
         let keys = keys.clone();

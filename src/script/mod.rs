@@ -30,6 +30,7 @@ mod fields;
 mod getters;
 pub mod host;
 pub mod info;
+pub mod networks;
 pub mod pattern;
 pub mod plugins;
 pub mod sandbox;
