@@ -350,7 +350,8 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let mut threads = Vec::new();
     let n = cfg.decode.effective_shards();
     let mut senders = Vec::with_capacity(n);
-    let queue = (cfg.ingest.queue_datagrams / cfg.ingest.batch_datagrams).max(4);
+    // bounded in datagrams (`ShardTx::queued`); every batch holds at least one
+    let queue = cfg.ingest.queue_datagrams.max(4);
     // templates and sampling from the last run, restored before the sockets open
     let state_dir = cfg.state.enabled.then(|| cfg.state.effective_dir());
     let saved = match &state_dir {
@@ -376,9 +377,12 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     for (i, streams) in saved.into_iter().enumerate() {
         let (tx, rx) = sync_channel(queue);
         let pool = Pool::default();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         senders.push(ShardTx {
             tx,
             pool: pool.clone(),
+            queued: queued.clone(),
+            limit: cfg.ingest.queue_datagrams,
         });
         let mut decoder = Decoder::from_config(cfg)?;
         let now = wall_ms();
@@ -400,6 +404,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             staging: scripts.as_ref().map(|r| r.staging()).unwrap_or_default(),
             scripts: scripts.clone(),
             pool,
+            queued,
             state: state_tx.clone().map(|tx| (tx, cfg.state.write_interval)),
             restore: state_dir.is_some().then_some(restore_rx),
         };

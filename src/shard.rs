@@ -14,6 +14,7 @@
 //! (a rolling restart), their held data decoded then.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ pub struct Shard {
     pub filter: OutputFilter,
     pub scripts: Option<Arc<ScriptRunner>>,
     pub pool: Pool,
+    /// Datagrams queued for this shard (ingest's bound; see `ShardTx`).
+    pub queued: Arc<AtomicUsize>,
     /// Per-worker staging of events for the scripts (capacity kept).
     pub staging: Vec<Vec<FlowEvent>>,
     /// The state writer and how often to send it the streams.
@@ -82,6 +85,7 @@ impl Shard {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
             for (from, received_ms, payload) in batch.iter() {
                 recs.clear();
                 compact.clear();

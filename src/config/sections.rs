@@ -52,7 +52,7 @@ pub struct IngestConfig {
     pub sockets_per_listener: usize,
     /// Requested socket receive buffer in bytes (SO_RCVBUFFORCE when permitted, else SO_RCVBUF).
     pub recv_buffer_bytes: usize,
-    /// Datagrams one shard's queue holds (in batches of up to `batch_datagrams`); a batch that finds it full is dropped and its datagrams counted.
+    /// Datagrams one shard's queue holds (counted in datagrams, whatever the batches); a batch that would take it past this is dropped and its datagrams counted.
     pub queue_datagrams: usize,
     /// Datagrams read from a socket in one `recvmmsg` round (the largest batch handed to a shard).
     pub batch_datagrams: usize,

@@ -6,7 +6,8 @@
 //! loop never waits on later stages: it reads with `recvmmsg` (`recv`),
 //! packs each round's datagrams into one batch per shard (`batch`, buffers
 //! recycled through a per-shard pool) and `try_send`s; a batch that finds its
-//! queue full is dropped and its datagrams counted (`queue_full`), as is a
+//! queue full (`ingest.queue_datagrams` datagrams queued) is dropped and its
+//! datagrams counted (`queue_full`), as is a
 //! datagram from an exporter outside `ingest.allow` (`not_allowed`).
 
 mod batch;
@@ -16,6 +17,7 @@ mod socket;
 use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -137,11 +139,17 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Where one shard's datagrams go: its bounded queue and its batch pool.
+/// Where one shard's datagrams go: its queue, its batch pool, and the
+/// count of datagrams queued for it, bounded by `limit` (the queue is
+/// bounded in datagrams, not batches: at a moderate rate a receive round
+/// reads a few datagrams, and a queue of batches would fill with a few
+/// hundred of them while the shard waits for a core).
 #[derive(Clone)]
 pub struct ShardTx {
     pub tx: SyncSender<Batch>,
     pub pool: Pool,
+    pub queued: Arc<AtomicUsize>,
+    pub limit: usize,
 }
 
 /// Receives on `sock` until `cancel`, handing datagrams to their exporter's
@@ -199,17 +207,28 @@ pub async fn run_socket(
     }
 }
 
-/// Hands every non-empty batch to its shard without waiting; a full queue
-/// drops the batch (counted per datagram). False when the shards are gone.
+/// Hands every non-empty batch to its shard without waiting; a batch its
+/// shard's queue has no room for (in datagrams) is dropped and counted per
+/// datagram. False when the shards are gone.
 fn flush(shards: &[ShardTx], pending: &mut [Batch], tel: &mut IngestTelemetry) -> bool {
     for (s, b) in shards.iter().zip(pending.iter_mut()) {
         if b.is_empty() {
             continue;
         }
+        let n = b.len();
+        // an empty queue takes any batch (a round may read more than the bound)
+        let q = s.queued.load(Ordering::Acquire);
+        if q > 0 && q + n > s.limit {
+            tel.dropped(DropReason::QueueFull, n as u64);
+            b.clear();
+            continue;
+        }
         let full = std::mem::replace(b, s.pool.take());
+        s.queued.fetch_add(n, Ordering::AcqRel);
         match s.tx.try_send(full) {
             Ok(()) => {}
             Err(TrySendError::Full(back)) => {
+                s.queued.fetch_sub(n, Ordering::AcqRel);
                 tel.dropped(DropReason::QueueFull, back.len() as u64);
                 s.pool.give(back);
             }
