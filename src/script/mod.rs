@@ -152,7 +152,9 @@ impl CheckReport {
 }
 
 enum WorkerMsg {
-    Event(FlowEvent),
+    /// One event (boxed: a queue's slots are as large as its largest message,
+    /// and every slot of a bounded channel is touched when it is made).
+    Event(Box<FlowEvent>),
     /// Several events at once (a shard's batch for this worker).
     Events(Vec<FlowEvent>),
     Reload(Arc<Vec<ScriptSource>>),
@@ -394,13 +396,13 @@ impl ScriptRunner {
             return Err(Box::new(ev));
         }
         q.depth.fetch_add(1, Ordering::Relaxed);
-        match q.tx.try_send(WorkerMsg::Event(ev)) {
+        match q.tx.try_send(WorkerMsg::Event(Box::new(ev))) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(WorkerMsg::Event(ev)))
             | Err(TrySendError::Disconnected(WorkerMsg::Event(ev))) => {
                 q.depth.fetch_sub(1, Ordering::Relaxed);
                 self.dropped[hook_index(ev.kind)].increment(1);
-                Err(Box::new(ev))
+                Err(ev)
             }
             Err(_) => Ok(()),
         }
@@ -638,7 +640,7 @@ fn handle_msg(
             WorkerMsg::Event(ev) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
                 let mut lines = Lines::default();
-                host.handle(ev, |k| write_event(k), &mut lines);
+                host.handle(*ev, |k| write_event(k), &mut lines);
                 if let (Some(tx), false) = (out, lines.is_empty())
                     && tx.send(OutputMsg::Lines(lines)).is_err()
                 {
