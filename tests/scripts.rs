@@ -290,6 +290,52 @@ fn reference_script_runs_unchanged() {
 }
 
 #[test]
+fn geolocation_tables_hold_what_get_info_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = script_dir(&[(
+        "geo.lua",
+        r#"
+local KEYS = { "country", "city", "latitude", "longitude", "asn", "as_name" }
+local function same(t, info, side)
+  local n = 0
+  for k, v in pairs(t) do
+    if info[k] ~= v then return "differs at " .. k end
+    n = n + 1
+  end
+  for _, k in ipairs(KEYS) do
+    if info[side .. k] ~= nil and t[side .. k] == nil then return "lacks " .. side .. k end
+  end
+  return tostring(n)
+end
+return { hooks = { protocolDetected = function()
+  local info = flow.getInfo()
+  flow.triggerAlert(0, same(flow.getClientGeolocation(), info, "cli.") .. "|" ..
+    same(flow.getServerGeolocation(), info, "srv."))
+end } }
+"#,
+    )]);
+    let r = replay(tmp.path(), s.path(), &[]);
+    assert!(r.ok, "{}", r.stderr);
+    let got: Vec<(String, String)> = r
+        .lines
+        .iter()
+        .filter(|l| l["event"] == "alert" && l["script"] == "geo")
+        .map(|l| {
+            (
+                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
+                l["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 5, "{}", r.stderr);
+    // every field agrees; the servers in the test databases have theirs
+    let find = |ip: &str| got.iter().find(|(a, _)| a == ip).unwrap().1.clone();
+    assert_eq!(find("175.16.199.1"), "0|6", "{got:?}");
+    assert_eq!(find("81.2.69.142"), "0|6", "{got:?}");
+    assert!(got.iter().all(|(_, m)| m.starts_with("0|")), "{got:?}");
+}
+
+#[test]
 fn shipped_suspicious_countries_raises_status_alert_and_score() {
     let tmp = tempfile::tempdir().unwrap();
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");

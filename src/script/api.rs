@@ -11,8 +11,7 @@ use std::rc::Rc;
 
 use mlua::{FromLua, Lua, LuaSerdeExt, Table, Value};
 
-use super::fields;
-use super::info::{self, CLI_GEO, SRV_GEO};
+use super::info;
 use super::networks::NetworkSet;
 use crate::enrich::GeoInfo;
 use crate::flow::FlowView;
@@ -118,26 +117,10 @@ pub fn install(lua: &Lua, slot: Slot) -> mlua::Result<()> {
             )?;
         }};
     }
-    for (fname, cli) in [
-        ("getClientGeolocation", true),
-        ("getServerGeolocation", false),
-    ] {
-        let first = if cli { CLI_GEO } else { SRV_GEO };
-        let slot = slot.clone();
-        let keys = keys.clone();
-        flow.set(
-            fname,
-            lua.create_function(move |lua, ()| {
-                let cur = slot.borrow();
-                let Some(v) = cur.view.as_ref() else {
-                    return Err(mlua::Error::runtime("flow is only available inside a hook"));
-                };
-                let g = if cli { &v.cli_geo } else { &v.srv_geo };
-                fields::build(lua, &keys, 6, |f| info::geo(f, first, g, false))
-            })?,
-        )?;
+    // the geolocation tables and the plain getters: C functions (getters.rs)
+    for (name, f) in super::getters::geolocation(lua, &slot, &keys)? {
+        flow.set(name, f)?;
     }
-    // the plain getters: one C function (getters.rs)
     for (name, f) in super::getters::all(lua, &slot)? {
         flow.set(name, f)?;
     }

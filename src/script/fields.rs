@@ -177,16 +177,38 @@ pub fn build(
     fill: impl FnOnce(&mut Fields),
 ) -> mlua::Result<Table> {
     // SAFETY: the closure runs inside mlua's protected call with the two
-    // arguments at `ARRAY_MT` and `KEYS`; it leaves exactly the new table on
-    // the stack; `fill` owns nothing that needs dropping if Lua raises.
+    // arguments at `ARRAY_MT` and `KEYS`; `fill` owns nothing that needs
+    // dropping if Lua raises.
     unsafe {
         lua.exec_raw((&keys.array_mt, &keys.keys), move |l| {
-            ffi::lua_createtable(l, 0, fields);
-            ffi::luaL_checkstack(l, 8, std::ptr::null());
-            fill(&mut Fields { l });
-            ffi::lua_remove(l, KEYS);
-            ffi::lua_remove(l, ARRAY_MT);
+            fill_in(l, fields, fill)
         })
+    }
+}
+
+/// The two tables [`fill_in`] wants at `ARRAY_MT` and `KEYS` (a C function
+/// that builds tables keeps them as upvalues: `getters.rs`).
+pub fn upvalues(keys: &Keys) -> (&Table, &Table) {
+    (&keys.array_mt, &keys.keys)
+}
+
+/// What [`build`] does inside its protected call: a new table with room
+/// for `fields` fields, filled by `fill`; it leaves exactly that table on
+/// the stack.
+///
+/// # Safety
+/// `l` holds exactly mlua's array metatable at `ARRAY_MT` and the keys at
+/// `KEYS`, and runs inside a protected call or a C function Lua called (an
+/// allocation failure raises a Lua error); `fill` owns nothing that needs
+/// dropping.
+pub unsafe fn fill_in(l: *mut ffi::lua_State, fields: i32, fill: impl FnOnce(&mut Fields)) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        ffi::lua_createtable(l, 0, fields);
+        ffi::luaL_checkstack(l, 8, std::ptr::null());
+        fill(&mut Fields { l });
+        ffi::lua_remove(l, KEYS);
+        ffi::lua_remove(l, ARRAY_MT);
     }
 }
 

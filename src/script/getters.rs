@@ -8,7 +8,7 @@
 //! pushes the value, nothing more.
 //!
 //! In: the slot the host fills before each hook call (upvalue 1, a light
-//! userdata) and a [`Get`] (upvalue 2). Out: one Lua value, or the error
+//! userdata) and the getter's index in [`ALL`] (upvalue 2). Out: one Lua value, or the error
 //! "flow is only available inside a hook" outside of one.
 
 use std::cell::RefCell;
@@ -17,13 +17,14 @@ use std::ffi::c_int;
 use mlua::{Function, Lua, ffi};
 
 use super::api::{Current, Slot};
+use super::fields::{self, Keys};
+use super::info::{self, CLI_GEO, SRV_GEO};
 use crate::flow::FlowView;
 use crate::flow::json::{Buf as _, Stack, ip_string};
 
 /// Which value a getter pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Get {
+enum Get {
     ClientIp,
     ServerIp,
     ClientKey,
@@ -45,71 +46,54 @@ pub enum Get {
     IsBidirectional,
 }
 
-impl Get {
-    const ALL: [Get; 19] = [
-        Get::ClientIp,
-        Get::ServerIp,
-        Get::ClientKey,
-        Get::ServerKey,
-        Get::ClientCountry,
-        Get::ServerCountry,
-        Get::Key,
-        Get::FirstSeen,
-        Get::LastSeen,
-        Get::Duration,
-        Get::Packets,
-        Get::PacketsSent,
-        Get::PacketsRcvd,
-        Get::Bytes,
-        Get::BytesSent,
-        Get::BytesRcvd,
-        Get::NdpiProtocolName,
-        Get::L4ProtocolName,
-        Get::IsBidirectional,
-    ];
-
-    /// The name of the getter in `flow`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Get::ClientIp => "getClientIp",
-            Get::ServerIp => "getServerIp",
-            Get::ClientKey => "getClientKey",
-            Get::ServerKey => "getServerKey",
-            Get::ClientCountry => "getClientCountry",
-            Get::ServerCountry => "getServerCountry",
-            Get::Key => "getKey",
-            Get::FirstSeen => "getFirstSeen",
-            Get::LastSeen => "getLastSeen",
-            Get::Duration => "getDuration",
-            Get::Packets => "getPackets",
-            Get::PacketsSent => "getPacketsSent",
-            Get::PacketsRcvd => "getPacketsRcvd",
-            Get::Bytes => "getBytes",
-            Get::BytesSent => "getBytesSent",
-            Get::BytesRcvd => "getBytesRcvd",
-            Get::NdpiProtocolName => "getnDPIProtocolName",
-            Get::L4ProtocolName => "getL4ProtocolName",
-            Get::IsBidirectional => "isBidirectional",
-        }
-    }
-}
+/// Every getter and its name in `flow` (a getter's upvalue is its index here).
+const ALL: [(Get, &str); 19] = [
+    (Get::ClientIp, "getClientIp"),
+    (Get::ServerIp, "getServerIp"),
+    (Get::ClientKey, "getClientKey"),
+    (Get::ServerKey, "getServerKey"),
+    (Get::ClientCountry, "getClientCountry"),
+    (Get::ServerCountry, "getServerCountry"),
+    (Get::Key, "getKey"),
+    (Get::FirstSeen, "getFirstSeen"),
+    (Get::LastSeen, "getLastSeen"),
+    (Get::Duration, "getDuration"),
+    (Get::Packets, "getPackets"),
+    (Get::PacketsSent, "getPacketsSent"),
+    (Get::PacketsRcvd, "getPacketsRcvd"),
+    (Get::Bytes, "getBytes"),
+    (Get::BytesSent, "getBytesSent"),
+    (Get::BytesRcvd, "getBytesRcvd"),
+    (Get::NdpiProtocolName, "getnDPIProtocolName"),
+    (Get::L4ProtocolName, "getL4ProtocolName"),
+    (Get::IsBidirectional, "isBidirectional"),
+];
 
 /// Keeps the slot alive as long as the Lua state whose getters point at it.
 struct Keep(#[allow(dead_code)] Vec<Slot>);
 
-/// Every getter, as `(name, function)`, reading `slot`.
-pub fn all(lua: &Lua, slot: &Slot) -> mlua::Result<Vec<(&'static str, Function)>> {
-    let ptr = std::rc::Rc::as_ptr(slot) as *mut std::ffi::c_void;
+/// Keeps `slot` alive as long as `lua` (its C functions point at it).
+fn keep(lua: &Lua, slot: &Slot) {
     match lua.app_data_mut::<Keep>() {
-        Some(mut k) => k.0.push(slot.clone()),
+        Some(mut k) => {
+            if !k.0.iter().any(|s| std::rc::Rc::ptr_eq(s, slot)) {
+                k.0.push(slot.clone());
+            }
+        }
         None => {
             lua.set_app_data(Keep(vec![slot.clone()]));
         }
     }
-    Get::ALL
-        .iter()
-        .map(|g| {
-            let which = *g as u8 as ffi::lua_Integer;
+}
+
+/// Every getter, as `(name, function)`, reading `slot`.
+pub fn all(lua: &Lua, slot: &Slot) -> mlua::Result<Vec<(&'static str, Function)>> {
+    keep(lua, slot);
+    let ptr = std::rc::Rc::as_ptr(slot) as *mut std::ffi::c_void;
+    ALL.iter()
+        .enumerate()
+        .map(|(i, (_, name))| {
+            let which = i as ffi::lua_Integer;
             // SAFETY: the closure pushes two values and the C closure that
             // takes them as upvalues, leaving exactly the function.
             let f = unsafe {
@@ -119,9 +103,83 @@ pub fn all(lua: &Lua, slot: &Slot) -> mlua::Result<Vec<(&'static str, Function)>
                     ffi::lua_pushcclosure(l, getter, 2);
                 })
             }?;
-            Ok((g.name(), f))
+            Ok((*name, f))
         })
         .collect()
+}
+
+/// `getClientGeolocation` and `getServerGeolocation`, as C functions that
+/// build their table straight on Lua's stack (`fields::fill_in`): no mlua
+/// callback and no protected call of their own.
+pub fn geolocation(
+    lua: &Lua,
+    slot: &Slot,
+    keys: &Keys,
+) -> mlua::Result<Vec<(&'static str, Function)>> {
+    keep(lua, slot);
+    let ptr = std::rc::Rc::as_ptr(slot) as *mut std::ffi::c_void;
+    [("getClientGeolocation", 0), ("getServerGeolocation", 1)]
+        .into_iter()
+        .map(|(name, side)| {
+            // SAFETY: the two tables arrive at 1 and 2; the closure pushes
+            // the slot, the side and copies of both, makes the C closure of
+            // those four, and leaves exactly the function.
+            let f = unsafe {
+                lua.exec_raw::<Function>(fields::upvalues(keys), move |l| {
+                    ffi::lua_pushlightuserdata(l, ptr);
+                    ffi::lua_pushinteger(l, side);
+                    ffi::lua_pushvalue(l, 1);
+                    ffi::lua_pushvalue(l, 2);
+                    ffi::lua_pushcclosure(l, geolocation_table, 4);
+                    ffi::lua_remove(l, 1);
+                    ffi::lua_remove(l, 1);
+                })
+            }?;
+            Ok((name, f))
+        })
+        .collect()
+}
+
+/// The C function behind the two geolocation getters.
+unsafe extern "C-unwind" fn geolocation_table(l: *mut ffi::lua_State) -> c_int {
+    // SAFETY: as in `getter`, with the side at upvalue 2 and mlua's array
+    // metatable and the keys at upvalues 3 and 4, which `fill_in` wants at
+    // 1 and 2 of an otherwise empty stack; `info::geo` owns nothing.
+    unsafe {
+        let Some(v) = current(l) else {
+            ffi::lua_pushlstring(l, OUTSIDE.as_ptr().cast(), OUTSIDE.len());
+            ffi::lua_error(l);
+        };
+        let cli = ffi::lua_tointeger(l, ffi::lua_upvalueindex(2)) == 0;
+        let (first, g) = if cli {
+            (CLI_GEO, &v.cli_geo)
+        } else {
+            (SRV_GEO, &v.srv_geo)
+        };
+        ffi::lua_settop(l, 0);
+        ffi::luaL_checkstack(l, 4, std::ptr::null());
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(4));
+        fields::fill_in(l, 6, |f| info::geo(f, first, g, false));
+        1
+    }
+}
+
+/// The flow of the hook running, from the slot at upvalue 1 (see `getter`).
+///
+/// # Safety
+/// Upvalue 1 of the running C function is a live slot's `RefCell`.
+unsafe fn current<'a>(l: *mut ffi::lua_State) -> Option<&'a FlowView> {
+    // SAFETY: as the caller promises; the reference is taken without a
+    // borrow guard (nothing to drop if Lua raises), and the host does not
+    // borrow the slot mutably while Lua runs.
+    unsafe {
+        let slot = ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *const RefCell<Current>;
+        match (*slot).try_borrow_unguarded() {
+            Ok(cur) => cur.view.as_ref(),
+            Err(_) => None,
+        }
+    }
 }
 
 /// One value of the flow, as [`getter`] pushes it.
@@ -198,21 +256,16 @@ const OUTSIDE: &[u8] = b"flow is only available inside a hook";
 /// The C function behind every getter (see the module header).
 unsafe extern "C-unwind" fn getter(l: *mut ffi::lua_State) -> c_int {
     // SAFETY: upvalue 1 is the slot's `RefCell`, kept alive by `Keep` as long
-    // as this state; upvalue 2 the `Get`. The reference is taken without a
+    // as this state; upvalue 2 its index in `ALL`. The reference is taken without a
     // borrow guard, so nothing here needs dropping if Lua raises (an
     // allocation failure while pushing); the host does not borrow the slot
     // mutably while Lua runs, and pushing a value runs no flowhook code.
     unsafe {
-        let slot = ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *const RefCell<Current>;
         let which = ffi::lua_tointeger(l, ffi::lua_upvalueindex(2));
-        let Some(g) = Get::ALL.get(which as usize).copied() else {
+        let Some(&(g, _)) = ALL.get(which as usize) else {
             return 0;
         };
-        let view = match (*slot).try_borrow_unguarded() {
-            Ok(cur) => cur.view.as_ref(),
-            Err(_) => None,
-        };
-        let Some(v) = view else {
+        let Some(v) = current(l) else {
             ffi::lua_pushlstring(l, OUTSIDE.as_ptr().cast(), OUTSIDE.len());
             ffi::lua_error(l);
         };
