@@ -160,7 +160,8 @@ unsafe extern "C-unwind" fn geolocation_table(l: *mut ffi::lua_State) -> c_int {
         ffi::luaL_checkstack(l, 4, std::ptr::null());
         ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
         ffi::lua_pushvalue(l, ffi::lua_upvalueindex(4));
-        fields::fill_in(l, 6, |f| info::geo(f, first, g, false));
+        // room for what there is (no enrichment: an empty table)
+        fields::fill_in(l, info::geo_fields(g), |f| info::geo(f, first, g, false));
         1
     }
 }

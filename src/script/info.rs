@@ -118,6 +118,15 @@ pub fn geo(f: &mut Fields, k: Key, g: &GeoInfo, all: bool) {
     f.bool(k.at(8), g.local);
 }
 
+/// How many fields [`geo`] writes for `g` without `all` (a table's room).
+pub fn geo_fields(g: &GeoInfo) -> i32 {
+    i32::from(g.country.is_some())
+        + i32::from(g.city.is_some())
+        + 2 * i32::from(g.latitude.is_some() && g.longitude.is_some())
+        + i32::from(g.asn.is_some())
+        + i32::from(g.as_name.is_some())
+}
+
 /// The table `flow.getInfo()` returns; `have_networks`: local networks are
 /// configured (else private space counts as local, as in `flow.isLocal`).
 pub fn info_table(
