@@ -166,6 +166,27 @@ fn count(lines: &[Value], pred: impl Fn(&Value) -> bool) -> usize {
     lines.iter().filter(|l| pred(l)).count()
 }
 
+/// `script`'s alerts as (server address, `pick` of the alert), sorted.
+fn alerts_by_server(
+    r: &Run,
+    script: &str,
+    pick: impl Fn(&Value) -> &Value,
+) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = r
+        .lines
+        .iter()
+        .filter(|l| l["event"] == "alert" && l["script"] == script)
+        .map(|l| {
+            (
+                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
+                pick(l).as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 const COUNTER: &str = r#"
 local script = { hooks = {} }
 local function on(name)
@@ -316,17 +337,7 @@ end } }
     )]);
     let r = replay(tmp.path(), s.path(), &[]);
     assert!(r.ok, "{}", r.stderr);
-    let got: Vec<(String, String)> = r
-        .lines
-        .iter()
-        .filter(|l| l["event"] == "alert" && l["script"] == "geo")
-        .map(|l| {
-            (
-                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
-                l["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let got = alerts_by_server(&r, "geo", |l| &l["message"]);
     assert_eq!(got.len(), 5, "{}", r.stderr);
     // every field agrees; the servers in the test databases have theirs
     let find = |ip: &str| got.iter().find(|(a, _)| a == ip).unwrap().1.clone();
@@ -386,18 +397,7 @@ fn shipped_blocklist_matches_addresses_and_networks() {
     let s = script_dir(&[("blocklist.lua", &src.replace(default, entries))]);
     let r = replay(tmp.path(), s.path(), &[]);
     assert!(r.ok, "{}", r.stderr);
-    let mut hits: Vec<(String, String)> = r
-        .lines
-        .iter()
-        .filter(|l| l["event"] == "alert" && l["script"] == "blocklist")
-        .map(|l| {
-            (
-                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
-                l["info"]["entry"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    hits.sort();
+    let hits = alerts_by_server(&r, "blocklist", |l| &l["info"]["entry"]);
     let want = [
         ("10.0.0.3", "10.0.0.3/32"),
         ("10.0.0.7", "10.0.0.7"),
@@ -432,18 +432,7 @@ end } }
     )]);
     let r = replay(tmp.path(), s.path(), &[]);
     assert!(r.ok, "{}", r.stderr);
-    let mut got: Vec<(String, String)> = r
-        .lines
-        .iter()
-        .filter(|l| l["event"] == "alert" && l["script"] == "nets")
-        .map(|l| {
-            (
-                l["flow"]["srv.ip"].as_str().unwrap().to_string(),
-                l["message"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    got.sort();
+    let got = alerts_by_server(&r, "nets", |l| &l["message"]);
     let tail = "false|true|2001:db8:1::/48 2001:db8::/32|nil nil|5";
     let want: Vec<(String, String)> = [
         ("10.0.0.3", "10.0.0.0/8|10.0.0.3"),

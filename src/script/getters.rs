@@ -1,6 +1,6 @@
 //! `flow`'s plain getters (an address, a country, a counter: one value read
 //! from the flow) as one C function of Lua's API, told by an upvalue which
-//! value to push. A getter made with mlua's `create_function` runs through
+//! value to push, and the two geolocation tables as another. A getter made with mlua's `create_function` runs through
 //! mlua's callback machinery (panic guard, error slot, argument and result
 //! conversion) and, with the state's memory limit set, creates each string
 //! in a protected call of its own: together about half a microsecond per
@@ -146,10 +146,7 @@ unsafe extern "C-unwind" fn geolocation_table(l: *mut ffi::lua_State) -> c_int {
     // metatable and the keys at upvalues 3 and 4, which `fill_in` wants at
     // 1 and 2 of an otherwise empty stack; `info::geo` owns nothing.
     unsafe {
-        let Some(v) = current(l) else {
-            ffi::lua_pushlstring(l, OUTSIDE.as_ptr().cast(), OUTSIDE.len());
-            ffi::lua_error(l);
-        };
+        let v = current(l);
         let cli = ffi::lua_tointeger(l, ffi::lua_upvalueindex(2)) == 0;
         let (first, g) = if cli {
             (CLI_GEO, &v.cli_geo)
@@ -166,19 +163,23 @@ unsafe extern "C-unwind" fn geolocation_table(l: *mut ffi::lua_State) -> c_int {
     }
 }
 
-/// The flow of the hook running, from the slot at upvalue 1 (see `getter`).
+/// The flow of the hook running, from the slot at upvalue 1 (see `getter`);
+/// outside a hook, raises the Lua error "flow is only available inside a hook".
 ///
 /// # Safety
 /// Upvalue 1 of the running C function is a live slot's `RefCell`.
-unsafe fn current<'a>(l: *mut ffi::lua_State) -> Option<&'a FlowView> {
+unsafe fn current<'a>(l: *mut ffi::lua_State) -> &'a FlowView {
     // SAFETY: as the caller promises; the reference is taken without a
     // borrow guard (nothing to drop if Lua raises), and the host does not
     // borrow the slot mutably while Lua runs.
     unsafe {
         let slot = ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *const RefCell<Current>;
         match (*slot).try_borrow_unguarded() {
-            Ok(cur) => cur.view.as_ref(),
-            Err(_) => None,
+            Ok(Current { view: Some(v), .. }) => v,
+            _ => {
+                ffi::lua_pushlstring(l, OUTSIDE.as_ptr().cast(), OUTSIDE.len());
+                ffi::lua_error(l)
+            }
         }
     }
 }
@@ -266,10 +267,7 @@ unsafe extern "C-unwind" fn getter(l: *mut ffi::lua_State) -> c_int {
         let Some(&(g, _)) = ALL.get(which as usize) else {
             return 0;
         };
-        let Some(v) = current(l) else {
-            ffi::lua_pushlstring(l, OUTSIDE.as_ptr().cast(), OUTSIDE.len());
-            ffi::lua_error(l);
-        };
+        let v = current(l);
         match value(g, v) {
             Out::Text(t) => {
                 let b = t.bytes();
