@@ -1,9 +1,10 @@
 //! Wiring of the stages for `serve`, `replay` and `decode`.
 //!
-//! `serve`: UDP sockets (tokio tasks) → bounded per-exporter-shard datagram
-//! queues → decoder threads → bounded per-flow-shard record queues (routed by
-//! the flow key's hash) → flow table threads → bounded line queue → output
-//! thread. Shutdown: listeners stop, each queue drains as its senders drop,
+//! `serve`: UDP sockets (a receive thread each) → bounded per-shard datagram
+//! queues (an exporter always on the same shard) → shard threads (decode,
+//! flow table, events; [`Shard::run`]) → the script workers when there are
+//! scripts, and a bounded line queue → output thread. Shutdown: listeners
+//! stop, each queue drains as its senders drop,
 //! the flow tables end every flow (`flowEnd`, reason `shutdown`), the sink
 //! flushes. `replay`: the same decode and flow code inline on one thread, the
 //! capture's timestamps as the clock, so the output is byte-identical run to
@@ -17,7 +18,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::CaptureError;
@@ -140,7 +140,7 @@ pub struct Running {
     /// Addresses actually bound (useful with port 0).
     pub bound: Vec<SocketAddr>,
     cancel: CancellationToken,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
+    listeners: Vec<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
     output: Option<JoinHandle<()>>,
     output_tx: Option<SyncSender<OutputMsg>>,
@@ -200,9 +200,14 @@ impl Running {
     /// Returns false when that took longer than `flow.shutdown_timeout_secs`.
     pub async fn shutdown(mut self) -> bool {
         self.cancel.cancel();
-        for l in self.listeners.drain(..) {
-            let _ = l.await;
-        }
+        let listeners = std::mem::take(&mut self.listeners);
+        // a listener sees the stop within its receive wait, then takes what the kernel holds
+        let _ = tokio::task::spawn_blocking(move || {
+            for l in listeners {
+                let _ = l.join();
+            }
+        })
+        .await;
         self.output_tx = None;
         // the sinks close (Kafka: delivers what it holds) by the same limit
         let _ = self.output_deadline.set(
@@ -447,9 +452,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             if let Some(ino) = ingest::socket_inode(&std_sock) {
                 inodes.push((li.to_string(), ino));
             }
-            let sock = UdpSocket::from_std(std_sock)
-                .map_err(|source| IngestError::Bind { addr, source })?;
-            let local = sock
+            let local = std_sock
                 .local_addr()
                 .map_err(|source| IngestError::Bind { addr, source })?;
             // later sockets of this listener join the same (maybe ephemeral) port
@@ -459,14 +462,20 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             }
             tracing::info!(%local, recv_buffer_bytes = granted, "listening");
             bound.push(local);
-            listeners.push(tokio::spawn(ingest::run_socket(
-                sock,
+            let (label, shards, allow, batch, cancel) = (
                 li.to_string(),
                 senders.clone(),
                 allow.clone(),
                 cfg.ingest.batch_datagrams,
                 cancel.clone(),
-            )));
+            );
+            listeners.push(
+                std::thread::Builder::new()
+                    .name(format!("flowhook-recv-{}", listeners.len()))
+                    .spawn(move || {
+                        ingest::run_socket(std_sock, label, shards, allow, batch, cancel)
+                    })?,
+            );
         }
     }
     drop(senders);

@@ -2,8 +2,9 @@
 //!
 //! In: `ingest` configuration. Out: [`Batch`]es of datagrams on the shards'
 //! queues, each exporter always on the same shard (hash of its address), so
-//! one exporter's template state and flows live in one place. The receive
-//! loop never waits on later stages: it reads with `recvmmsg` (`recv`),
+//! one exporter's template state and flows live in one place. Each socket
+//! has a thread of its own that sleeps in the kernel until datagrams come
+//! and never waits on later stages: it reads with `recvmmsg` (`recv`),
 //! packs each round's datagrams into one batch per shard (`batch`, buffers
 //! recycled through a per-shard pool) and `try_send`s; a batch that finds its
 //! queue full (`ingest.queue_datagrams` datagrams queued) is dropped and its
@@ -19,11 +20,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use thiserror::Error;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{Batch, Pool};
@@ -152,10 +152,16 @@ pub struct ShardTx {
     pub limit: usize,
 }
 
+/// How long a receive waits for a datagram before the loop looks at
+/// `cancel` again (the longest a stop waits for an idle listener).
+const RECV_WAIT: Duration = Duration::from_millis(100);
+
 /// Receives on `sock` until `cancel`, handing datagrams to their exporter's
-/// shard in batches (one per shard and receive round).
-pub async fn run_socket(
-    sock: UdpSocket,
+/// shard in batches (one per shard and receive round). Runs on a thread of
+/// its own: it sleeps in the kernel until a datagram comes (no readiness
+/// poll, no task wake-up per round), then reads what is waiting with it.
+pub fn run_socket(
+    sock: std::net::UdpSocket,
     label: String,
     shards: Arc<Vec<ShardTx>>,
     allow: Arc<AllowList>,
@@ -163,46 +169,62 @@ pub async fn run_socket(
     cancel: CancellationToken,
 ) {
     let mut tel = IngestTelemetry::new(&label);
+    if let Err(e) = sock
+        .set_nonblocking(false)
+        .and_then(|()| sock.set_read_timeout(Some(RECV_WAIT)))
+    {
+        tracing::error!(listener = %label, "cannot make the socket wait for datagrams: {e}");
+        return;
+    }
     let mut rb = RecvBuf::new(batch);
     let mut pending: Vec<Batch> = shards.iter().map(|s| s.pool.take()).collect();
     loop {
-        let stopping = tokio::select! {
-            _ = cancel.cancelled() => true,
-            r = sock.readable() => r.is_err(),
-        };
         // On shutdown, take what the kernel already holds (bounded by the receive buffer).
-        let mut rounds = if stopping { usize::MAX } else { 4 };
-        let mut open = true;
-        while rounds > 0 && open {
-            rounds -= 1;
-            let now = now_ms();
-            let (mut n, mut bytes) = (0u64, 0u64);
-            let r = sock.try_io(tokio::io::Interest::READABLE, || {
-                rb.recv(&sock, |from, payload| {
-                    n += 1;
-                    bytes += payload.len() as u64;
-                    if !allow.allows(from.ip()) {
-                        tel.dropped(DropReason::NotAllowed, 1);
-                        return;
-                    }
-                    pending[shard_of(from.ip(), shards.len())].push(from, now, payload);
-                })
-            });
+        let stopping = cancel.is_cancelled();
+        let (mut n, mut bytes) = (0u64, 0u64);
+        let mut now = None;
+        let r = rb.recv(&sock, !stopping, |from, payload| {
+            n += 1;
+            bytes += payload.len() as u64;
+            if !allow.allows(from.ip()) {
+                tel.dropped(DropReason::NotAllowed, 1);
+                return;
+            }
+            let now = *now.get_or_insert_with(now_ms);
+            pending[shard_of(from.ip(), shards.len())].push(from, now, payload);
+        });
+        if n > 0 {
             tel.received.increment(n);
             tel.bytes.increment(bytes);
-            open = flush(&shards, &mut pending, &mut tel);
-            match r {
-                Ok(got) if got == rb.slots() => {}
-                Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::debug!(listener = %label, "receive error: {e}");
+            if !flush(&shards, &mut pending, &mut tel) {
+                break;
+            }
+        }
+        match r {
+            Ok(got) if got > 0 => {}
+            Ok(_) => {
+                if stopping {
                     break;
                 }
             }
-        }
-        if !open || stopping {
-            break;
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if stopping {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(listener = %label, "receive error: {e}");
+                if stopping {
+                    break;
+                }
+            }
         }
     }
 }

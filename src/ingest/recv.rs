@@ -2,8 +2,9 @@
 //! one system call into a scratch area allocated once per socket; elsewhere
 //! one `recv_from` per datagram.
 //!
-//! In: a non-blocking UDP socket. Out: `(source, payload)` for each datagram
-//! read, to a callback; `WouldBlock` when nothing was waiting.
+//! In: a UDP socket (blocking with a receive timeout, for a round that waits
+//! for its first datagram). Out: `(source, payload)` for each datagram read,
+//! to a callback; `WouldBlock` when nothing came.
 
 use std::io;
 use std::net::SocketAddr;
@@ -56,11 +57,14 @@ impl RecvBuf {
     }
 
     /// Reads what is waiting (up to [`RecvBuf::slots`]) from `sock`, calling
-    /// `f` for each datagram; returns how many were read.
+    /// `f` for each datagram; returns how many were read. With `wait`, a
+    /// blocking socket waits for the first datagram (up to its receive
+    /// timeout) and takes those that came with it; without, nothing waits.
     #[cfg(target_os = "linux")]
     pub fn recv(
         &mut self,
         sock: &impl std::os::fd::AsRawFd,
+        wait: bool,
         mut f: impl FnMut(SocketAddr, &[u8]),
     ) -> io::Result<usize> {
         let base = self.data.as_mut_ptr();
@@ -84,7 +88,11 @@ impl RecvBuf {
                 sock.as_raw_fd(),
                 self.msgs.as_mut_ptr(),
                 self.slots as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                if wait {
+                    libc::MSG_WAITFORONE
+                } else {
+                    libc::MSG_DONTWAIT
+                },
                 std::ptr::null_mut(),
             )
         };
@@ -134,9 +142,11 @@ impl RecvBuf {
     pub fn recv(
         &mut self,
         sock: &std::net::UdpSocket,
+        wait: bool,
         mut f: impl FnMut(SocketAddr, &[u8]),
     ) -> io::Result<usize> {
         let mut n = 0;
+        let _ = sock.set_nonblocking(!wait);
         while n < self.slots {
             match sock.recv_from(&mut self.data[..SLOT]) {
                 Ok((len, from)) => {
@@ -145,6 +155,9 @@ impl RecvBuf {
                 }
                 Err(e) if n == 0 => return Err(e),
                 Err(_) => break,
+            }
+            if n == 1 {
+                let _ = sock.set_nonblocking(true);
             }
         }
         Ok(n)
