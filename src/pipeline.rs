@@ -383,12 +383,6 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         let (tx, rx) = sync_channel(queue);
         let pool = Pool::default();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        senders.push(ShardTx {
-            tx,
-            pool: pool.clone(),
-            queued: queued.clone(),
-            limit: cfg.ingest.queue_datagrams,
-        });
         let mut decoder = Decoder::from_config(cfg)?;
         let now = wall_ms();
         for s in streams {
@@ -408,15 +402,23 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             filter,
             staging: scripts.as_ref().map(|r| r.staging()).unwrap_or_default(),
             scripts: scripts.clone(),
-            pool,
-            queued,
+            pool: pool.clone(),
+            queued: queued.clone(),
             state: state_tx.clone().map(|tx| (tx, cfg.state.write_interval)),
             restore: state_dir.is_some().then_some(restore_rx),
         };
+        let cell = shard.into_cell();
+        senders.push(ShardTx {
+            tx,
+            inline: Some(cell.clone()),
+            pool,
+            queued,
+            limit: cfg.ingest.queue_datagrams,
+        });
         threads.push(
             std::thread::Builder::new()
                 .name(format!("flowhook-shard-{i}"))
-                .spawn(move || shard.run(rx))?,
+                .spawn(move || cell.run(rx))?,
         );
     }
     drop(state_tx);

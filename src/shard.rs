@@ -1,7 +1,17 @@
-//! The hot path of `serve`: one thread per shard takes its exporters'
-//! datagrams to the end, with no hop in between: decode (templates,
-//! sampling, sequence), the flow table (stitching, lifecycle events), then
-//! the events to the script workers or straight to the sink.
+//! The hot path of `serve`: a shard takes its exporters' datagrams to the
+//! end, with no hop in between: decode (templates, sampling, sequence), the
+//! flow table (stitching, lifecycle events), then the events to the script
+//! workers or straight to the sink.
+//!
+//! Who runs it: while the shard is idle with nothing queued, the receive
+//! thread that read a round of datagrams runs it itself ([`Cell`], the
+//! [`RunInline`] ingest calls): no hand-off, no wake-up, the payloads still
+//! in that core's cache. Otherwise (the shard busy, a backlog queued, or a
+//! full receive round: the socket has more waiting and the work should
+//! spread over the cores) the batch goes to the shard's queue and its own
+//! thread ([`Cell::run`]) takes it, in order. A lock held for a batch keeps
+//! the two apart; the queued count is lowered only once a batch is handled,
+//! so nothing runs inline ahead of a batch still queued.
 //!
 //! In: [`Batch`]es of datagrams from ingest (every exporter always on the
 //! same shard, so its templates and its flows live here). Out: JSON lines
@@ -13,14 +23,14 @@
 //! shutdown), and streams another instance saved come in to be restored
 //! (a rolling restart), their held data decoded then.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::decode::Decoder;
 use crate::flow::{FlowEvent, FlowTable};
-use crate::ingest::{Batch, Pool};
+use crate::ingest::{Batch, Inline, Pool, RunInline};
 use crate::output::{Lines, OutputMsg};
 use crate::pipeline::{OutputFilter, encode_events, wall_ms};
 use crate::record::{Compact, FlowRecord};
@@ -47,114 +57,233 @@ pub struct Shard {
     pub restore: Option<Receiver<Vec<SavedStream>>>,
 }
 
+/// A shard and what it works with, behind the lock of its [`Cell`].
+struct Work {
+    shard: Shard,
+    dtel: DecodeTelemetry,
+    ftel: FlowTelemetry,
+    stats: crate::decode::DecodeStats,
+    last_poll: Instant,
+    recs: Vec<FlowRecord>,
+    compact: Vec<Compact>,
+    events: Vec<FlowEvent>,
+    lines: Lines,
+    saved_gen: u64,
+    last_save: Instant,
+    /// The sink is gone: nothing more to do.
+    done: bool,
+}
+
+/// A shard as its thread and the receive threads share it.
+pub struct Cell {
+    work: Mutex<Work>,
+    /// Datagrams queued for the shard or being handled from its queue.
+    queued: Arc<AtomicUsize>,
+}
+
 impl Shard {
-    /// Runs until every sender of `rx` is gone, then ends every flow.
-    pub fn run(mut self, rx: Receiver<Batch>) {
-        let mut dtel = DecodeTelemetry::new(self.id);
-        let mut ftel = FlowTelemetry::new(self.id);
-        let mut stats = self.decoder.stats.clone();
-        let mut last_poll = Instant::now();
-        let mut recs: Vec<FlowRecord> = Vec::new();
-        let mut compact: Vec<Compact> = Vec::new();
-        let mut events: Vec<FlowEvent> = Vec::new();
-        let mut lines = Lines::default();
+    /// Ready to run: the shard behind its lock.
+    pub fn into_cell(mut self) -> Arc<Cell> {
         self.decoder.set_compiled(!self.filter.records());
         // without scripts, events the output does not write are only counted
         if self.scripts.is_none() {
             self.table
                 .set_wanted(crate::flow::EventKind::ALL.map(|k| self.filter.kind(k)));
         }
-        let mut saved_gen = self.decoder.generation();
-        let mut last_save = Instant::now();
+        let queued = self.queued.clone();
+        let work = Work {
+            dtel: DecodeTelemetry::new(self.id),
+            ftel: FlowTelemetry::new(self.id),
+            stats: self.decoder.stats.clone(),
+            last_poll: Instant::now(),
+            recs: Vec::new(),
+            compact: Vec::new(),
+            events: Vec::new(),
+            lines: Lines::default(),
+            saved_gen: self.decoder.generation(),
+            last_save: Instant::now(),
+            done: false,
+            shard: self,
+        };
+        Arc::new(Cell {
+            work: Mutex::new(work),
+            queued,
+        })
+    }
+}
+
+impl Cell {
+    /// The shard's own thread: takes queued batches (and ticks the flow
+    /// table each second without one) until every sender of `rx` is gone,
+    /// then ends every flow.
+    pub fn run(self: Arc<Self>, rx: Receiver<Batch>) {
         loop {
-            self.state_duties(&mut saved_gen, &mut last_save, &mut recs, &mut events);
-            if last_poll.elapsed() >= Duration::from_secs(1) {
-                dtel.template_stats(&self.decoder.template_stats());
-                dtel.streams.set(self.decoder.streams() as f64);
-                last_poll = Instant::now();
-            }
-            let batch = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(b) => b,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.table.advance(wall_ms(), &mut events);
-                    ftel.table(&self.table);
-                    if !self.emit(&mut events, &mut lines, &mut ftel) {
-                        return;
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+            let got = rx.recv_timeout(Duration::from_secs(1));
+            // a receive thread that panicked while holding the shard poisoned it: stop
+            let Ok(mut w) = self.work.lock() else {
+                return;
             };
-            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
-            for (from, received_ms, payload) in batch.iter() {
-                recs.clear();
-                compact.clear();
-                let exporter = from.ip();
-                match self
-                    .decoder
-                    .decode_split(exporter, payload, &mut recs, &mut compact)
-                {
-                    Ok(o) => {
-                        dtel.records(exporter, o.version, o.flows, o.options);
-                        dtel.sampling(exporter, &o.sampling);
-                        if o.missing_templates > 0 {
-                            dtel.missing_template_sets
-                                .increment(o.missing_templates as u64);
-                        }
-                        if let Some(e) = &o.partial_error {
-                            dtel.error(e.code(), exporter, e);
-                        }
-                    }
-                    Err(e) => dtel.error(e.code(), exporter, &e),
+            match got {
+                Ok(batch) => {
+                    w.handle(&batch);
+                    self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+                    w.shard.pool.give(batch);
                 }
-                if self.filter.records() {
-                    for r in recs.iter().filter(|r| self.filter.record(r)) {
-                        let _ = lines.push_record(r);
-                    }
-                }
-                self.table
-                    .ingest_split(&recs, &compact, received_ms.max(0), &mut events);
+                Err(RecvTimeoutError::Timeout) => w.tick(),
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.pool.give(batch);
-            let s = &self.decoder.stats;
-            // shared counters are touched only when they move
-            for (c, now, was) in [
-                (&dtel.seq_gaps, s.seq_gaps, stats.seq_gaps),
-                (&dtel.seq_lost, s.seq_lost, stats.seq_lost),
-                (&dtel.seq_late, s.seq_late, stats.seq_late),
-                (&dtel.restarts, s.restarts, stats.restarts),
-                (&dtel.trailing_bytes, s.trailing_bytes, stats.trailing_bytes),
-            ] {
-                if now != was {
-                    c.increment(now - was);
-                }
-            }
-            stats.clone_from(s);
-            ftel.table(&self.table);
-            if !self.emit(&mut events, &mut lines, &mut ftel) {
+            if w.done {
                 return;
             }
         }
-        self.table.advance(wall_ms(), &mut events);
+        if let Ok(mut w) = self.work.lock() {
+            w.finish();
+        }
+    }
+}
+
+impl RunInline for Cell {
+    fn run_inline(&self, batch: &Batch) -> Inline {
+        if self.queued.load(Ordering::Acquire) > 0 {
+            return Inline::Queue;
+        }
+        let mut w = match self.work.try_lock() {
+            Ok(w) => w,
+            Err(TryLockError::WouldBlock) => return Inline::Queue,
+            Err(TryLockError::Poisoned(_)) => return Inline::Gone,
+        };
+        // checked again under the lock: a batch queued meanwhile goes first
+        if self.queued.load(Ordering::Acquire) > 0 {
+            return Inline::Queue;
+        }
+        if w.done {
+            return Inline::Gone;
+        }
+        w.handle(batch);
+        if w.done { Inline::Gone } else { Inline::Done }
+    }
+}
+
+impl Work {
+    /// One batch: decode each datagram, its records into the flow table,
+    /// the events out.
+    fn handle(&mut self, batch: &Batch) {
+        let Work {
+            shard,
+            dtel,
+            ftel,
+            stats,
+            last_poll,
+            recs,
+            compact,
+            events,
+            lines,
+            saved_gen,
+            last_save,
+            done,
+        } = self;
+        shard.state_duties(saved_gen, last_save, recs, events);
+        if last_poll.elapsed() >= Duration::from_secs(1) {
+            dtel.template_stats(&shard.decoder.template_stats());
+            dtel.streams.set(shard.decoder.streams() as f64);
+            *last_poll = Instant::now();
+        }
+        for (from, received_ms, payload) in batch.iter() {
+            recs.clear();
+            compact.clear();
+            let exporter = from.ip();
+            match shard.decoder.decode_split(exporter, payload, recs, compact) {
+                Ok(o) => {
+                    dtel.records(exporter, o.version, o.flows, o.options);
+                    dtel.sampling(exporter, &o.sampling);
+                    if o.missing_templates > 0 {
+                        dtel.missing_template_sets
+                            .increment(o.missing_templates as u64);
+                    }
+                    if let Some(e) = &o.partial_error {
+                        dtel.error(e.code(), exporter, e);
+                    }
+                }
+                Err(e) => dtel.error(e.code(), exporter, &e),
+            }
+            if shard.filter.records() {
+                for r in recs.iter().filter(|r| shard.filter.record(r)) {
+                    let _ = lines.push_record(r);
+                }
+            }
+            shard
+                .table
+                .ingest_split(recs, compact, received_ms.max(0), events);
+        }
+        let s = &shard.decoder.stats;
+        // shared counters are touched only when they move
+        for (c, now, was) in [
+            (&dtel.seq_gaps, s.seq_gaps, stats.seq_gaps),
+            (&dtel.seq_lost, s.seq_lost, stats.seq_lost),
+            (&dtel.seq_late, s.seq_late, stats.seq_late),
+            (&dtel.restarts, s.restarts, stats.restarts),
+            (&dtel.trailing_bytes, s.trailing_bytes, stats.trailing_bytes),
+        ] {
+            if now != was {
+                c.increment(now - was);
+            }
+        }
+        stats.clone_from(s);
+        ftel.table(&shard.table);
+        *done = !shard.emit(events, lines, ftel);
+    }
+
+    /// A second without a queued batch: the flow table's timers.
+    fn tick(&mut self) {
+        let Work {
+            shard,
+            ftel,
+            events,
+            lines,
+            saved_gen,
+            last_save,
+            recs,
+            done,
+            ..
+        } = self;
+        shard.state_duties(saved_gen, last_save, recs, events);
+        shard.table.advance(wall_ms(), events);
+        ftel.table(&shard.table);
+        *done = !shard.emit(events, lines, ftel);
+    }
+
+    /// Every flow ends (`shutdown`); the streams' last snapshot.
+    fn finish(&mut self) {
+        let Work {
+            shard,
+            ftel,
+            events,
+            lines,
+            saved_gen,
+            ..
+        } = self;
+        shard.table.advance(wall_ms(), events);
         // in chunks: every flow's events at once would be a buffer per
         // table (tens of MB, page-faulted in and copied as it grows)
         loop {
-            let more = self.table.end_some(FlowTable::SHUTDOWN_CHUNK, &mut events);
-            ftel.table(&self.table);
-            if !self.emit(&mut events, &mut lines, &mut ftel) || !more {
+            let more = shard.table.end_some(FlowTable::SHUTDOWN_CHUNK, events);
+            ftel.table(&shard.table);
+            if !shard.emit(events, lines, ftel) || !more {
                 break;
             }
         }
-        if let Some((tx, _)) = &self.state
-            && self.decoder.generation() != saved_gen
+        if let Some((tx, _)) = &shard.state
+            && shard.decoder.generation() != *saved_gen
         {
             let _ = tx.send(Snapshot {
-                shard: self.id,
-                streams: self.decoder.saved_streams(),
+                shard: shard.id,
+                streams: shard.decoder.saved_streams(),
             });
         }
     }
+}
 
+impl Shard {
     /// Sends the decoder's streams to the state writer when they changed
     /// (at most once per interval; a full queue waits for the next turn),
     /// and restores streams handed in.

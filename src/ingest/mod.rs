@@ -139,14 +139,33 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Where one shard's datagrams go: its queue, its batch pool, and the
-/// count of datagrams queued for it, bounded by `limit` (the queue is
-/// bounded in datagrams, not batches: at a moderate rate a receive round
-/// reads a few datagrams, and a queue of batches would fill with a few
-/// hundred of them while the shard waits for a core).
+/// What became of a batch offered to a shard to run inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inline {
+    /// Handled on the calling thread.
+    Done,
+    /// The shard is busy or has a backlog: queue the batch.
+    Queue,
+    /// The shard has stopped.
+    Gone,
+}
+
+/// A shard the receive thread may run itself while it is idle with
+/// nothing queued (see `shard::Cell`).
+pub trait RunInline: Send + Sync {
+    fn run_inline(&self, batch: &Batch) -> Inline;
+}
+
+/// Where one shard's datagrams go: the shard itself when it can run them
+/// inline, else its queue; its batch pool, and the count of datagrams
+/// queued for it (or being handled from the queue), bounded by `limit` (the
+/// queue is bounded in datagrams, not batches: at a moderate rate a
+/// receive round reads a few datagrams, and a queue of batches would fill
+/// with a few hundred of them while the shard waits for a core).
 #[derive(Clone)]
 pub struct ShardTx {
     pub tx: SyncSender<Batch>,
+    pub inline: Option<Arc<dyn RunInline>>,
     pub pool: Pool,
     pub queued: Arc<AtomicUsize>,
     pub limit: usize,
@@ -196,7 +215,10 @@ pub fn run_socket(
         if n > 0 {
             tel.received.increment(n);
             tel.bytes.increment(bytes);
-            if !flush(&shards, &mut pending, &mut tel) {
+            // a full round means more is waiting: the shards' own threads
+            // take it, so the work spreads over the cores
+            let inline = !stopping && (n as usize) < rb.slots();
+            if !flush(&shards, &mut pending, &mut tel, inline) {
                 break;
             }
         }
@@ -229,13 +251,29 @@ pub fn run_socket(
     }
 }
 
-/// Hands every non-empty batch to its shard without waiting; a batch its
-/// shard's queue has no room for (in datagrams) is dropped and counted per
-/// datagram. False when the shards are gone.
-fn flush(shards: &[ShardTx], pending: &mut [Batch], tel: &mut IngestTelemetry) -> bool {
+/// Hands every non-empty batch to its shard without waiting: run by the
+/// shard on this thread when `inline` and the shard is idle, else queued; a
+/// batch its shard's queue has no room for (in datagrams) is dropped and
+/// counted per datagram. False when the shards are gone.
+fn flush(
+    shards: &[ShardTx],
+    pending: &mut [Batch],
+    tel: &mut IngestTelemetry,
+    inline: bool,
+) -> bool {
     for (s, b) in shards.iter().zip(pending.iter_mut()) {
         if b.is_empty() {
             continue;
+        }
+        if inline && let Some(run) = &s.inline {
+            match run.run_inline(b) {
+                Inline::Done => {
+                    b.clear();
+                    continue;
+                }
+                Inline::Queue => {}
+                Inline::Gone => return false,
+            }
         }
         let n = b.len();
         // an empty queue takes any batch (a round may read more than the bound)
