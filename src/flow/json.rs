@@ -4,11 +4,11 @@
 //! stay as the reference; `tests` below compares the two).
 //!
 //! In: a [`FlowEvent`]. Out: one JSON object appended to a buffer. A line
-//! is written into a [`Line`] on the stack and copied into the buffer once
-//! (its length stays in a register; a `Vec`'s is stored and reloaded around
-//! every byte); one that might not fit is written into the buffer itself.
+//! is written straight into the buffer's spare capacity, the most it can
+//! take reserved first (`room`), its length kept in a register and
+//! committed once (a `Vec`'s own length would be stored and reloaded around
+//! every byte).
 
-use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::classify::l4_name;
@@ -32,22 +32,24 @@ impl Buf for Vec<u8> {
     }
 }
 
-/// Bytes a [`Line`] holds.
-const LINE_MAX: usize = 2048;
-
-/// Bytes written on the stack (their count stays in a register).
+/// Bytes written on the stack (their count stays in a register), not
+/// zeroed first.
 pub struct Stack<const N: usize> {
-    buf: [u8; N],
+    buf: [std::mem::MaybeUninit<u8>; N],
     n: usize,
 }
 
 impl<const N: usize> Stack<N> {
     pub fn new() -> Self {
-        Stack { buf: [0; N], n: 0 }
+        Stack {
+            buf: [std::mem::MaybeUninit::uninit(); N],
+            n: 0,
+        }
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.n]
+        // SAFETY: the first `n` bytes were written (`push`, `put`).
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.n) }
     }
 }
 
@@ -60,18 +62,71 @@ impl<const N: usize> Default for Stack<N> {
 impl<const N: usize> Buf for Stack<N> {
     #[inline(always)]
     fn push(&mut self, b: u8) {
-        self.buf[self.n] = b;
+        self.buf[self.n].write(b);
         self.n += 1;
     }
     #[inline(always)]
     fn put(&mut self, s: &[u8]) {
-        self.buf[self.n..self.n + s.len()].copy_from_slice(s);
+        let dst = &mut self.buf[self.n..self.n + s.len()];
+        // SAFETY: `dst` is exactly `s.len()` bytes of this buffer (bounds checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), dst.as_mut_ptr().cast::<u8>(), s.len())
+        };
         self.n += s.len();
     }
 }
 
-/// One line being written.
-type Line = Stack<LINE_MAX>;
+/// A line written straight into a `Vec`'s spare capacity (no copy from a
+/// buffer aside), its length kept in a register and committed once.
+struct Spare<'a> {
+    vec: &'a mut Vec<u8>,
+    start: usize,
+    n: usize,
+    cap: usize,
+}
+
+impl<'a> Spare<'a> {
+    /// Room for at least `room` bytes after what `vec` holds.
+    fn new(vec: &'a mut Vec<u8>, room: usize) -> Self {
+        vec.reserve(room);
+        let start = vec.len();
+        let cap = vec.capacity() - start;
+        Spare {
+            vec,
+            start,
+            n: 0,
+            cap,
+        }
+    }
+
+    fn commit(self) {
+        // SAFETY: `n` bytes after `start` were written, within the capacity.
+        unsafe { self.vec.set_len(self.start + self.n) }
+    }
+}
+
+impl Buf for Spare<'_> {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        assert!(self.n < self.cap, "line longer than its room");
+        // SAFETY: inside the reserved capacity (checked above).
+        unsafe { self.vec.as_mut_ptr().add(self.start + self.n).write(b) };
+        self.n += 1;
+    }
+    #[inline(always)]
+    fn put(&mut self, s: &[u8]) {
+        assert!(s.len() <= self.cap - self.n, "line longer than its room");
+        // SAFETY: inside the reserved capacity (checked above); `s` is not part of `vec`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                s.as_ptr(),
+                self.vec.as_mut_ptr().add(self.start + self.n),
+                s.len(),
+            )
+        };
+        self.n += s.len();
+    }
+}
 
 /// Appends `s` as a JSON string (serde_json's escaping).
 pub fn string<B: Buf>(out: &mut B, s: &str) {
@@ -179,13 +234,66 @@ fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
                 int(out, *o);
             }
         }
-        IpAddr::V6(_) => {
-            // at most 45 bytes ("ffff:…" with an embedded IPv4 address)
-            let mut c = std::io::Cursor::new([0u8; 64]);
-            let _ = write!(c, "{a}");
-            let n = c.position() as usize;
-            out.put(&c.get_ref()[..n]);
+        IpAddr::V6(v6) => ip6_text(out, v6),
+    }
+}
+
+/// An IPv6 address as `Display` writes it (RFC 5952: lower-case hex
+/// without leading zeros, the longest run of two or more zero groups (the
+/// first of equals) as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`).
+fn ip6_text<B: Buf>(out: &mut B, a: std::net::Ipv6Addr) {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        out.put(b"::ffff:");
+        return ip_text(out, IpAddr::V4(v4));
+    }
+    let g = a.segments();
+    // the longest run of zero groups (two or more)
+    let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
+    for (i, &x) in g.iter().enumerate() {
+        if x == 0 {
+            if run_len == 0 {
+                run = i;
+            }
+            run_len += 1;
+            if run_len > best_len {
+                (best, best_len) = (run, run_len);
+            }
+        } else {
+            run_len = 0;
         }
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let group = |out: &mut B, x: u16| {
+        let mut started = false;
+        for shift in [12u32, 8, 4, 0] {
+            let d = (x >> shift) & 0xf;
+            if d != 0 || started || shift == 0 {
+                out.push(HEX[usize::from(d)]);
+                started = true;
+            }
+        }
+    };
+    if best_len < 2 {
+        for (i, &x) in g.iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            group(out, x);
+        }
+        return;
+    }
+    for (i, &x) in g[..best].iter().enumerate() {
+        if i > 0 {
+            out.push(b':');
+        }
+        group(out, x);
+    }
+    out.put(b"::");
+    for (i, &x) in g[best + best_len..].iter().enumerate() {
+        if i > 0 {
+            out.push(b':');
+        }
+        group(out, x);
     }
 }
 
@@ -362,13 +470,9 @@ fn room(v: &FlowView) -> usize {
 
 /// Appends the flow snapshot as a JSON object.
 pub fn view(out: &mut Vec<u8>, v: &FlowView) {
-    if room(v) <= LINE_MAX {
-        let mut line = Line::new();
-        view_into(&mut line, v);
-        out.extend_from_slice(line.bytes());
-    } else {
-        view_into(out, v);
-    }
+    let mut line = Spare::new(out, room(v));
+    view_into(&mut line, v);
+    line.commit();
 }
 
 fn view_into<B: Buf>(out: &mut B, v: &FlowView) {
@@ -457,13 +561,9 @@ pub fn event(out: &mut Vec<u8>, e: &FlowEvent) {
 
 /// Appends the event `kind` at `time_ms` about `flow` (no newline).
 pub fn event_of(out: &mut Vec<u8>, kind: EventKind, time_ms: i64, flow: &FlowView) {
-    if room(flow) <= LINE_MAX {
-        let mut line = Line::new();
-        event_into(&mut line, kind, time_ms, flow);
-        out.extend_from_slice(line.bytes());
-    } else {
-        event_into(out, kind, time_ms, flow);
-    }
+    let mut line = Spare::new(out, room(flow));
+    event_into(&mut line, kind, time_ms, flow);
+    line.commit();
 }
 
 fn event_into<B: Buf>(out: &mut B, kind: EventKind, time_ms: i64, flow: &FlowView) {
@@ -520,6 +620,42 @@ mod tests {
             let mut a = Vec::new();
             ip(&mut a, IpAddr::V4(v4));
             assert_eq!(String::from_utf8(a).unwrap(), format!("\"{v4}\""));
+            // IPv6: random groups, many of them zero (runs of every length and place)
+            let mut g = [0u16; 8];
+            let (r, zeros) = (next(), next());
+            for (i, x) in g.iter_mut().enumerate() {
+                if zeros >> (i * 2) & 3 != 0 {
+                    *x = (r >> (i * 8)) as u16
+                        & [0xffff, 0x0fff, 0x00ff, 0x000f][(r >> (i + 40)) as usize & 3];
+                }
+            }
+            for v6 in [
+                std::net::Ipv6Addr::from(g),
+                std::net::Ipv6Addr::from(u128::from(k) << 64 | u128::from(next())),
+            ] {
+                let mut a = Vec::new();
+                ip(&mut a, IpAddr::V6(v6));
+                assert_eq!(String::from_utf8(a).unwrap(), format!("\"{v6}\""));
+            }
+        }
+        for t in [
+            "::",
+            "::1",
+            "1::",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "64:ff9b::1.2.3.4",
+            "1:0:0:1:0:0:0:1",
+            "1:0:0:0:1:0:0:1",
+            "0:0:1:0:0:1:0:0",
+            "2001:db8::ff00:42:8329",
+            "1:2:3:4:5:6:7:8",
+            "1:0:2:0:3:0:4:0",
+        ] {
+            let v6: std::net::Ipv6Addr = t.parse().unwrap();
+            let mut a = Vec::new();
+            ip(&mut a, IpAddr::V6(v6));
+            assert_eq!(String::from_utf8(a).unwrap(), format!("\"{v6}\""), "{t}");
         }
     }
 
