@@ -19,7 +19,7 @@
 //! In: template sets (to compile) and data set bodies with their plan. Out:
 //! records appended through the caller's [`Builder`] sink.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netflow_parser::V9Field;
@@ -655,7 +655,7 @@ pub fn is_refresh(version: u16, body: &[u8], plans: &Plans, mut each: impl FnMut
 /// Compiled templates of one stream, bounded like the crate's cache.
 #[derive(Debug, Clone, Default)]
 pub struct Plans {
-    map: HashMap<u16, Plan>,
+    map: FxHashMap<u16, Plan>,
 }
 
 impl Plans {

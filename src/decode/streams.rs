@@ -5,7 +5,7 @@
 //! first use. Bounded: at capacity the least recently used eighth is evicted
 //! at once (amortized O(log n) per insert).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use super::compiled::Plans;
@@ -39,7 +39,7 @@ pub struct StreamState {
 
 /// Bounded stream table.
 pub struct Streams {
-    map: HashMap<StreamKey, StreamState>,
+    map: FxHashMap<StreamKey, StreamState>,
     cap: usize,
     tick: u64,
     /// Streams evicted since the owner last drained this (their parser state goes too).
@@ -49,7 +49,7 @@ pub struct Streams {
 impl Streams {
     pub fn new(cap: usize) -> Self {
         Streams {
-            map: HashMap::new(),
+            map: FxHashMap::default(),
             cap: cap.max(1),
             tick: 0,
             evicted: Vec::new(),

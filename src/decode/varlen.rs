@@ -13,7 +13,7 @@
 //! In: the message bytes and its sets. Out: [`VarTemplates`] updates and
 //! decoded records as `(field, value)` lists.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use netflow_parser::variable_versions::enterprise_registry::EnterpriseFieldRegistry;
 use netflow_parser::variable_versions::field_value::FieldDataType;
@@ -39,7 +39,7 @@ pub struct VarTemplate {
 /// Variable-length templates of one stream, bounded.
 #[derive(Debug, Clone, Default)]
 pub struct VarTemplates {
-    map: HashMap<u16, VarTemplate>,
+    map: FxHashMap<u16, VarTemplate>,
 }
 
 /// A decoded field: the crate's field enum (v9 or IPFIX) and its value.

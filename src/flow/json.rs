@@ -222,6 +222,24 @@ fn ip<B: Buf>(out: &mut B, a: IpAddr) {
     out.push(b'"');
 }
 
+/// Every octet's decimal digits, then how many there are.
+const OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, d, u) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        t[i] = if i >= 100 {
+            [b'0' + h, b'0' + d, b'0' + u, 3]
+        } else if i >= 10 {
+            [b'0' + d, b'0' + u, 0, 2]
+        } else {
+            [b'0' + u, 0, 0, 1]
+        };
+        i += 1;
+    }
+    t
+};
+
 /// An address as text (what `Display` writes).
 fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
     match a {
@@ -231,7 +249,14 @@ fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
                 if i > 0 {
                     out.push(b'.');
                 }
-                int(out, *o);
+                let [a, b, c, len] = OCTETS[usize::from(*o)];
+                out.push(a);
+                if len > 1 {
+                    out.push(b);
+                }
+                if len > 2 {
+                    out.push(c);
+                }
             }
         }
         IpAddr::V6(v6) => ip6_text(out, v6),
