@@ -19,6 +19,64 @@ use crate::enrich::GeoInfo;
 pub trait Buf {
     fn push(&mut self, b: u8);
     fn put(&mut self, s: &[u8]);
+    /// `v` in decimal (what `itoa` writes).
+    #[inline(always)]
+    fn uint(&mut self, v: u64) {
+        for &c in itoa::Buffer::new().format(v).as_bytes() {
+            self.push(c);
+        }
+    }
+}
+
+/// Digit pairs "00" to "99".
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Decimal digits of `v` (1 to 20).
+#[inline(always)]
+fn digit_count(v: u64) -> usize {
+    const POW10: [u64; 20] = {
+        let mut t = [0u64; 20];
+        let mut i = 0;
+        let mut p = 1u64;
+        while i < 20 {
+            t[i] = p;
+            p = p.wrapping_mul(10);
+            i += 1;
+        }
+        t
+    };
+    // from the bit length (1233/4096 ≈ log10 2): t is the digit count or
+    // one less (t <= 19), and it is one less exactly when v >= 10^t
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    let t = (bits * 1233) >> 12;
+    (t + usize::from(v >= POW10[t])).max(1)
+}
+
+/// Writes `v` in decimal at the start of `dst` (20 bytes: the longest);
+/// returns how many bytes.
+#[inline(always)]
+fn write_uint(dst: &mut [std::mem::MaybeUninit<u8>; 20], mut v: u64) -> usize {
+    let n = digit_count(v);
+    let mut i = n;
+    while v >= 100 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        dst[i].write(PAIRS[r]);
+        dst[i + 1].write(PAIRS[r + 1]);
+    }
+    if v >= 10 {
+        let r = v as usize * 2;
+        dst[i - 2].write(PAIRS[r]);
+        dst[i - 1].write(PAIRS[r + 1]);
+    } else {
+        dst[i - 1].write(b'0' + v as u8);
+    }
+    n
 }
 
 impl Buf for Vec<u8> {
@@ -66,6 +124,20 @@ impl<const N: usize> Buf for Stack<N> {
         self.n += 1;
     }
     #[inline(always)]
+    fn uint(&mut self, v: u64) {
+        match self.buf.get_mut(self.n..self.n + 20) {
+            Some(room) => {
+                let dst: &mut [std::mem::MaybeUninit<u8>; 20] = room.try_into().expect("20 bytes");
+                self.n += write_uint(dst, v);
+            }
+            None => {
+                for &c in itoa::Buffer::new().format(v).as_bytes() {
+                    self.push(c);
+                }
+            }
+        }
+    }
+    #[inline(always)]
     fn put(&mut self, s: &[u8]) {
         let dst = &mut self.buf[self.n..self.n + s.len()];
         // SAFETY: `dst` is exactly `s.len()` bytes of this buffer (bounds checked above).
@@ -77,58 +149,72 @@ impl<const N: usize> Buf for Stack<N> {
 }
 
 /// A line written straight into a `Vec`'s spare capacity (no copy from a
-/// buffer aside), its length kept in a register and committed once.
-struct Spare<'a> {
-    vec: &'a mut Vec<u8>,
-    start: usize,
-    n: usize,
-    cap: usize,
+/// buffer aside). Only a cursor and the end of the room: as a local of the
+/// (inlined) writers the compiler keeps both in registers, where a `Vec`'s
+/// length, or any length behind a pointer, would be stored and reloaded
+/// around every byte (a byte written through a pointer might alias it).
+struct Spare {
+    p: *mut u8,
+    end: *mut u8,
 }
 
-impl<'a> Spare<'a> {
-    /// Room for at least `room` bytes after what `vec` holds.
-    fn new(vec: &'a mut Vec<u8>, room: usize) -> Self {
+impl Spare {
+    /// Runs `f` on the spare capacity of `vec` (at least `room` bytes),
+    /// then takes what it wrote into `vec`.
+    #[inline(always)]
+    fn write(vec: &mut Vec<u8>, room: usize, f: impl FnOnce(&mut Spare)) {
         vec.reserve(room);
-        let start = vec.len();
-        let cap = vec.capacity() - start;
-        Spare {
-            vec,
-            start,
-            n: 0,
-            cap,
-        }
-    }
-
-    fn commit(self) {
-        // SAFETY: `n` bytes after `start` were written, within the capacity.
-        unsafe { self.vec.set_len(self.start + self.n) }
+        let len = vec.len();
+        let spare = vec.spare_capacity_mut();
+        let start = spare.as_mut_ptr().cast::<u8>();
+        // SAFETY: one past the end of the spare capacity.
+        let end = unsafe { start.add(spare.len()) };
+        let mut s = Spare { p: start, end };
+        f(&mut s);
+        let n = s.p as usize - start as usize;
+        // SAFETY: the `n` bytes after `len` were written (`push`, `put` stay below `end`).
+        unsafe { vec.set_len(len + n) }
     }
 }
 
-impl Buf for Spare<'_> {
+impl Buf for Spare {
+    #[inline(always)]
+    fn uint(&mut self, v: u64) {
+        assert!(
+            self.end as usize - self.p as usize >= 20,
+            "line longer than its room"
+        );
+        // SAFETY: 20 bytes below `end` (checked above), uninitialised spare capacity.
+        let dst = unsafe { &mut *self.p.cast::<[std::mem::MaybeUninit<u8>; 20]>() };
+        let n = write_uint(dst, v);
+        // SAFETY: n <= 20, checked above.
+        self.p = unsafe { self.p.add(n) };
+    }
     #[inline(always)]
     fn push(&mut self, b: u8) {
-        assert!(self.n < self.cap, "line longer than its room");
-        // SAFETY: inside the reserved capacity (checked above).
-        unsafe { self.vec.as_mut_ptr().add(self.start + self.n).write(b) };
-        self.n += 1;
+        assert!(self.p < self.end, "line longer than its room");
+        // SAFETY: below `end`, inside the spare capacity (checked above).
+        unsafe {
+            self.p.write(b);
+            self.p = self.p.add(1);
+        }
     }
     #[inline(always)]
     fn put(&mut self, s: &[u8]) {
-        assert!(s.len() <= self.cap - self.n, "line longer than its room");
-        // SAFETY: inside the reserved capacity (checked above); `s` is not part of `vec`.
+        assert!(
+            s.len() <= self.end as usize - self.p as usize,
+            "line longer than its room"
+        );
+        // SAFETY: inside the spare capacity (checked above); `s` is not part of it.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                s.as_ptr(),
-                self.vec.as_mut_ptr().add(self.start + self.n),
-                s.len(),
-            )
-        };
-        self.n += s.len();
+            std::ptr::copy_nonoverlapping(s.as_ptr(), self.p, s.len());
+            self.p = self.p.add(s.len());
+        }
     }
 }
 
 /// Appends `s` as a JSON string (serde_json's escaping).
+#[inline(always)]
 pub fn string<B: Buf>(out: &mut B, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
@@ -138,6 +224,14 @@ pub fn string<B: Buf>(out: &mut B, s: &str) {
         out.push(b'"');
         return;
     }
+    escaped(out, b);
+    out.push(b'"');
+}
+
+/// The rest of [`string`] for a string that needs escapes (out of line: rare).
+#[cold]
+#[inline(never)]
+fn escaped<B: Buf>(out: &mut B, b: &[u8]) {
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let esc: &[u8] = match c {
@@ -164,7 +258,6 @@ pub fn string<B: Buf>(out: &mut B, s: &str) {
         start = i + 1;
     }
     out.put(&b[start..]);
-    out.push(b'"');
 }
 
 /// Appends short pieces (numbers, address octets) a byte at a time: a line
@@ -178,10 +271,11 @@ fn bytes<B: Buf>(out: &mut B, b: &[u8]) {
 }
 
 #[inline(always)]
-fn int<B: Buf>(out: &mut B, v: impl itoa::Integer) {
-    bytes(out, itoa::Buffer::new().format(v).as_bytes());
+fn int<B: Buf>(out: &mut B, v: impl Into<u64>) {
+    out.uint(v.into());
 }
 
+#[inline(always)]
 fn float<B: Buf>(out: &mut B, v: f64) {
     if v.is_finite() {
         bytes(out, zmij::Buffer::new().format_finite(v).as_bytes());
@@ -199,6 +293,7 @@ const SECS_DIRECT_BELOW_MS: i64 = 100_000_000_000_000;
 /// `0.25`): for a whole number of milliseconds the shortest decimal that
 /// reads back as that double is the seconds, a point, and the milliseconds
 /// without trailing zeros (at least one digit). Other values take `float`.
+#[inline(always)]
 fn secs<B: Buf>(out: &mut B, ms: i64) {
     if !(0..SECS_DIRECT_BELOW_MS).contains(&ms) {
         return float(out, ms as f64 / 1000.0);
@@ -216,6 +311,7 @@ fn secs<B: Buf>(out: &mut B, ms: i64) {
     }
 }
 
+#[inline(always)]
 fn ip<B: Buf>(out: &mut B, a: IpAddr) {
     out.push(b'"');
     ip_text(out, a);
@@ -241,6 +337,7 @@ const OCTETS: [[u8; 4]; 256] = {
 };
 
 /// An address as text (what `Display` writes).
+#[inline(always)]
 fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
     match a {
         // dotted quad without the formatting machinery
@@ -266,6 +363,7 @@ fn ip_text<B: Buf>(out: &mut B, a: IpAddr) {
 /// An IPv6 address as `Display` writes it (RFC 5952: lower-case hex
 /// without leading zeros, the longest run of two or more zero groups (the
 /// first of equals) as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`).
+#[inline(always)]
 fn ip6_text<B: Buf>(out: &mut B, a: std::net::Ipv6Addr) {
     if let Some(v4) = a.to_ipv4_mapped() {
         out.put(b"::ffff:");
@@ -331,6 +429,7 @@ pub fn ip_string(a: IpAddr) -> Stack<64> {
 }
 
 /// `v` as 16 lowercase hex digits.
+#[inline(always)]
 fn hex16<B: Buf>(out: &mut B, v: u64) {
     let mut b = [0u8; 16];
     hex16_into(&mut b, v);
@@ -362,6 +461,7 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC with milliseconds (`2026-11-29T01:40:23.123Z`), as
 /// `record::rfc3339_ms` writes it, for times from 1970 to 9999.
+#[inline(always)]
 pub fn rfc3339_ms<B: Buf>(out: &mut B, ms: i64) {
     let ms = ms.clamp(0, 253_402_300_799_999);
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000) as u32);
@@ -390,12 +490,11 @@ pub fn rfc3339_ms<B: Buf>(out: &mut B, ms: i64) {
     out.push(b'Z');
 }
 
-#[inline(always)]
-fn key<B: Buf>(out: &mut B, k: &str) {
-    out.push(b',');
-    out.push(b'"');
-    out.put(k.as_bytes());
-    out.put(b"\":");
+/// `,"k":` in one piece.
+macro_rules! key {
+    ($out:expr, $k:literal) => {
+        $out.put(concat!(",\"", $k, "\":").as_bytes())
+    };
 }
 
 /// One side's enrichment keys (`,"cli.country":` …), whole.
@@ -429,12 +528,10 @@ macro_rules! geo_keys {
 
 const CLI: GeoKeys = geo_keys!("cli");
 const SRV: GeoKeys = geo_keys!("srv");
-
 #[inline(always)]
 fn boolean<B: Buf>(out: &mut B, v: bool) {
     out.put(if v { b"true" } else { b"false" });
 }
-
 #[inline(always)]
 fn geo<B: Buf>(out: &mut B, k: &GeoKeys, g: &GeoInfo) {
     if let Some(v) = &g.country {
@@ -495,67 +592,65 @@ fn room(v: &FlowView) -> usize {
 
 /// Appends the flow snapshot as a JSON object.
 pub fn view(out: &mut Vec<u8>, v: &FlowView) {
-    let mut line = Spare::new(out, room(v));
-    view_into(&mut line, v);
-    line.commit();
+    Spare::write(out, room(v), |line| view_into(line, v));
 }
-
+#[inline(always)]
 fn view_into<B: Buf>(out: &mut B, v: &FlowView) {
     out.put(b"{\"key\":\"");
     hex16(out, v.key);
     out.push(b'"');
-    key(out, "cli.ip");
+    key!(out, "cli.ip");
     ip(out, v.cli_ip);
-    key(out, "srv.ip");
+    key!(out, "srv.ip");
     ip(out, v.srv_ip);
-    key(out, "cli.port");
+    key!(out, "cli.port");
     int(out, v.cli_port);
-    key(out, "srv.port");
+    key!(out, "srv.port");
     int(out, v.srv_port);
-    key(out, "proto.l4");
+    key!(out, "proto.l4");
     match l4_name(v.proto) {
         Some(n) => string(out, n),
         None => int(out, v.proto),
     }
-    key(out, "proto.l7");
+    key!(out, "proto.l7");
     string(out, &v.l7);
-    key(out, "cli2srv.bytes");
+    key!(out, "cli2srv.bytes");
     int(out, v.cli2srv_bytes);
-    key(out, "srv2cli.bytes");
+    key!(out, "srv2cli.bytes");
     int(out, v.srv2cli_bytes);
-    key(out, "cli2srv.packets");
+    key!(out, "cli2srv.packets");
     int(out, v.cli2srv_packets);
-    key(out, "srv2cli.packets");
+    key!(out, "srv2cli.packets");
     int(out, v.srv2cli_packets);
-    key(out, "cli2srv.tcp_flags");
+    key!(out, "cli2srv.tcp_flags");
     int(out, v.cli_tcp_flags);
-    key(out, "srv2cli.tcp_flags");
+    key!(out, "srv2cli.tcp_flags");
     int(out, v.srv_tcp_flags);
-    key(out, "first_seen");
+    key!(out, "first_seen");
     secs(out, v.first_ms);
-    key(out, "last_seen");
+    key!(out, "last_seen");
     secs(out, v.last_ms);
-    key(out, "duration");
+    key!(out, "duration");
     secs(out, v.duration_ms());
-    key(out, "exporter");
+    key!(out, "exporter");
     ip(out, v.exporter);
-    key(out, "observation_domain");
+    key!(out, "observation_domain");
     int(out, v.observation_domain);
-    key(out, "vlan");
+    key!(out, "vlan");
     int(out, v.vlan);
-    key(out, "in_if");
+    key!(out, "in_if");
     int(out, v.in_if);
-    key(out, "out_if");
+    key!(out, "out_if");
     int(out, v.out_if);
-    key(out, "sampling_interval");
+    key!(out, "sampling_interval");
     int(out, v.sampling_interval);
     if let Some(s) = v.sampling_source {
-        key(out, "sampling_source");
+        key!(out, "sampling_source");
         string(out, s.as_str());
     }
     geo(out, &CLI, &v.cli_geo);
     geo(out, &SRV, &v.srv_geo);
-    key(out, "status");
+    key!(out, "status");
     out.push(b'[');
     for (i, n) in v.status.iter_names().enumerate() {
         if i > 0 {
@@ -564,16 +659,16 @@ fn view_into<B: Buf>(out: &mut B, v: &FlowView) {
         string(out, n);
     }
     out.push(b']');
-    key(out, "score");
+    key!(out, "score");
     int(out, v.score);
     if v.cli_score > 0 || v.srv_score > 0 {
-        key(out, "cli.score");
+        key!(out, "cli.score");
         int(out, v.cli_score);
-        key(out, "srv.score");
+        key!(out, "srv.score");
         int(out, v.srv_score);
     }
     if let Some(r) = v.end_reason {
-        key(out, "end_reason");
+        key!(out, "end_reason");
         string(out, r.name());
     }
     out.push(b'}');
@@ -586,11 +681,11 @@ pub fn event(out: &mut Vec<u8>, e: &FlowEvent) {
 
 /// Appends the event `kind` at `time_ms` about `flow` (no newline).
 pub fn event_of(out: &mut Vec<u8>, kind: EventKind, time_ms: i64, flow: &FlowView) {
-    let mut line = Spare::new(out, room(flow));
-    event_into(&mut line, kind, time_ms, flow);
-    line.commit();
+    Spare::write(out, room(flow), |line| {
+        event_into(line, kind, time_ms, flow)
+    });
 }
-
+#[inline(always)]
 fn event_into<B: Buf>(out: &mut B, kind: EventKind, time_ms: i64, flow: &FlowView) {
     out.put(b"{\"event\":");
     string(out, kind.name());
@@ -681,6 +776,39 @@ mod tests {
             let mut a = Vec::new();
             ip(&mut a, IpAddr::V6(v6));
             assert_eq!(String::from_utf8(a).unwrap(), format!("\"{v6}\""), "{t}");
+        }
+    }
+
+    /// Integers written in place read as `itoa` (and `Display`) writes them.
+    #[test]
+    fn integers_match_the_reference() {
+        let mut vals = vec![0u64, 1, 9, 10, 99, 100, 999, 1000, u64::MAX, u64::MAX - 1];
+        let mut p = 1u64;
+        for _ in 0..19 {
+            p *= 10;
+            vals.extend([p - 1, p, p + 1]);
+        }
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            vals.push(rng >> (rng % 64));
+        }
+        for v in vals {
+            let mut line = Vec::new();
+            Spare::write(&mut line, 64, |w| w.uint(v));
+            let mut st = Stack::<24>::new();
+            st.uint(v);
+            assert_eq!(line, v.to_string().as_bytes(), "{v}");
+            assert_eq!(st.bytes(), v.to_string().as_bytes(), "{v}");
+            // fewer than 20 bytes left: digit by digit
+            if v < 10_000_000_000_000_000_000 {
+                let mut tight = Stack::<24>::new();
+                tight.put(b"12345");
+                tight.uint(v);
+                assert_eq!(&tight.bytes()[5..], v.to_string().as_bytes(), "{v}");
+            }
         }
     }
 

@@ -9,7 +9,7 @@
 //! choice, counting, when each event fires) are in `docs/lifecycle.md`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::classify;
@@ -176,7 +176,7 @@ pub struct FlowTable {
     periodic: BinaryHeap<Reverse<(i64, u32, u32)>>,
     ending: BinaryHeap<Reverse<(i64, u32, u32)>>,
     l7_names: Vec<Arc<str>>,
-    l7_index: HashMap<Arc<str>, u16>,
+    l7_index: rustc_hash::FxHashMap<Arc<str>, u16>,
     /// Longest active timeout seen from exporters (records ended by IE 136 = 2).
     active_timeout_ms: i64,
     batch: u32,
@@ -223,7 +223,7 @@ impl FlowTable {
             periodic: BinaryHeap::new(),
             ending: BinaryHeap::new(),
             l7_names: Vec::new(),
-            l7_index: HashMap::new(),
+            l7_index: rustc_hash::FxHashMap::default(),
             active_timeout_ms: 0,
             batch: 0,
             touched: Vec::new(),
