@@ -66,11 +66,21 @@ struct At {
 }
 
 impl At {
+    /// The slot's big-endian value: one 8-byte load shifted down when the
+    /// record has 8 bytes from the slot on (slots hold 1 to 8 bytes), else
+    /// byte by byte ([`be`]).
     #[inline(always)]
     fn get(self, rec: &[u8]) -> Option<u64> {
-        (self.len != 0).then(|| {
-            let o = usize::from(self.off);
-            be(&rec[o..o + usize::from(self.len)])
+        if self.len == 0 {
+            return None;
+        }
+        let (o, l) = (usize::from(self.off), usize::from(self.len));
+        Some(match rec.get(o..o + 8) {
+            Some(w) if l <= 8 => {
+                let w: [u8; 8] = w.try_into().unwrap_or_default();
+                u64::from_be_bytes(w) >> ((8 - l) * 8)
+            }
+            _ => be(&rec[o..o + l]),
         })
     }
 }
