@@ -168,26 +168,15 @@ impl Work {
     /// One batch: decode each datagram, its records into the flow table,
     /// the events out.
     fn handle(&mut self, batch: &Batch) {
-        let Work {
-            shard,
-            dtel,
-            ftel,
-            stats,
-            last_poll,
-            recs,
-            compact,
-            events,
-            lines,
-            saved_gen,
-            last_save,
-            done,
-        } = self;
-        shard.state_duties(saved_gen, last_save, recs, events);
-        if last_poll.elapsed() >= Duration::from_secs(1) {
-            dtel.template_stats(&shard.decoder.template_stats());
-            dtel.streams.set(shard.decoder.streams() as f64);
-            *last_poll = Instant::now();
+        self.duties();
+        if self.last_poll.elapsed() >= Duration::from_secs(1) {
+            let d = &self.shard.decoder;
+            self.dtel.template_stats(&d.template_stats());
+            self.dtel.streams.set(d.streams() as f64);
+            self.last_poll = Instant::now();
         }
+        let (shard, dtel) = (&mut self.shard, &mut self.dtel);
+        let (recs, compact) = (&mut self.recs, &mut self.compact);
         for (from, received_ms, payload) in batch.iter() {
             recs.clear();
             compact.clear();
@@ -208,78 +197,79 @@ impl Work {
             }
             if shard.filter.records() {
                 for r in recs.iter().filter(|r| shard.filter.record(r)) {
-                    let _ = lines.push_record(r);
+                    let _ = self.lines.push_record(r);
                 }
             }
             shard
                 .table
-                .ingest_split(recs, compact, received_ms.max(0), events);
+                .ingest_split(recs, compact, received_ms.max(0), &mut self.events);
         }
-        let s = &shard.decoder.stats;
+        let (s, was) = (&shard.decoder.stats, &self.stats);
         // shared counters are touched only when they move
         for (c, now, was) in [
-            (&dtel.seq_gaps, s.seq_gaps, stats.seq_gaps),
-            (&dtel.seq_lost, s.seq_lost, stats.seq_lost),
-            (&dtel.seq_late, s.seq_late, stats.seq_late),
-            (&dtel.restarts, s.restarts, stats.restarts),
-            (&dtel.trailing_bytes, s.trailing_bytes, stats.trailing_bytes),
+            (&dtel.seq_gaps, s.seq_gaps, was.seq_gaps),
+            (&dtel.seq_lost, s.seq_lost, was.seq_lost),
+            (&dtel.seq_late, s.seq_late, was.seq_late),
+            (&dtel.restarts, s.restarts, was.restarts),
+            (&dtel.trailing_bytes, s.trailing_bytes, was.trailing_bytes),
         ] {
             if now != was {
                 c.increment(now - was);
             }
         }
-        stats.clone_from(s);
-        ftel.table(&shard.table);
-        *done = !shard.emit(events, lines, ftel);
+        self.stats.clone_from(s);
+        self.emit();
     }
 
     /// A second without a queued batch: the flow table's timers.
     fn tick(&mut self) {
-        let Work {
-            shard,
-            ftel,
-            events,
-            lines,
-            saved_gen,
-            last_save,
-            recs,
-            done,
-            ..
-        } = self;
-        shard.state_duties(saved_gen, last_save, recs, events);
-        shard.table.advance(wall_ms(), events);
-        ftel.table(&shard.table);
-        *done = !shard.emit(events, lines, ftel);
+        self.duties();
+        self.shard.table.advance(wall_ms(), &mut self.events);
+        self.emit();
     }
 
     /// Every flow ends (`shutdown`); the streams' last snapshot.
     fn finish(&mut self) {
-        let Work {
-            shard,
-            ftel,
-            events,
-            lines,
-            saved_gen,
-            ..
-        } = self;
-        shard.table.advance(wall_ms(), events);
+        self.shard.table.advance(wall_ms(), &mut self.events);
         // in chunks: every flow's events at once would be a buffer per
         // table (tens of MB, page-faulted in and copied as it grows)
         loop {
-            let more = shard.table.end_some(FlowTable::SHUTDOWN_CHUNK, events);
-            ftel.table(&shard.table);
-            if !shard.emit(events, lines, ftel) || !more {
+            let more = self
+                .shard
+                .table
+                .end_some(FlowTable::SHUTDOWN_CHUNK, &mut self.events);
+            self.emit();
+            if self.done || !more {
                 break;
             }
         }
+        let shard = &self.shard;
         if let Some((tx, _)) = &shard.state
-            && shard.decoder.generation() != *saved_gen
+            && shard.decoder.generation() != self.saved_gen
         {
             let _ = tx.send(Snapshot {
                 shard: shard.id,
                 streams: shard.decoder.saved_streams(),
             });
         }
+    }
+
+    /// The state writer's turn and streams to restore ([`Shard::state_duties`]).
+    fn duties(&mut self) {
+        self.shard.state_duties(
+            &mut self.saved_gen,
+            &mut self.last_save,
+            &mut self.recs,
+            &mut self.events,
+        );
+    }
+
+    /// The table's gauges, then the events out; `done` when the sink is gone.
+    fn emit(&mut self) {
+        self.ftel.table(&self.shard.table);
+        self.done = !self
+            .shard
+            .emit(&mut self.events, &mut self.lines, &mut self.ftel);
     }
 }
 
