@@ -36,6 +36,9 @@ use super::value::ntp_to_unix_ms;
 use super::varlen::WireField;
 use crate::record::{Compact, FlowRecord, Has};
 
+mod quick;
+use quick::Quick;
+
 /// What one step of a plan does with its bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
@@ -374,6 +377,8 @@ impl Fast {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     fast: Fast,
+    /// [`Fast`] as 8-byte windows, when its slots allow ([`Plan::decode_compact_in`]).
+    quick: Option<Quick>,
     /// The steps [`Fast`] has no slot for, in wire order.
     rest: Vec<Step>,
     /// Bytes of one record.
@@ -530,6 +535,7 @@ impl Plan {
         (off > 0 && off <= u16::MAX as usize).then(|| {
             let (fast, rest) = Fast::split(steps);
             Plan {
+                quick: Quick::of(&fast),
                 fast,
                 rest,
                 rec_len: off,
@@ -559,6 +565,27 @@ impl Plan {
     ) -> Resolved {
         debug_assert!(self.all_fast());
         self.fast.decode_compact(rec, c, ctx, announced, rules)
+    }
+
+    /// [`Plan::decode_compact`] of the record at `start` of the data set
+    /// `body`: through the plan's 8-byte windows when it has them and the
+    /// set holds their reach from `start` on.
+    #[inline]
+    pub fn decode_compact_in(
+        &self,
+        body: &[u8],
+        start: usize,
+        c: &mut Compact,
+        ctx: &Ctx,
+        announced: Resolved,
+        rules: &Rules,
+    ) -> Resolved {
+        match &self.quick {
+            Some(q) if start + q.reach <= body.len() => {
+                q.decode(&body[start..], c, ctx, announced, rules)
+            }
+            _ => self.decode_compact(&body[start..start + self.rec_len], c, ctx, announced, rules),
+        }
     }
 
     /// The sampling rate of a record of an [`Plan::all_fast`] plan before
