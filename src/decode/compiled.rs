@@ -16,6 +16,9 @@
 //! vendor corpus, the mutation corpus and generated streams through both
 //! paths and demands identical records.
 //!
+//! For the flow table's compact records, a plan whose slots all fit their
+//! destinations also reads them through 8-byte windows (`quick`).
+//!
 //! In: template sets (to compile) and data set bodies with their plan. Out:
 //! records appended through the caller's [`Builder`] sink.
 
