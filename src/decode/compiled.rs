@@ -570,24 +570,47 @@ impl Plan {
         self.fast.decode_compact(rec, c, ctx, announced, rules)
     }
 
-    /// [`Plan::decode_compact`] of the record at `start` of the data set
-    /// `body`: through the plan's 8-byte windows when it has them and the
-    /// set holds their reach from `start` on.
+    /// Every record of the data set `body` of an [`Plan::all_fast`] plan
+    /// appended to `out` in compact form (each made in its place from
+    /// `fresh`), as [`Plan::decode_compact`] makes it; `count` gets how each
+    /// one's sampling rate was resolved. Through the plan's 8-byte windows
+    /// when it has them: each record copied into a window buffer first, so
+    /// every read is at a fixed place (no bounds checks, no per-slot
+    /// pointers moving with the record).
     #[inline]
-    pub fn decode_compact_in(
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_compact_set(
         &self,
         body: &[u8],
-        start: usize,
-        c: &mut Compact,
+        fresh: Compact,
+        out: &mut Vec<Compact>,
         ctx: &Ctx,
         announced: Resolved,
         rules: &Rules,
-    ) -> Resolved {
+        mut count: impl FnMut(Resolved),
+    ) {
+        debug_assert!(self.all_fast());
+        out.reserve(body.len() / self.rec_len.max(1));
+        let records = body.chunks_exact(self.rec_len);
         match &self.quick {
-            Some(q) if start + q.reach <= body.len() => {
-                q.decode(&body[start..], c, ctx, announced, rules)
+            Some(q) => {
+                let mut win = [0u8; quick::WIN];
+                let n = self.rec_len.min(quick::WIN);
+                for rec in records {
+                    win[..n].copy_from_slice(&rec[..n]);
+                    // made in its place in `out` (a record is 150 bytes: not built aside and copied)
+                    out.push(fresh);
+                    let Some(c) = out.last_mut() else { continue };
+                    count(q.decode(&win, c, ctx, announced, rules));
+                }
             }
-            _ => self.decode_compact(&body[start..start + self.rec_len], c, ctx, announced, rules),
+            None => {
+                for rec in records {
+                    out.push(fresh);
+                    let Some(c) = out.last_mut() else { continue };
+                    count(self.decode_compact(rec, c, ctx, announced, rules));
+                }
+            }
         }
     }
 

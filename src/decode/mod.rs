@@ -835,15 +835,9 @@ impl<'a> Emitter<'a> {
         if plan.all_fast() {
             // nothing in a compiled datagram changes what the exporter announced
             let announced = compiled::Plan::announced(sampling, ctx);
-            let n = body.len() / plan.rec_len.max(1);
-            out.reserve(n);
-            for start in (0..n).map(|k| k * plan.rec_len) {
-                // made in its place in `out` (a record is 150 bytes: not built aside and copied)
-                out.push(fresh);
-                let Some(c) = out.last_mut() else { continue };
-                let res = plan.decode_compact_in(body, start, c, ctx, announced, rules);
-                counts.count(res);
-            }
+            plan.decode_compact_set(body, fresh, out, ctx, announced, rules, |res| {
+                counts.count(res)
+            });
             return;
         }
         for rec in body.chunks_exact(plan.rec_len) {

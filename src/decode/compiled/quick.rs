@@ -5,16 +5,22 @@
 //! and whose sides each have one address slot. Out: [`Quick`], which decodes
 //! one record into its [`Compact`] form the way [`Fast::decode_compact`]
 //! does, reading each present slot as one big-endian 8-byte load shifted
-//! down: no per-slot length or range checks, no `Option` per slot. A record
-//! is read this way when the set has `reach` bytes from its start (every
-//! record of a set but the last one or two); the others, and plans this
-//! cannot take, go through [`Fast::decode_compact`]. `tests/differential.rs`
-//! holds both to the crate's records.
+//! down: no per-slot length or range checks, no `Option` per slot. The
+//! record is first copied into a [`WIN`]-byte buffer (a slot starts in its
+//! first 256 bytes), so each window is read at a fixed place in it: no
+//! bounds check survives (offsets are below 256), and the bytes a window
+//! reads past the record are shifted out. Plans this cannot take go through
+//! [`Fast::decode_compact`]. `tests/differential.rs` holds both to the
+//! crate's records.
 
 use super::{Dest, Fast, abs_time, times};
 use crate::decode::normalize::{Ctx, TimeFields};
 use crate::decode::sampling::{Resolved, Rules};
 use crate::record::{Compact, Has};
+
+/// Bytes of the buffer a record is read from: a slot starts below 256, and
+/// an address window reads 16 bytes from there.
+pub(super) const WIN: usize = 272;
 
 /// A slot read as the 8-byte big-endian window at `off` shifted right by `shift`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -26,20 +32,21 @@ struct Win {
 
 impl Win {
     #[inline(always)]
-    fn read(self, w: &[u8]) -> u64 {
-        let o = usize::from(self.off);
+    fn read(self, w: &[u8; WIN]) -> u64 {
+        // below 256 (`Quick::of`): the mask only shows the compiler the window fits
+        let o = usize::from(self.off) & 0xff;
         let b: [u8; 8] = w[o..o + 8].try_into().unwrap_or_default();
         u64::from_be_bytes(b) >> self.shift
     }
 
     /// The value, 0 when the template has no such field.
     #[inline(always)]
-    fn or0(self, w: &[u8]) -> u64 {
+    fn or0(self, w: &[u8; WIN]) -> u64 {
         if self.on { self.read(w) } else { 0 }
     }
 
     #[inline(always)]
-    fn opt(self, w: &[u8]) -> Option<u64> {
+    fn opt(self, w: &[u8; WIN]) -> Option<u64> {
         self.on.then(|| self.read(w))
     }
 }
@@ -55,18 +62,18 @@ enum Addr {
 
 impl Addr {
     #[inline(always)]
-    fn read(self, w: &[u8]) -> Option<[u8; 16]> {
+    fn read(self, w: &[u8; WIN]) -> Option<[u8; 16]> {
         let mut m = [0u8; 16];
         match self {
             Addr::None => return None,
             Addr::V4(o) => {
-                let o = usize::from(o);
+                let o = usize::from(o) & 0xff;
                 m[10] = 0xff;
                 m[11] = 0xff;
                 m[12..].copy_from_slice(&w[o..o + 4]);
             }
             Addr::V6(o) => {
-                let o = usize::from(o);
+                let o = usize::from(o) & 0xff;
                 m.copy_from_slice(&w[o..o + 16]);
             }
         }
@@ -99,15 +106,14 @@ pub(super) struct Quick {
     end_unit: i64,
     /// Has bits every record of the plan gets from its slots alone.
     has: u32,
-    /// Bytes from a record's start that its windows read.
-    pub(super) reach: usize,
 }
 
 impl Quick {
     /// The windows of `f`, when every slot the compact record reads fits
-    /// its destination whatever its bytes hold (else `None`).
+    /// its destination whatever its bytes hold and starts in the record's
+    /// first 256 bytes (else `None`).
     pub(super) fn of(f: &Fast) -> Option<Quick> {
-        let mut reach = 0usize;
+        let mut max_off = 0u16;
         let mut win = |d: Dest, max_len: u16| -> Option<Win> {
             let a = f.at[d as usize];
             if a.len == 0 {
@@ -116,7 +122,7 @@ impl Quick {
             if a.len > max_len {
                 return None;
             }
-            reach = reach.max(usize::from(a.off) + 8);
+            max_off = max_off.max(a.off);
             Some(Win {
                 off: a.off,
                 shift: ((8 - a.len) * 8) as u8,
@@ -154,7 +160,7 @@ impl Quick {
                 (0, _) => (a6, a6.len == 16),
                 _ => return None,
             };
-            reach = reach.max(usize::from(a.off) + usize::from(a.len));
+            max_off = max_off.max(a.off);
             Some(if v6 { Addr::V6(a.off) } else { Addr::V4(a.off) })
         };
         q.src = addr(Dest::Src4, Dest::Src6)?;
@@ -180,22 +186,20 @@ impl Quick {
             has |= Has::DST;
         }
         q.has = has;
-        q.reach = reach;
-        Some(q)
+        (max_off < 256).then_some(q)
     }
 
-    /// One record (`w`: at least [`Quick::reach`] bytes from its start) into
-    /// `c` (fresh), as [`Fast::decode_compact`] makes it.
+    /// One record (copied to the start of `w`) into `c` (fresh), as
+    /// [`Fast::decode_compact`] makes it.
     #[inline(always)]
     pub(super) fn decode(
         &self,
-        w: &[u8],
+        w: &[u8; WIN],
         c: &mut Compact,
         ctx: &Ctx,
         announced: Resolved,
         rules: &Rules,
     ) -> Resolved {
-        let w = &w[..self.reach];
         let mut has = self.has;
         let src_port = self.src_port.or0(w) as u16;
         let dst_port = self.dst_port.or0(w) as u16;
@@ -267,7 +271,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::super::{At, DESTS, Fast};
-    use super::{Dest, Quick};
+    use super::{Dest, Quick, WIN};
     use crate::decode::normalize::Ctx;
     use crate::decode::sampling::{Resolved, Rule, Rules};
     use crate::record::{Compact, SamplingSource};
@@ -296,7 +300,12 @@ mod tests {
                 return;
             }
             let len = lens[rng.below(lens.len() as u64) as usize];
-            off += rng.below(3) as u16; // fields in between
+            // fields in between: now and then a long run of them (records past `WIN` bytes)
+            off += if rng.below(12) == 0 {
+                90
+            } else {
+                rng.below(3) as u16
+            };
             f.at[d as usize] = At { off, len };
             off += len;
         };
@@ -359,17 +368,20 @@ mod tests {
                 overrides: true,
             }]),
         ];
-        let mut checked = 0;
+        let (mut checked, mut long) = (0, 0);
         for _ in 0..2000 {
             let f = layout(&mut rng);
             let Some(q) = Quick::of(&f) else {
                 continue;
             };
-            let rec_len =
-                f.at.iter()
-                    .map(|a| usize::from(a.off + a.len))
-                    .max()
-                    .unwrap_or(0);
+            // fields nothing reads after the last slot, now and then many
+            let tail = if rng.below(3) == 0 {
+                100
+            } else {
+                rng.below(3) as usize
+            };
+            let last = f.at.iter().map(|a| usize::from(a.off + a.len)).max();
+            let rec_len = tail + last.unwrap_or(0);
             for _ in 0..20 {
                 let ctx = Ctx {
                     exporter: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
@@ -385,7 +397,7 @@ mod tests {
                     1 => Resolved::Rate(1 + rng.below(1000) as u32, SamplingSource::Options),
                     _ => Resolved::Unscalable,
                 };
-                let mut body: Vec<u8> = (0..q.reach.max(rec_len))
+                let mut body: Vec<u8> = (0..rec_len)
                     .map(|_| match rng.below(8) {
                         0 => 0,
                         1 => 0xff,
@@ -404,15 +416,24 @@ mod tests {
                         ..Compact::default()
                     };
                     let (mut a, mut b) = (fresh, fresh);
-                    let ra = f.decode_compact(&body[..rec_len], &mut a, &ctx, announced, r);
-                    let rb = q.decode(&body, &mut b, &ctx, announced, r);
+                    let ra = f.decode_compact(&body, &mut a, &ctx, announced, r);
+                    // as `Plan::decode_compact_set`: after another record's bytes
+                    let mut win = [0xa5u8; WIN];
+                    let n = rec_len.min(WIN);
+                    win[..n].copy_from_slice(&body[..n]);
+                    let rb = q.decode(&win, &mut b, &ctx, announced, r);
                     assert_eq!(ra, rb, "resolved, layout {f:?}");
                     assert_eq!(a, b, "record, layout {f:?} bytes {body:?}");
                     checked += 1;
+                    long += usize::from(rec_len > WIN);
                 }
             }
         }
         assert!(checked > 10_000, "only {checked} records compared");
+        assert!(
+            long > 100,
+            "only {long} records longer than the window buffer"
+        );
     }
 
     /// A slot longer than its destination takes (a port in 4 bytes) or both
@@ -428,8 +449,9 @@ mod tests {
         assert!(Quick::of(&f).is_none());
         let mut f = Fast::default();
         f.at[Dest::Src4 as usize] = At { off: 0, len: 4 };
-        f.at[Dest::InIf as usize] = At { off: 4, len: 4 };
-        let q = Quick::of(&f).expect("fits");
-        assert_eq!(q.reach, 12, "an 8-byte window from the last slot");
+        f.at[Dest::InIf as usize] = At { off: 255, len: 4 };
+        assert!(Quick::of(&f).is_some(), "a slot starting at byte 255");
+        f.at[Dest::OutIf as usize] = At { off: 256, len: 4 };
+        assert!(Quick::of(&f).is_none(), "a slot starting past byte 255");
     }
 }
