@@ -270,6 +270,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
     let delivery = crate::alert::Delivery::start(cfg)?;
     let sinks = output::open_sinks(cfg)?;
     let output_deadline = output::CloseDeadline::default();
+    let recycle = output::Recycle::default();
     let (output, output_tx) = if !sinks.is_empty() {
         let (tx, rx) = sync_channel((cfg.output.queue_records / 32).max(16));
         let tap = Some(delivery.router.clone()).filter(|r| r.wants_events());
@@ -280,6 +281,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
                 cfg.output.flush_interval,
                 tap,
                 output_deadline.clone(),
+                recycle.clone(),
             )?),
             Some(tx),
         )
@@ -399,6 +401,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
                 Some(Enricher::new(geo.clone(), cfg.geo.cache_size)),
             ),
             out: output_tx.clone(),
+            recycle: recycle.clone(),
             filter,
             staging: scripts.as_ref().map(|r| r.staging()).unwrap_or_default(),
             scripts: scripts.clone(),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::decode::Decoder;
 use crate::flow::{FlowEvent, FlowTable};
 use crate::ingest::{Batch, Inline, Pool, RunInline};
-use crate::output::{Lines, OutputMsg};
+use crate::output::{Lines, OutputMsg, Recycle};
 use crate::pipeline::{OutputFilter, encode_events, wall_ms};
 use crate::record::{Compact, FlowRecord};
 use crate::script::ScriptRunner;
@@ -44,6 +44,8 @@ pub struct Shard {
     pub decoder: Decoder,
     pub table: FlowTable,
     pub out: Option<SyncSender<OutputMsg>>,
+    /// Written batches back from the output thread, for the next batch's lines.
+    pub recycle: Recycle,
     pub filter: OutputFilter,
     pub scripts: Option<Arc<ScriptRunner>>,
     pub pool: Pool,
@@ -350,7 +352,9 @@ impl Shard {
         tel.publish();
         match &self.out {
             Some(tx) if !lines.is_empty() => {
-                tx.send(OutputMsg::Lines(std::mem::take(lines))).is_ok()
+                let next = self.recycle.take();
+                tx.send(OutputMsg::Lines(std::mem::replace(lines, next)))
+                    .is_ok()
             }
             _ => {
                 lines.clear();

@@ -8,7 +8,8 @@
 //! works. The Kafka sink (`kafka`, cargo feature `kafka`) implements the same
 //! [`Sink`] trait and gets every batch too. With
 //! `syslog.events`, each batch's event lines are also handed to the alert
-//! delivery stage (`alert::Router::events`).
+//! delivery stage (`alert::Router::events`). Written batches go back to the
+//! shards through [`Recycle`] (buffers reused, not reallocated).
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -66,6 +67,44 @@ pub trait Sink: Send {
     /// Reopen the destination (log rotation). Default: nothing to do.
     fn reopen(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+/// Written line batches on their way back to the shards that fill them: the
+/// output thread puts each batch here once written (emptied, its buffer kept)
+/// and a shard takes one for its next batch, so the large batches of a
+/// shutdown (a thousand `flowEnd` lines each) reuse their memory instead of
+/// faulting in fresh pages and giving them back every time. Bounded: at most
+/// [`Recycle::KEEP`] batches, none whose buffer grew past [`Recycle::MAX_BYTES`].
+#[derive(Debug, Clone, Default)]
+pub struct Recycle(std::sync::Arc<std::sync::Mutex<Vec<Lines>>>);
+
+impl Recycle {
+    /// Batches kept at most.
+    pub const KEEP: usize = 4;
+    /// Largest buffer kept (bytes of capacity).
+    pub const MAX_BYTES: usize = 2 << 20;
+
+    /// Keeps `lines` (emptied) for a later [`Recycle::take`], unless full or too large.
+    pub fn put(&self, mut lines: Lines) {
+        if lines.buf.capacity() > Self::MAX_BYTES {
+            return;
+        }
+        lines.clear();
+        if let Ok(mut kept) = self.0.lock()
+            && kept.len() < Self::KEEP
+        {
+            kept.push(lines);
+        }
+    }
+
+    /// An empty batch: a kept one when there is one.
+    pub fn take(&self) -> Lines {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.pop())
+            .unwrap_or_default()
     }
 }
 
@@ -264,6 +303,7 @@ pub fn spawn(
     flush_every: Duration,
     events_tap: Option<crate::alert::Router>,
     deadline: CloseDeadline,
+    recycle: Recycle,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("flowhook-output".into())
@@ -295,6 +335,7 @@ pub fn spawn(
                             }
                         }
                         dirty = true;
+                        recycle.put(batch);
                     }
                     Ok(OutputMsg::Reopen) => {
                         for (sink, tel) in sinks.iter_mut() {
@@ -323,4 +364,40 @@ pub fn spawn(
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lines, Recycle};
+
+    fn batch(bytes: usize) -> Lines {
+        let mut l = Lines::default();
+        l.buf.reserve_exact(bytes);
+        l.buf.extend_from_slice(b"{}\n");
+        l.count = 1;
+        l.keys.push(7);
+        l
+    }
+
+    /// Batches come back empty with their buffer; the pool stays bounded.
+    #[test]
+    fn recycle_keeps_buffers_bounded() {
+        let r = Recycle::default();
+        assert_eq!(r.take().buf.capacity(), 0, "nothing kept yet");
+        for _ in 0..Recycle::KEEP + 3 {
+            r.put(batch(4096));
+        }
+        r.put(batch(Recycle::MAX_BYTES + 1));
+        let mut kept = 0;
+        loop {
+            let l = r.take();
+            if l.buf.capacity() == 0 {
+                break;
+            }
+            assert!(l.is_empty() && l.buf.is_empty() && l.keys.is_empty());
+            assert!(l.buf.capacity() >= 4096 && l.buf.capacity() <= Recycle::MAX_BYTES);
+            kept += 1;
+        }
+        assert_eq!(kept, Recycle::KEEP);
+    }
 }
