@@ -380,7 +380,7 @@ impl Fast {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     fast: Fast,
-    /// [`Fast`] as 8-byte windows, when its slots allow ([`Plan::decode_compact_in`]).
+    /// [`Fast`] as 8-byte windows, when its slots allow ([`Plan::decode_compact_set`]).
     quick: Option<Quick>,
     /// The steps [`Fast`] has no slot for, in wire order.
     rest: Vec<Step>,
