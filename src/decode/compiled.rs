@@ -353,27 +353,40 @@ impl Fast {
             .unwrap_or(0);
         c.src = h.set(Has::SRC, self.addr(Dest::Src4, Dest::Src6, rec));
         c.dst = h.set(Has::DST, self.addr(Dest::Dst4, Dest::Dst6, rec));
-        // sampling as `Fill::finish` resolves it (`announced`: for a record that announces nothing)
-        let resolved = rules.apply(ctx.exporter, ctx.domain, in_if, announced);
-        let mut mult = 1;
-        if let Resolved::Rate(n, src) = resolved {
-            c.sampling_interval = h.set(Has::SAMPLING, Some(n));
-            c.sampling_source = Some(src);
-            mult = u64::from(n.max(1));
-        }
-        c.bytes = h.set(
-            Has::BYTES,
-            g(Dest::RawBytes).map(|b| b.saturating_mul(mult)),
-        );
-        c.packets = h.set(
-            Has::PACKETS,
-            g(Dest::RawPackets).map(|p| p.saturating_mul(mult)),
-        );
-        let (first, last) = times(ctx, ctx.system_init_ms, self.times(rec));
-        c.first_ms = h.set(Has::FIRST, first);
-        c.last_ms = h.set(Has::LAST, last);
-        resolved
+        let counters = (g(Dest::RawBytes), g(Dest::RawPackets));
+        finish_compact(c, in_if, counters, self.times(rec), ctx, announced, rules)
     }
+}
+
+/// What both compact decoders ([`Fast::decode_compact`] and `quick`) make
+/// alike of a record, as `Fill::finish` and [`Compact::of`] do: the sampling
+/// rate resolved (`announced`, the exporter's for a record that announces
+/// nothing, then the configured rules), the raw counters scaled by it, the
+/// times. Returns how the rate was resolved.
+#[inline(always)]
+fn finish_compact(
+    c: &mut Compact,
+    in_if: Option<u32>,
+    (bytes, packets): (Option<u64>, Option<u64>),
+    t: TimeFields,
+    ctx: &Ctx,
+    announced: Resolved,
+    rules: &Rules,
+) -> Resolved {
+    let h = &mut c.has;
+    let resolved = rules.apply(ctx.exporter, ctx.domain, in_if, announced);
+    let mut mult = 1;
+    if let Resolved::Rate(n, src) = resolved {
+        c.sampling_interval = h.set(Has::SAMPLING, Some(n));
+        c.sampling_source = Some(src);
+        mult = u64::from(n.max(1));
+    }
+    c.bytes = h.set(Has::BYTES, bytes.map(|b| b.saturating_mul(mult)));
+    c.packets = h.set(Has::PACKETS, packets.map(|p| p.saturating_mul(mult)));
+    let (first, last) = times(ctx, ctx.system_init_ms, t);
+    c.first_ms = h.set(Has::FIRST, first);
+    c.last_ms = h.set(Has::LAST, last);
+    resolved
 }
 
 /// A template compiled for decoding its data records.

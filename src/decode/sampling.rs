@@ -243,6 +243,7 @@ impl Rules {
     }
 
     /// Applies the matching rule to what the exporter announced.
+    #[inline]
     pub fn apply(
         &self,
         exporter: IpAddr,

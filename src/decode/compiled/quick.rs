@@ -13,7 +13,7 @@
 //! [`Fast::decode_compact`]. `tests/differential.rs` holds both to the
 //! crate's records.
 
-use super::{Dest, Fast, abs_time, times};
+use super::{Dest, Fast, abs_time, finish_compact};
 use crate::decode::normalize::{Ctx, TimeFields};
 use crate::decode::sampling::{Resolved, Rules};
 use crate::record::{Compact, Has};
@@ -172,8 +172,6 @@ impl Quick {
             (q.in_if, Has::IN_IF),
             (q.out_if, Has::OUT_IF),
             (q.end_reason, Has::END_REASON),
-            (q.bytes, Has::BYTES),
-            (q.packets, Has::PACKETS),
         ] {
             if w.on {
                 has |= bit;
@@ -222,25 +220,7 @@ impl Quick {
         if let Some(a) = self.dst.read(w) {
             c.dst = a;
         }
-        let resolved = if rules.is_empty() {
-            announced
-        } else {
-            rules.apply(
-                ctx.exporter,
-                ctx.domain,
-                self.in_if.on.then_some(in_if),
-                announced,
-            )
-        };
-        let mut mult = 1;
-        if let Resolved::Rate(n, src) = resolved {
-            c.sampling_interval = n;
-            c.sampling_source = Some(src);
-            has |= Has::SAMPLING;
-            mult = u64::from(n.max(1));
-        }
-        c.bytes = self.bytes.or0(w).saturating_mul(mult);
-        c.packets = self.packets.or0(w).saturating_mul(mult);
+        c.has.0 |= has;
         let t = TimeFields {
             start_abs: self
                 .start_abs
@@ -252,17 +232,9 @@ impl Quick {
             start_delta_us: self.start_delta.opt(w),
             end_delta_us: self.end_delta.opt(w),
         };
-        let (first, last) = times(ctx, ctx.system_init_ms, t);
-        if let Some(t) = first {
-            c.first_ms = t;
-            has |= Has::FIRST;
-        }
-        if let Some(t) = last {
-            c.last_ms = t;
-            has |= Has::LAST;
-        }
-        c.has.0 |= has;
-        resolved
+        let in_if = self.in_if.on.then_some(in_if);
+        let counters = (self.bytes.opt(w), self.packets.opt(w));
+        finish_compact(c, in_if, counters, t, ctx, announced, rules)
     }
 }
 
