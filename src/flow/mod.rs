@@ -6,7 +6,8 @@
 //! per flow shard thread (records routed by the flow key's hash, so one flow's
 //! events come from one shard in order); `replay` runs one inline on the
 //! capture's clock. Layout: `key` (normalized keys), `index` (hash → slot,
-//! prefetched per datagram), `table` (state, timers,
+//! prefetched per datagram), `sources` (exporter and domain → 4-byte id
+//! in the flow entries), `table` (state, timers,
 //! eviction), `event` (events and the flow snapshot), `status` (named status
 //! bits), `classify` (port → application).
 
@@ -15,6 +16,7 @@ pub mod event;
 pub mod index;
 pub mod json;
 pub mod key;
+pub mod sources;
 pub mod status;
 pub mod table;
 #[cfg(test)]

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use super::classify;
 use super::event::{EndReason, EventKind, FlowEvent, FlowView};
 use super::index::FlowIndex;
-use super::key::{FlowKey, ip};
+use super::key::{Addr, FlowKey, ip};
+use super::sources::Sources;
 use super::status::{self, StatusSet};
 use crate::enrich::{Enricher, GeoInfo};
 use crate::record::{Compact, FlowRecord, Has, RecordKind};
@@ -67,45 +68,87 @@ enum Decision {
 
 const NIL: u32 = u32::MAX;
 
-/// One tracked flow. Side 0 is the key's `a`, side 1 its `b`. Three cache
-/// lines exactly (what a record's update touches), aligned to them, so the
-/// second pass of `ingest` prefetches three lines per record; what updates
-/// never touch (the enrichment) lives beside the slab.
+/// A flow's key as its entry keeps it: the exporter and observation domain
+/// as the table's [`Sources`] id (the full [`FlowKey`] is rebuilt for the
+/// stable hash and the snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    a_addr: Addr,
+    b_addr: Addr,
+    src: u32,
+    a_port: u16,
+    b_port: u16,
+    vlan: u16,
+    proto: u8,
+}
+
+impl Key {
+    fn of(k: &FlowKey, src: u32) -> Key {
+        Key {
+            a_addr: k.a_addr,
+            b_addr: k.b_addr,
+            src,
+            a_port: k.a_port,
+            b_port: k.b_port,
+            vlan: k.vlan,
+            proto: k.proto,
+        }
+    }
+}
+
+/// One tracked flow: what a record's update reads and writes. Side 0 is
+/// the key's `a`, side 1 its `b`. Two cache lines exactly, aligned to them,
+/// so the second pass of `ingest` prefetches two lines per record; what
+/// usual updates never touch is in [`Cold`], beside the slab.
 #[derive(Debug, Clone)]
 #[repr(align(64))]
 struct Flow {
-    key: FlowKey,
+    key: Key,
     first_ms: i64,
     last_ms: i64,
     updated_ms: i64,
     bytes: [u64; 2],
     packets: [u64; 2],
-    /// Last running totals seen per side (bytes, packets), for exporters that send totals.
-    totals: [(u64, u64); 2],
     /// Fingerprint of the last counted record per side, so a repeated record is not counted twice.
     last_counted: [u32; 2],
     flags: [u8; 2],
     in_if: u32,
     out_if: u32,
-    /// Sampling interval of the last record (1 in N; 0 or 1: not sampled).
-    sampling: u32,
-    sampling_source: Option<crate::record::SamplingSource>,
-    status: StatusSet,
     l7: u16,
     ending: Option<EndReason>,
-    /// [`CLI_IS_A`] and [`DETECTED`] (one byte: the entry stays within three cache lines).
+    /// [`CLI_IS_A`], [`DETECTED`] and [`TOUCHED`].
     bits: u8,
     decision: Decision,
-    batch: u32,
     /// Moves on when the flow ends and when its slot is taken again: even
     /// while the slot holds a live flow, odd while it is free.
     generation: u32,
 }
 
+/// The rest of a tracked flow, one cache line per slab slot: read when an
+/// event is built, written by records that carry running totals or
+/// sampling, by a live TCP status, and when the flow starts.
+#[derive(Debug, Clone)]
+#[repr(align(64))]
+struct Cold {
+    status: StatusSet,
+    /// Last running totals seen per side (bytes, packets), for exporters that send totals.
+    totals: [(u64, u64); 2],
+    /// Sampling interval of the last record (1 in N; 0 or 1: not sampled).
+    sampling: u32,
+    sampling_source: Option<crate::record::SamplingSource>,
+    /// Enrichment of side a and side b, looked up when the flow was created.
+    geo: [Arc<GeoInfo>; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<Flow>() == 128 && std::mem::size_of::<Cold>() == 64);
+
 /// [`Flow::bits`]: the client is side a.
 const CLI_IS_A: u8 = 1;
 /// [`Flow::bits`]: `protocolDetected` was sent.
 const DETECTED: u8 = 2;
+/// [`Flow::bits`]: a record of the datagram being taken updated the flow
+/// (it is in `touched`; cleared when the datagram's events are out).
+const TOUCHED: u8 = 4;
 
 impl Flow {
     #[inline]
@@ -134,7 +177,8 @@ impl Flow {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     n: u32,
-    key: FlowKey,
+    /// Its source NIL when the source had no live flow in the first pass.
+    key: Key,
     src_is_a: bool,
     hash: u64,
     /// The index's candidate slot (second pass), or NIL.
@@ -163,12 +207,14 @@ pub struct FlowTable {
     /// [`FlowTable::ingest`]'s records in compact form (capacity kept).
     compact: Vec<Compact>,
     slab: Vec<Flow>,
+    /// Per slab slot, the part of the flow usual updates do not touch.
+    cold: Vec<Cold>,
+    /// Exporter and observation domain of the flows' keys.
+    sources: Sources,
     /// LRU links (previous, next) per slab slot, apart from the slab: an
     /// update touches its neighbours' links, and in this dense array those
     /// stay in cache where the 200-byte flow entries would not.
     links: Vec<[u32; 2]>,
-    /// Enrichment of side a and side b per slab slot, looked up when the flow was created.
-    geo: Vec<[Arc<GeoInfo>; 2]>,
     free: Vec<u32>,
     lru_head: u32,
     lru_tail: u32,
@@ -179,8 +225,8 @@ pub struct FlowTable {
     l7_index: rustc_hash::FxHashMap<Arc<str>, u16>,
     /// Longest active timeout seen from exporters (records ended by IE 136 = 2).
     active_timeout_ms: i64,
-    batch: u32,
-    touched: Vec<(u32, StatusSet)>,
+    /// Flows the datagram being taken updated, each once ([`TOUCHED`]).
+    touched: Vec<u32>,
     now_ms: i64,
     enricher: Option<Enricher>,
     no_geo: Arc<GeoInfo>,
@@ -207,15 +253,16 @@ impl FlowTable {
         let reserve = cfg.max_flows.clamp(1, MAX_RESERVED_FLOWS);
         let slab = Vec::with_capacity(reserve);
         let links = Vec::with_capacity(reserve);
-        let geo = Vec::with_capacity(reserve);
+        let cold = Vec::with_capacity(reserve);
         let mut t = FlowTable {
             cfg,
             index: FlowIndex::new(),
             keys: Vec::new(),
             compact: Vec::new(),
             slab,
+            cold,
+            sources: Sources::default(),
             links,
-            geo,
             free: Vec::new(),
             lru_head: NIL,
             lru_tail: NIL,
@@ -225,7 +272,6 @@ impl FlowTable {
             l7_names: Vec::new(),
             l7_index: rustc_hash::FxHashMap::default(),
             active_timeout_ms: 0,
-            batch: 0,
             touched: Vec::new(),
             now_ms: 0,
             enricher,
@@ -295,16 +341,42 @@ impl FlowTable {
         self.lru_tail = i;
     }
 
-    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+    fn find(&self, key: &Key, hash: u64) -> Option<u32> {
         self.index.find(hash, |i| self.slab[i as usize].key == *key)
     }
 
-    fn insert(&mut self, key: FlowKey, hash: u64, now: i64, out: &mut Vec<FlowEvent>) -> u32 {
+    /// The full key of flow `i`.
+    fn full_key(&self, i: u32) -> FlowKey {
+        let k = &self.slab[i as usize].key;
+        let (exporter, domain) = self.sources.source(k.src);
+        FlowKey {
+            exporter: *exporter,
+            a_addr: k.a_addr,
+            b_addr: k.b_addr,
+            domain,
+            a_port: k.a_port,
+            b_port: k.b_port,
+            vlan: k.vlan,
+            proto: k.proto,
+        }
+    }
+
+    /// A new flow of `key` from `exporter` and `domain` (`key.src` is set here).
+    fn insert(
+        &mut self,
+        mut key: Key,
+        exporter: &Addr,
+        domain: u32,
+        hash: u64,
+        now: i64,
+        out: &mut Vec<FlowEvent>,
+    ) -> u32 {
         if self.live >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
             let victim = self.lru_head;
             self.stats.evicted += 1;
             self.end(victim, EndReason::Evicted, out);
         }
+        key.src = self.sources.hold(exporter, domain);
         let flow = Flow {
             key,
             first_ms: i64::MAX,
@@ -312,36 +384,37 @@ impl FlowTable {
             updated_ms: now,
             bytes: [0; 2],
             packets: [0; 2],
-            totals: [(0, 0); 2],
             last_counted: [0; 2],
             flags: [0; 2],
             in_if: 0,
             out_if: 0,
-            sampling: 0,
-            sampling_source: None,
-            status: StatusSet::default(),
             l7: 0,
             ending: None,
             bits: CLI_IS_A,
             decision: Decision::FirstSeen,
-            batch: 0,
             generation: 0,
         };
-        let geo = match &mut self.enricher {
-            Some(e) => [e.lookup(ip(&key.a_addr)), e.lookup(ip(&key.b_addr))],
-            None => [self.no_geo.clone(), self.no_geo.clone()],
+        let cold = Cold {
+            status: StatusSet::default(),
+            totals: [(0, 0); 2],
+            sampling: 0,
+            sampling_source: None,
+            geo: match &mut self.enricher {
+                Some(e) => [e.lookup(ip(&key.a_addr)), e.lookup(ip(&key.b_addr))],
+                None => [self.no_geo.clone(), self.no_geo.clone()],
+            },
         };
         let i = match self.free.pop() {
             Some(i) => {
                 let generation = self.slab[i as usize].generation.wrapping_add(1);
                 self.slab[i as usize] = Flow { generation, ..flow };
-                self.geo[i as usize] = geo;
+                self.cold[i as usize] = cold;
                 i
             }
             None => {
                 self.slab.push(flow);
                 self.links.push([NIL, NIL]);
-                self.geo.push(geo);
+                self.cold.push(cold);
                 (self.slab.len() - 1) as u32
             }
         };
@@ -397,13 +470,16 @@ impl FlowTable {
     /// [`FlowTable::ingest`] for flow records in compact form (what compiled templates decode to).
     pub fn ingest_compact(&mut self, records: &[Compact], now: i64, out: &mut Vec<FlowEvent>) {
         self.advance(now, out);
-        self.batch = self.batch.wrapping_add(1);
+        // sources freed here, never between the passes (see `Sources`)
+        self.sources.collect();
         self.touched.clear();
         // Three passes so the cache misses of a datagram's records overlap:
         // keys and hashes (prefetching index buckets), lookups (prefetching
         // flow entries), then the updates in record order.
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
+        // a datagram's records share their source: looked up once
+        let mut last_source: Option<(Addr, u32, u32)> = None;
         for (n, r) in records.iter().enumerate() {
             self.stats.records += 1;
             let Some((key, src_is_a)) = FlowKey::of_compact(r) else {
@@ -412,9 +488,17 @@ impl FlowTable {
             };
             let hash = key.stable_hash();
             self.index.prefetch(hash);
+            let src = match last_source {
+                Some((e, d, id)) if e == key.exporter && d == key.domain => id,
+                _ => {
+                    let id = self.sources.get(&key.exporter, key.domain).unwrap_or(NIL);
+                    last_source = Some((key.exporter, key.domain, id));
+                    id
+                }
+            };
             keys.push(Pending {
                 n: n as u32,
-                key,
+                key: Key::of(&key, src),
                 src_is_a,
                 hash,
                 slot: NIL,
@@ -445,14 +529,20 @@ impl FlowTable {
             let i = if known {
                 k.slot
             } else {
-                match self.find(&k.key, k.hash) {
+                // a source first seen in this datagram has its id by now
+                let mut key = k.key;
+                if key.src == NIL {
+                    key.src = self.sources.get(&r.exporter, r.domain).unwrap_or(NIL);
+                }
+                match self.find(&key, k.hash).filter(|_| key.src != NIL) {
                     Some(i) => i,
-                    None => self.insert(k.key, k.hash, now, out),
+                    None => self.insert(key, &r.exporter, r.domain, k.hash, now, out),
                 }
             };
-            if self.slab[i as usize].batch != self.batch {
-                self.slab[i as usize].batch = self.batch;
-                self.touched.push((i, self.slab[i as usize].status));
+            let f = &mut self.slab[i as usize];
+            if f.bits & TOUCHED == 0 {
+                f.bits |= TOUCHED;
+                self.touched.push(i);
             }
             self.apply(i, r, k.src_is_a, now);
             self.unlink(i);
@@ -462,15 +552,15 @@ impl FlowTable {
         // Events after the whole datagram: both directions of a conversation usually
         // travel together, so the client/server choice is settled first.
         let touched = std::mem::take(&mut self.touched);
-        for (i, before) in &touched {
-            let i = *i;
-            self.live_statuses(i);
+        for &i in &touched {
+            let changed = self.live_statuses(i);
             let f = &mut self.slab[i as usize];
+            f.bits &= !TOUCHED;
             if !f.detected() {
                 f.bits |= DETECTED;
                 self.push_event(i, EventKind::ProtocolDetected, out);
             }
-            if self.slab[i as usize].status != *before {
+            if changed {
                 self.push_event(i, EventKind::StatusChanged, out);
             }
             if self.slab[i as usize].ending.is_some() {
@@ -506,10 +596,11 @@ impl FlowTable {
             && let Some(tb) = r.total_bytes()
         {
             let tp = r.total_packets().unwrap_or(0);
-            let (ob, op) = f.totals[side];
+            let totals = &mut self.cold[i as usize].totals;
+            let (ob, op) = totals[side];
             b = Some(if tb >= ob { tb - ob } else { tb });
             p = Some(if tp >= op { tp - op } else { tp });
-            f.totals[side] = (tb, tp);
+            totals[side] = (tb, tp);
         }
         let fp = fingerprint(r);
         if fp != 0 && f.last_counted[side] == fp {
@@ -522,8 +613,9 @@ impl FlowTable {
             f.packets[other] = f.packets[other].saturating_add(r.rev_packets);
         }
         if r.has.any(Has::SAMPLING) {
-            f.sampling = r.sampling_interval;
-            f.sampling_source = r.sampling_source;
+            let c = &mut self.cold[i as usize];
+            c.sampling = r.sampling_interval;
+            c.sampling_source = r.sampling_source;
         }
         let flags = r.tcp_flags as u8;
         f.flags[side] |= flags;
@@ -604,39 +696,43 @@ impl FlowTable {
         }
     }
 
-    /// Statuses visible while the flow is alive.
-    fn live_statuses(&mut self, i: u32) {
-        let f = &mut self.slab[i as usize];
+    /// Statuses visible while the flow is alive; returns whether one was newly set.
+    fn live_statuses(&mut self, i: u32) -> bool {
+        let f = &self.slab[i as usize];
         if f.key.proto != 6 {
-            return;
+            return false;
         }
         let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
         let cli_syn = f.flags[c] & 0x02 != 0;
         let srv_syn = f.flags[s] & 0x02 != 0;
         let srv_rst = f.flags[s] & 0x04 != 0;
+        let status = &mut self.cold[i as usize].status;
         if cli_syn && srv_rst && !srv_syn {
-            f.status.set(status::TCP_CONNECTION_REFUSED);
+            status.set(status::TCP_CONNECTION_REFUSED)
         } else if cli_syn && srv_syn && (f.flags[0] | f.flags[1]) & 0x04 != 0 {
-            f.status.set(status::TCP_RESET);
+            status.set(status::TCP_RESET)
+        } else {
+            false
         }
     }
 
     /// Statuses decided at the end; returns whether any changed.
     fn end_statuses(&mut self, i: u32) -> bool {
-        let f = &mut self.slab[i as usize];
-        let before = f.status;
+        let f = &self.slab[i as usize];
+        let status = &mut self.cold[i as usize].status;
+        let before = *status;
         let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
         if f.bytes == [0, 0] {
-            f.status.set(status::ZERO_BYTES);
+            status.set(status::ZERO_BYTES);
         }
         if f.packets[s] == 0 && f.packets[c] > 0 {
             if f.key.proto == 6 && f.flags[c] & 0x02 != 0 {
-                f.status.set(status::TCP_NO_RESPONSE);
-            } else if !f.status.has(status::TCP_CONNECTION_REFUSED) {
-                f.status.set(status::UNIDIRECTIONAL);
+                status.set(status::TCP_NO_RESPONSE);
+            } else if !status.has(status::TCP_CONNECTION_REFUSED) {
+                status.set(status::UNIDIRECTIONAL);
             }
         }
-        f.status != before
+        *status != before
     }
 
     fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
@@ -652,8 +748,9 @@ impl FlowTable {
         out.push(ev);
         self.unlink(i);
         // the hash is recomputed rather than stored: 8 bytes less per flow
-        let hash = self.slab[i as usize].key.stable_hash();
+        let hash = self.full_key(i).stable_hash();
         self.index.remove(hash, i);
+        self.sources.release(self.slab[i as usize].key.src);
         self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
         self.free.push(i);
         self.live -= 1;
@@ -765,7 +862,7 @@ impl FlowTable {
         if i == NIL {
             return NIL;
         }
-        self.index.prefetch(self.slab[i as usize].key.stable_hash());
+        self.index.prefetch(self.full_key(i).stable_hash());
         self.links[i as usize][1]
     }
 
@@ -795,6 +892,8 @@ impl FlowTable {
 
     fn view(&self, i: u32) -> FlowView {
         let f = &self.slab[i as usize];
+        let cold = &self.cold[i as usize];
+        let key = self.full_key(i);
         let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
         let (cli_addr, cli_port, srv_addr, srv_port) = if f.cli_is_a() {
             (&f.key.a_addr, f.key.a_port, &f.key.b_addr, f.key.b_port)
@@ -811,7 +910,7 @@ impl FlowTable {
             }
         };
         let score: u32 = (0..5u8)
-            .filter(|b| f.status.has(*b))
+            .filter(|b| cold.status.has(*b))
             .map(|b| u32::from(status::builtin_score(b)))
             .sum::<u32>();
         let first = if f.first_ms == i64::MAX {
@@ -825,9 +924,9 @@ impl FlowTable {
             f.last_ms
         };
         FlowView {
-            key: f.key.stable_hash(),
-            exporter: ip(&f.key.exporter),
-            observation_domain: f.key.domain,
+            key: key.stable_hash(),
+            exporter: ip(&key.exporter),
+            observation_domain: key.domain,
             vlan: f.key.vlan,
             cli_ip: ip(cli_addr),
             srv_ip: ip(srv_addr),
@@ -845,11 +944,11 @@ impl FlowTable {
             last_ms: last.max(first),
             in_if: f.in_if,
             out_if: f.out_if,
-            sampling_interval: f.sampling,
-            sampling_source: f.sampling_source,
-            cli_geo: self.geo[i as usize][c].clone(),
-            srv_geo: self.geo[i as usize][s].clone(),
-            status: f.status,
+            sampling_interval: cold.sampling,
+            sampling_source: cold.sampling_source,
+            cli_geo: cold.geo[c].clone(),
+            srv_geo: cold.geo[s].clone(),
+            status: cold.status,
             score: score.min(u32::from(status::MAX_SCORE)) as u16,
             cli_score: 0,
             srv_score: 0,
@@ -891,5 +990,5 @@ fn fingerprint(r: &Compact) -> u32 {
 
 /// Size of one tracked flow in the table's slab (for docs/performance.md).
 pub const fn flow_entry_bytes() -> usize {
-    std::mem::size_of::<Flow>()
+    std::mem::size_of::<Flow>() + std::mem::size_of::<Cold>()
 }
