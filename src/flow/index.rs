@@ -6,6 +6,9 @@
 //!
 //! In: 64-bit hashes and slots. Out: slots. Deletion shifts the following
 //! entries back (no tombstones), so probe chains never grow with churn.
+//! From 2 MiB up the buckets sit in transparent huge pages where the kernel
+//! gives them (`madvise`): every record's lookup reads a bucket anywhere in
+//! the array, and with 4 KiB pages most of those reads missed the TLB too.
 
 /// Low 32 bits of the hash, slot + 1 (0 is an empty bucket).
 type Bucket = u64;
@@ -13,9 +16,9 @@ type Bucket = u64;
 const EMPTY: Bucket = 0;
 
 /// Index of live flows.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FlowIndex {
-    buckets: Vec<Bucket>,
+    buckets: Buckets,
     mask: usize,
     len: usize,
 }
@@ -34,7 +37,7 @@ fn tag(hash: u64) -> u32 {
 impl FlowIndex {
     pub fn new() -> Self {
         FlowIndex {
-            buckets: vec![EMPTY; 16],
+            buckets: Buckets::new(16),
             mask: 15,
             len: 0,
         }
@@ -98,10 +101,10 @@ impl FlowIndex {
     }
 
     fn grow(&mut self) {
-        let doubled = vec![EMPTY; self.buckets.len() * 2];
+        let doubled = Buckets::new(self.buckets.len() * 2);
         let old = std::mem::replace(&mut self.buckets, doubled);
         self.mask = self.buckets.len() - 1;
-        for b in old.into_iter().filter(|b| *b != EMPTY) {
+        for b in old.iter().copied().filter(|b| *b != EMPTY) {
             self.place(b);
         }
     }
@@ -144,6 +147,77 @@ impl FlowIndex {
     /// Bytes the index holds.
     pub fn bytes(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<Bucket>()
+    }
+}
+
+/// Arrays at least this large are aligned to huge pages and advised to use them.
+const HUGE: usize = 2 << 20;
+
+/// A zeroed array of buckets (`EMPTY` is 0), in huge pages from [`HUGE`] up.
+#[derive(Debug)]
+struct Buckets {
+    ptr: std::ptr::NonNull<Bucket>,
+    len: usize,
+}
+
+// SAFETY: `Buckets` owns its array like a `Box<[Bucket]>` does.
+unsafe impl Send for Buckets {}
+// SAFETY: as above; shared access only reads.
+unsafe impl Sync for Buckets {}
+
+impl Buckets {
+    fn layout(len: usize) -> std::alloc::Layout {
+        let bytes = len * std::mem::size_of::<Bucket>();
+        let align = if bytes >= HUGE {
+            HUGE
+        } else {
+            std::mem::align_of::<Bucket>()
+        };
+        std::alloc::Layout::from_size_align(bytes, align).expect("index size")
+    }
+
+    /// `len` (a power of two, at least 16) empty buckets.
+    fn new(len: usize) -> Self {
+        let layout = Self::layout(len);
+        // SAFETY: the layout's size is not zero (len >= 16).
+        let p = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(p.cast::<Bucket>()) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        #[cfg(target_os = "linux")]
+        if layout.align() == HUGE {
+            // SAFETY: advice on memory this array owns (before its pages
+            // are first touched, so they can come as huge pages); an error
+            // only means small pages.
+            unsafe {
+                libc::madvise(p.cast(), layout.size(), libc::MADV_HUGEPAGE);
+            }
+        }
+        // SAFETY: `len` buckets were allocated; zero is `EMPTY`.
+        unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+        Buckets { ptr, len }
+    }
+}
+
+impl std::ops::Deref for Buckets {
+    type Target = [Bucket];
+    fn deref(&self) -> &[Bucket] {
+        // SAFETY: `len` initialised buckets owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Buckets {
+    fn deref_mut(&mut self) -> &mut [Bucket] {
+        // SAFETY: as in `deref`, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buckets {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len)) }
     }
 }
 
@@ -198,5 +272,27 @@ mod tests {
         for (slot, h) in &model {
             assert_eq!(idx.find(*h, |s| s == *slot), Some(*slot));
         }
+    }
+
+    /// Past 2 MiB the buckets move to a huge-page-aligned array: entries
+    /// survive every growth, and removals and lookups work there too.
+    #[test]
+    fn grows_into_huge_page_buckets() {
+        let mut idx = FlowIndex::new();
+        let hash = |slot: u32| u64::from(slot).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let n = 200_000u32;
+        for slot in 0..n {
+            idx.insert(hash(slot), slot);
+        }
+        assert!(idx.bytes() >= HUGE);
+        assert_eq!(idx.buckets.as_ptr() as usize % HUGE, 0);
+        for slot in (0..n).step_by(2) {
+            assert!(idx.remove(hash(slot), slot));
+        }
+        for slot in 0..n {
+            let want = (slot % 2 == 1).then_some(slot);
+            assert_eq!(idx.find(hash(slot), |s| s == slot), want, "{slot}");
+        }
+        assert_eq!(idx.len(), n as usize / 2);
     }
 }
