@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use netflow_parser::variable_versions::field_value::FieldDataType;
 use netflow_parser::variable_versions::ipfix::lookup::{
@@ -121,22 +121,6 @@ pub fn vendor_kind(id: FieldId) -> Option<VendorKind> {
 /// Most names a catalog caches; past it names are computed per use.
 const NAME_CACHE_CAP: usize = 8192;
 
-/// Reverse lookups and bounded caches of `(id, name)` per field. One per decoder shard.
-pub struct FieldCatalog {
-    iana: HashMap<IANAIPFixField, u16>,
-    vendor: HashMap<IPFixField, FieldId>,
-    registered: HashMap<FieldId, Arc<str>>,
-    names: HashMap<(bool, FieldId), Arc<str>>,
-    ipfix_cache: FxHashMap<IPFixField, (FieldId, Arc<str>)>,
-    v9_cache: FxHashMap<V9Field, (FieldId, Arc<str>)>,
-}
-
-impl Default for FieldCatalog {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 macro_rules! reverse_vendor {
     ($map:ident, $pen:expr, $enum:ident, $wrap:expr) => {
         for n in 0..=u16::MAX >> 1 {
@@ -148,44 +132,68 @@ macro_rules! reverse_vendor {
     };
 }
 
+/// IANA element → id: the crate's enum read back (built once per process,
+/// at the first IPFIX template).
+static IANA: LazyLock<FxHashMap<IANAIPFixField, u16>> = LazyLock::new(|| {
+    (0..=4095u16)
+        .map(|n| (IANAIPFixField::from(n), n))
+        .filter(|(f, _)| !matches!(f, IANAIPFixField::Unknown(_)))
+        .collect()
+});
+
+/// Vendor element → id, for the enterprises the crate has enums of (built
+/// once per process, at the first field of one of them: it runs through
+/// every 15-bit id of six enums).
+static VENDOR: LazyLock<FxHashMap<IPFixField, FieldId>> = LazyLock::new(|| {
+    let mut vendor = FxHashMap::default();
+    reverse_vendor!(vendor, 9, CiscoIPFixField, IPFixField::Cisco);
+    reverse_vendor!(vendor, 5951, NetscalerIPFixField, IPFixField::Netscaler);
+    reverse_vendor!(vendor, 637, NatIPFixField, IPFixField::Nat);
+    reverse_vendor!(vendor, 6871, YafIPFixField, IPFixField::Yaf);
+    reverse_vendor!(vendor, 6876, VMWareIPFixField, IPFixField::VMWare);
+    reverse_vendor!(
+        vendor,
+        PEN_REVERSE,
+        ReverseInformationElement,
+        IPFixField::ReverseInformationElement
+    );
+    vendor
+});
+
+/// Names of the enterprise fields flowhook registers with the crate.
+static REGISTERED: LazyLock<FxHashMap<FieldId, Arc<str>>> = LazyLock::new(|| {
+    enterprise_fields()
+        .into_iter()
+        .map(|d| {
+            (
+                FieldId {
+                    pen: d.enterprise_number,
+                    ie: d.field_number,
+                },
+                Arc::from(d.name.as_str()),
+            )
+        })
+        .collect()
+});
+
+/// Bounded caches of `(id, name)` per field. One per decoder shard; the
+/// reverse tables they fill from are shared by the process.
+pub struct FieldCatalog {
+    names: HashMap<(bool, FieldId), Arc<str>>,
+    ipfix_cache: FxHashMap<IPFixField, (FieldId, Arc<str>)>,
+    v9_cache: FxHashMap<V9Field, (FieldId, Arc<str>)>,
+}
+
+impl Default for FieldCatalog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FieldCatalog {
-    /// Builds the reverse tables (about a millisecond of work).
+    /// Empty caches (the shared reverse tables are built when first needed).
     pub fn new() -> Self {
-        let mut iana = HashMap::new();
-        for n in 0..=4095u16 {
-            let f = IANAIPFixField::from(n);
-            if !matches!(f, IANAIPFixField::Unknown(_)) {
-                iana.insert(f, n);
-            }
-        }
-        let mut vendor = HashMap::new();
-        reverse_vendor!(vendor, 9, CiscoIPFixField, IPFixField::Cisco);
-        reverse_vendor!(vendor, 5951, NetscalerIPFixField, IPFixField::Netscaler);
-        reverse_vendor!(vendor, 637, NatIPFixField, IPFixField::Nat);
-        reverse_vendor!(vendor, 6871, YafIPFixField, IPFixField::Yaf);
-        reverse_vendor!(vendor, 6876, VMWareIPFixField, IPFixField::VMWare);
-        reverse_vendor!(
-            vendor,
-            PEN_REVERSE,
-            ReverseInformationElement,
-            IPFixField::ReverseInformationElement
-        );
-        let registered = enterprise_fields()
-            .into_iter()
-            .map(|d| {
-                (
-                    FieldId {
-                        pen: d.enterprise_number,
-                        ie: d.field_number,
-                    },
-                    Arc::from(d.name.as_str()),
-                )
-            })
-            .collect();
         FieldCatalog {
-            iana,
-            vendor,
-            registered,
             names: HashMap::new(),
             ipfix_cache: FxHashMap::default(),
             v9_cache: FxHashMap::default(),
@@ -222,7 +230,7 @@ impl FieldCatalog {
             IPFixField::IANA(IANAIPFixField::Unknown(n)) => FieldId { pen: 0, ie: *n },
             IPFixField::IANA(x) => FieldId {
                 pen: 0,
-                ie: self.iana.get(x).copied().unwrap_or(0),
+                ie: IANA.get(x).copied().unwrap_or(0),
             },
             IPFixField::Enterprise {
                 enterprise_number,
@@ -242,7 +250,7 @@ impl FieldCatalog {
                     ie: *n,
                 }
             }
-            other => self.vendor.get(other).copied().unwrap_or(FieldId {
+            other => VENDOR.get(other).copied().unwrap_or(FieldId {
                 pen: u32::MAX,
                 ie: 0,
             }),
@@ -307,7 +315,7 @@ impl FieldCatalog {
     }
 
     fn fallback_name(&self, id: FieldId) -> Arc<str> {
-        if let Some(n) = self.registered.get(&id) {
+        if let Some(n) = REGISTERED.get(&id) {
             return n.clone();
         }
         if let Some((_, n, _)) = V9_VENDOR_FIELDS
