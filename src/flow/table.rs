@@ -136,8 +136,10 @@ struct Cold {
     /// Sampling interval of the last record (1 in N; 0 or 1: not sampled).
     sampling: u32,
     sampling_source: Option<crate::record::SamplingSource>,
-    /// Enrichment of side a and side b, looked up when the flow was created.
-    geo: [Arc<GeoInfo>; 2],
+    /// Enrichment of side a and side b, looked up when the flow was created
+    /// (taken by the flow's `flowEnd`, so the last snapshot costs no
+    /// reference-count updates).
+    geo: [Option<Arc<GeoInfo>>; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<Flow>() == 128 && std::mem::size_of::<Cold>() == 64);
@@ -164,6 +166,12 @@ impl Flow {
     #[inline]
     fn detected(&self) -> bool {
         self.bits & DETECTED != 0
+    }
+
+    /// Indexes of the client's side and the server's.
+    #[inline]
+    fn sides(&self) -> (usize, usize) {
+        if self.cli_is_a() { (0, 1) } else { (1, 0) }
     }
 
     /// The slot holds a live flow (see `generation`).
@@ -374,7 +382,7 @@ impl FlowTable {
         if self.live >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
             let victim = self.lru_head;
             self.stats.evicted += 1;
-            self.end(victim, EndReason::Evicted, out);
+            self.end(victim, EndReason::Evicted, None, out);
         }
         key.src = self.sources.hold(exporter, domain);
         let flow = Flow {
@@ -400,8 +408,11 @@ impl FlowTable {
             sampling: 0,
             sampling_source: None,
             geo: match &mut self.enricher {
-                Some(e) => [e.lookup(ip(&key.a_addr)), e.lookup(ip(&key.b_addr))],
-                None => [self.no_geo.clone(), self.no_geo.clone()],
+                Some(e) => [
+                    Some(e.lookup(ip(&key.a_addr))),
+                    Some(e.lookup(ip(&key.b_addr))),
+                ],
+                None => [Some(self.no_geo.clone()), Some(self.no_geo.clone())],
             },
         };
         let i = match self.free.pop() {
@@ -709,7 +720,7 @@ impl FlowTable {
         if f.key.proto != 6 {
             return false;
         }
-        let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
+        let (c, s) = f.sides();
         let cli_syn = f.flags[c] & 0x02 != 0;
         let srv_syn = f.flags[s] & 0x02 != 0;
         let srv_rst = f.flags[s] & 0x04 != 0;
@@ -728,7 +739,7 @@ impl FlowTable {
         let f = &self.slab[i as usize];
         let status = &mut self.cold[i as usize].status;
         let before = *status;
-        let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
+        let (c, s) = f.sides();
         if f.bytes == [0, 0] {
             status.set(status::ZERO_BYTES);
         }
@@ -742,7 +753,11 @@ impl FlowTable {
         *status != before
     }
 
-    fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
+    /// Ends flow `i`; `hash` is its key's stable hash when the caller has it.
+    fn end(&mut self, i: u32, reason: EndReason, hash: Option<u64>, out: &mut Vec<FlowEvent>) {
+        // the hash is recomputed rather than stored: 8 bytes less per flow
+        debug_assert!(hash.is_none_or(|h| h == self.full_key(i).stable_hash()));
+        let hash = hash.unwrap_or_else(|| self.full_key(i).stable_hash());
         if !self.slab[i as usize].detected() {
             self.slab[i as usize].bits |= DETECTED;
             self.push_event(i, EventKind::ProtocolDetected, out);
@@ -750,12 +765,17 @@ impl FlowTable {
         if self.end_statuses(i) {
             self.push_event(i, EventKind::StatusChanged, out);
         }
-        let mut ev = self.event(i, EventKind::FlowEnd);
-        ev.flow.end_reason = Some(reason);
-        out.push(ev);
+        let (c, s) = self.slab[i as usize].sides();
+        let geo = &mut self.cold[i as usize].geo;
+        let geo = [geo[c].take(), geo[s].take()];
+        let mut flow = self.view(i, hash, geo);
+        flow.end_reason = Some(reason);
+        out.push(FlowEvent {
+            kind: EventKind::FlowEnd,
+            time_ms: self.now_ms,
+            flow,
+        });
         self.unlink(i);
-        // the hash is recomputed rather than stored: 8 bytes less per flow
-        let hash = self.full_key(i).stable_hash();
         self.index.remove(hash, i);
         self.sources.release(self.slab[i as usize].key.src);
         self.slab[i as usize].generation = self.slab[i as usize].generation.wrapping_add(1);
@@ -798,7 +818,9 @@ impl FlowTable {
                 }
                 let f = &self.slab[i as usize];
                 match f.ending {
-                    Some(r) if f.updated_ms + self.cfg.end_grace_ms <= due => self.end(i, r, out),
+                    Some(r) if f.updated_ms + self.cfg.end_grace_ms <= due => {
+                        self.end(i, r, None, out)
+                    }
                     Some(_) => self.ending.push(Reverse((
                         f.updated_ms + self.cfg.end_grace_ms,
                         i,
@@ -808,7 +830,7 @@ impl FlowTable {
                 }
             } else if idle_due == Some(due) {
                 let i = self.lru_head;
-                self.end(i, EndReason::Idle, out);
+                self.end(i, EndReason::Idle, None, out);
             } else {
                 let Some(Reverse((_, i, generation))) = self.periodic.pop() else {
                     break;
@@ -842,19 +864,31 @@ impl FlowTable {
         // (a cache miss per flow otherwise: flows end in LRU order, their
         // buckets are anywhere). Only the head leaves the list, so `ahead`
         // stays on it.
+        // The hashes computed for the prefetches are kept (in LRU order,
+        // which is the order the flows end in) for the ends.
         const AHEAD: usize = 8;
+        let mut hashes = [0u64; AHEAD];
+        let (mut issued, mut used) = (0usize, 0usize);
         let mut ahead = self.lru_head;
         for _ in 0..AHEAD.min(max) {
-            ahead = self.prefetch_bucket(ahead);
+            if let Some((next, hash)) = self.prefetch_bucket(ahead) {
+                hashes[issued % AHEAD] = hash;
+                (issued, ahead) = (issued + 1, next);
+            }
         }
         for _ in 0..max {
             if self.lru_head == NIL {
                 break;
             }
-            ahead = self.prefetch_bucket(ahead);
             let i = self.lru_head;
+            let hash = (used < issued).then(|| hashes[used % AHEAD]);
+            used += 1;
+            if let Some((next, h)) = self.prefetch_bucket(ahead) {
+                hashes[issued % AHEAD] = h;
+                (issued, ahead) = (issued + 1, next);
+            }
             let reason = self.slab[i as usize].ending.unwrap_or(EndReason::Shutdown);
-            self.end(i, reason, out);
+            self.end(i, reason, hash, out);
         }
         if self.lru_head != NIL {
             return true;
@@ -864,13 +898,15 @@ impl FlowTable {
         false
     }
 
-    /// Prefetches the index bucket of flow `i` (nothing for `NIL`) and returns the next in LRU order.
-    fn prefetch_bucket(&self, i: u32) -> u32 {
+    /// Prefetches the index bucket of flow `i` and returns the next in LRU
+    /// order and `i`'s key hash (`None` for `NIL`).
+    fn prefetch_bucket(&self, i: u32) -> Option<(u32, u64)> {
         if i == NIL {
-            return NIL;
+            return None;
         }
-        self.index.prefetch(self.full_key(i).stable_hash());
-        self.links[i as usize][1]
+        let hash = self.full_key(i).stable_hash();
+        self.index.prefetch(hash);
+        Some((self.links[i as usize][1], hash))
     }
 
     /// Which event kinds anything takes (`serve` without scripts: what the
@@ -890,18 +926,26 @@ impl FlowTable {
     }
 
     fn event(&self, i: u32, kind: EventKind) -> FlowEvent {
+        let (c, s) = self.slab[i as usize].sides();
+        let geo = &self.cold[i as usize].geo;
         FlowEvent {
             kind,
             time_ms: self.now_ms,
-            flow: self.view(i),
+            flow: self.view(
+                i,
+                self.full_key(i).stable_hash(),
+                [geo[c].clone(), geo[s].clone()],
+            ),
         }
     }
 
-    fn view(&self, i: u32) -> FlowView {
+    /// The snapshot of flow `i`, whose key hashes to `hash`, with the
+    /// client's and the server's enrichment.
+    fn view(&self, i: u32, hash: u64, [cli_geo, srv_geo]: [Option<Arc<GeoInfo>>; 2]) -> FlowView {
         let f = &self.slab[i as usize];
         let cold = &self.cold[i as usize];
         let key = self.full_key(i);
-        let (c, s) = if f.cli_is_a() { (0, 1) } else { (1, 0) };
+        let (c, s) = f.sides();
         let (cli_addr, cli_port, srv_addr, srv_port) = if f.cli_is_a() {
             (&f.key.a_addr, f.key.a_port, &f.key.b_addr, f.key.b_port)
         } else {
@@ -931,7 +975,7 @@ impl FlowTable {
             f.last_ms
         };
         FlowView {
-            key: key.stable_hash(),
+            key: hash,
             exporter: ip(&key.exporter),
             observation_domain: key.domain,
             vlan: f.key.vlan,
@@ -953,8 +997,8 @@ impl FlowTable {
             out_if: f.out_if,
             sampling_interval: cold.sampling,
             sampling_source: cold.sampling_source,
-            cli_geo: cold.geo[c].clone(),
-            srv_geo: cold.geo[s].clone(),
+            cli_geo: cli_geo.unwrap_or_else(|| self.no_geo.clone()),
+            srv_geo: srv_geo.unwrap_or_else(|| self.no_geo.clone()),
             status: cold.status,
             score: score.min(u32::from(status::MAX_SCORE)) as u16,
             cli_score: 0,
