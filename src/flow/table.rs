@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::classify;
 use super::event::{EndReason, EventKind, FlowEvent, FlowView};
 use super::index::FlowIndex;
-use super::key::{Addr, FlowKey, ip};
+use super::key::{Addr, FlowKey, KeyHasher, ip};
 use super::sources::Sources;
 use super::status::{self, StatusSet};
 use crate::enrich::{Enricher, GeoInfo};
@@ -219,6 +219,8 @@ pub struct FlowTable {
     cold: Vec<Cold>,
     /// Exporter and observation domain of the flows' keys.
     sources: Sources,
+    /// The keys' stable hashes, with the exporter's part kept.
+    hasher: KeyHasher,
     /// LRU links (previous, next) per slab slot, apart from the slab: an
     /// update touches its neighbours' links, and in this dense array those
     /// stay in cache where the 200-byte flow entries would not.
@@ -270,6 +272,7 @@ impl FlowTable {
             slab,
             cold,
             sources: Sources::default(),
+            hasher: KeyHasher::new(),
             links,
             free: Vec::new(),
             lru_head: NIL,
@@ -491,13 +494,14 @@ impl FlowTable {
         keys.clear();
         // a datagram's records share their source: looked up once
         let mut last_source: Option<(Addr, u32, u32)> = None;
+        let hasher = &mut self.hasher;
         for (n, r) in records.iter().enumerate() {
             self.stats.records += 1;
             let Some((key, src_is_a)) = FlowKey::of_compact(r) else {
                 self.stats.records_without_tuple += 1;
                 continue;
             };
-            let hash = key.stable_hash();
+            let hash = hasher.hash(&key);
             self.index.prefetch(hash);
             let src = match last_source {
                 Some((e, d, id)) if e == key.exporter && d == key.domain => id,
