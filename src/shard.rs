@@ -220,6 +220,7 @@ impl Work {
             }
         }
         self.stats.clone_from(s);
+        dtel.publish();
         self.emit();
     }
 

@@ -180,6 +180,12 @@ pub struct DecodeTelemetry {
     // Fx, not SipHash: looked up per datagram, keyed by exporters we already accepted
     records: FxHashMap<(std::net::IpAddr, u16, bool), Counter>,
     sampling: FxHashMap<(std::net::IpAddr, usize), Counter>,
+    /// The counters the last datagrams went to and what they have not
+    /// added yet: consecutive datagrams mostly come from one exporter, so
+    /// a batch adds to each counter once ([`DecodeTelemetry::publish`]).
+    pending: [Option<(Counter, u64)>; 2],
+    /// Keys of `pending`: records (exporter, version), sampling (exporter, source).
+    pending_keys: ((std::net::IpAddr, u16), (std::net::IpAddr, usize)),
     errors: FxHashMap<(std::net::IpAddr, &'static str), Counter>,
     pub seq_gaps: Counter,
     pub seq_lost: Counter,
@@ -201,6 +207,11 @@ impl DecodeTelemetry {
         DecodeTelemetry {
             records: FxHashMap::default(),
             sampling: FxHashMap::default(),
+            pending: [None, None],
+            pending_keys: (
+                (std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+                (std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+            ),
             errors: FxHashMap::default(),
             seq_gaps: counter!("flowhook_decode_sequence_gaps_total"),
             seq_lost: counter!("flowhook_decode_sequence_lost_total"),
@@ -232,7 +243,15 @@ impl DecodeTelemetry {
     ) {
         use crate::decode::sampling::SourceCounts;
         for (i, n) in c.0.iter().enumerate().filter(|(_, n)| **n > 0) {
-            self.sampling
+            if let Some((_, pending)) = &mut self.pending[1]
+                && self.pending_keys.1 == (exporter, i)
+            {
+                *pending += *n;
+                continue;
+            }
+            self.publish_one(1);
+            let counter = self
+                .sampling
                 .entry((exporter, i))
                 .or_insert_with(|| {
                     counter!(
@@ -241,10 +260,25 @@ impl DecodeTelemetry {
                         "source" => SourceCounts::LABELS[i]
                     )
                 })
-                .increment(*n);
+                .clone();
+            self.pending[1] = Some((counter, *n));
+            self.pending_keys.1 = (exporter, i);
         }
         if self.sampling.len() > 4 * MAX_EXPORTER_LABELS {
             self.sampling.clear();
+        }
+    }
+
+    /// Adds what the last datagrams counted to the shared counters (at the
+    /// end of each batch).
+    pub fn publish(&mut self) {
+        self.publish_one(0);
+        self.publish_one(1);
+    }
+
+    fn publish_one(&mut self, i: usize) {
+        if let Some((c, n)) = self.pending[i].take() {
+            c.increment(n);
         }
     }
 
@@ -285,10 +319,25 @@ impl DecodeTelemetry {
             if n == 0 {
                 continue;
             }
+            // flow records: added up while the exporter stays the same
+            if is_flow {
+                if let Some((_, pending)) = &mut self.pending[0]
+                    && self.pending_keys.0 == (exporter, version)
+                {
+                    *pending += n as u64;
+                    continue;
+                }
+                self.publish_one(0);
+            }
             let c = self.records.entry((exporter, version, is_flow)).or_insert_with(|| {
                 counter!("flowhook_decode_records_total", "exporter" => exporter_label(exporter), "version" => version.to_string(), "kind" => if is_flow { "flow" } else { "options" })
             });
-            c.increment(n as u64);
+            if is_flow {
+                self.pending[0] = Some((c.clone(), n as u64));
+                self.pending_keys.0 = (exporter, version);
+            } else {
+                c.increment(n as u64);
+            }
         }
         if self.records.len() > 4 * MAX_EXPORTER_LABELS {
             self.records.clear();
@@ -713,6 +762,59 @@ pub fn kafka_broker(broker: &str, up: bool, rtt: Option<(f64, f64)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Datagrams' record counts kept back while the exporter stays the
+    /// same add up, exporter by exporter and source by source, once
+    /// published (the end of a batch).
+    #[test]
+    fn decode_counts_add_up_when_published() {
+        use crate::decode::sampling::SourceCounts;
+        let rec = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = rec.handle();
+        metrics::with_local_recorder(&rec, || {
+            let mut t = DecodeTelemetry::new(0);
+            let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
+                "192.0.2.201".parse().unwrap(),
+                "192.0.2.202".parse().unwrap(),
+            );
+            let mut header = SourceCounts::default();
+            header.0[1] = 1;
+            let mut none = SourceCounts::default();
+            none.0[0] = 1;
+            for (e, n, opts, s) in [
+                (a, 30, 0, &header),
+                (a, 30, 2, &header),
+                (b, 5, 0, &none),
+                (a, 1, 0, &none),
+                (a, 4, 0, &none),
+            ] {
+                t.records(e, 9, n, opts);
+                t.sampling(e, s);
+            }
+            t.publish();
+            // a second batch onto the same counters
+            t.records(b, 10, 7, 0);
+            t.publish();
+        });
+        let text = handle.render();
+        let value = |needle: &[&str]| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with("flowhook_decode_records"))
+                .find(|l| needle.iter().all(|n| l.contains(n)))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(-1.0)
+        };
+        let rec_total = "flowhook_decode_records_total{";
+        let samp = "flowhook_decode_records_sampling_total{";
+        let (ea, eb) = ("\"192.0.2.201\"", "\"192.0.2.202\"");
+        assert_eq!(value(&[rec_total, ea, "\"flow\"", "\"9\""]), 65.0, "{text}");
+        assert_eq!(value(&[rec_total, ea, "\"options\""]), 2.0, "{text}");
+        assert_eq!(value(&[rec_total, eb, "\"flow\"", "\"9\""]), 5.0, "{text}");
+        assert_eq!(value(&[rec_total, eb, "\"flow\"", "\"10\""]), 7.0, "{text}");
+        assert_eq!(value(&[samp, ea, "\"header\""]), 2.0, "{text}");
+        assert_eq!(value(&[samp, ea, "\"none\""]), 2.0, "{text}");
+        assert_eq!(value(&[samp, eb, "\"none\""]), 1.0, "{text}");
+    }
 
     #[test]
     fn rate_limit_holds_back_and_reports() {
