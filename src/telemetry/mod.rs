@@ -372,6 +372,7 @@ pub struct FlowTelemetry {
     events: [Counter; 4],
     ended: [Counter; crate::flow::EndReason::ALL.len()],
     last_started: u64,
+    last_ended: u64,
     last_evicted: u64,
     last_skipped: [u64; 4],
     /// Events and ends counted since the last [`FlowTelemetry::publish`]
@@ -392,6 +393,7 @@ impl FlowTelemetry {
             ended: crate::flow::EndReason::ALL
                 .map(|r| counter!("flowhook_flows_ended_total", "reason" => r.name())),
             last_started: 0,
+            last_ended: 0,
             last_evicted: 0,
             last_skipped: [0; 4],
             pending_events: [0; 4],
@@ -425,11 +427,19 @@ impl FlowTelemetry {
     /// The table's size and counters (and the events counted so far).
     pub fn table(&mut self, t: &crate::flow::FlowTable) {
         self.publish();
-        self.active.set(t.len() as f64);
-        self.started.increment(t.stats.started - self.last_started);
-        self.evicted.increment(t.stats.evicted - self.last_evicted);
-        self.last_started = t.stats.started;
-        self.last_evicted = t.stats.evicted;
+        // shared metrics are touched only when they move (this runs per batch)
+        if t.stats.started != self.last_started || t.stats.ended != self.last_ended {
+            self.active.set(t.len() as f64);
+            self.last_ended = t.stats.ended;
+        }
+        if t.stats.started != self.last_started {
+            self.started.increment(t.stats.started - self.last_started);
+            self.last_started = t.stats.started;
+        }
+        if t.stats.evicted != self.last_evicted {
+            self.evicted.increment(t.stats.evicted - self.last_evicted);
+            self.last_evicted = t.stats.evicted;
+        }
         // events nobody takes are not built, but they happened
         for (k, n) in t.stats.skipped.iter().enumerate() {
             if *n != self.last_skipped[k] {
