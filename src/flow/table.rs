@@ -385,7 +385,7 @@ impl FlowTable {
         if self.live >= self.cfg.max_flows.max(1) && self.lru_head != NIL {
             let victim = self.lru_head;
             self.stats.evicted += 1;
-            self.end(victim, EndReason::Evicted, None, out);
+            self.end(victim, EndReason::Evicted, out);
         }
         key.src = self.sources.hold(exporter, domain);
         let flow = Flow {
@@ -549,7 +549,8 @@ impl FlowTable {
                 if key.src == NIL {
                     key.src = self.sources.get(&r.exporter, r.domain).unwrap_or(NIL);
                 }
-                match self.find(&key, k.hash).filter(|_| key.src != NIL) {
+                let found = (key.src != NIL).then(|| self.find(&key, k.hash)).flatten();
+                match found {
                     Some(i) => i,
                     None => self.insert(key, &r.exporter, r.domain, k.hash, now, out),
                 }
@@ -570,11 +571,6 @@ impl FlowTable {
         for &i in &touched {
             let f = &mut self.slab[i as usize];
             f.bits &= !TOUCHED;
-            // most updates raise nothing: detected, no RST (both live
-            // statuses need one), no end signal
-            if f.detected() && f.ending.is_none() && (f.flags[0] | f.flags[1]) & 0x04 == 0 {
-                continue;
-            }
             let changed = self.live_statuses(i);
             let f = &mut self.slab[i as usize];
             if !f.detected() {
@@ -721,7 +717,8 @@ impl FlowTable {
     /// returns whether one was newly set.
     fn live_statuses(&mut self, i: u32) -> bool {
         let f = &self.slab[i as usize];
-        if f.key.proto != 6 {
+        // both need an RST: most updates stop here
+        if f.key.proto != 6 || (f.flags[0] | f.flags[1]) & 0x04 == 0 {
             return false;
         }
         let (c, s) = f.sides();
@@ -731,7 +728,7 @@ impl FlowTable {
         let status = &mut self.cold[i as usize].status;
         if cli_syn && srv_rst && !srv_syn {
             status.set(status::TCP_CONNECTION_REFUSED)
-        } else if cli_syn && srv_syn && (f.flags[0] | f.flags[1]) & 0x04 != 0 {
+        } else if cli_syn && srv_syn {
             status.set(status::TCP_RESET)
         } else {
             false
@@ -757,11 +754,9 @@ impl FlowTable {
         *status != before
     }
 
-    /// Ends flow `i`; `hash` is its key's stable hash when the caller has it.
-    fn end(&mut self, i: u32, reason: EndReason, hash: Option<u64>, out: &mut Vec<FlowEvent>) {
+    fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
         // the hash is recomputed rather than stored: 8 bytes less per flow
-        debug_assert!(hash.is_none_or(|h| h == self.full_key(i).stable_hash()));
-        let hash = hash.unwrap_or_else(|| self.full_key(i).stable_hash());
+        let hash = self.full_key(i).stable_hash();
         if !self.slab[i as usize].detected() {
             self.slab[i as usize].bits |= DETECTED;
             self.push_event(i, EventKind::ProtocolDetected, out);
@@ -822,9 +817,7 @@ impl FlowTable {
                 }
                 let f = &self.slab[i as usize];
                 match f.ending {
-                    Some(r) if f.updated_ms + self.cfg.end_grace_ms <= due => {
-                        self.end(i, r, None, out)
-                    }
+                    Some(r) if f.updated_ms + self.cfg.end_grace_ms <= due => self.end(i, r, out),
                     Some(_) => self.ending.push(Reverse((
                         f.updated_ms + self.cfg.end_grace_ms,
                         i,
@@ -834,7 +827,7 @@ impl FlowTable {
                 }
             } else if idle_due == Some(due) {
                 let i = self.lru_head;
-                self.end(i, EndReason::Idle, None, out);
+                self.end(i, EndReason::Idle, out);
             } else {
                 let Some(Reverse((_, i, generation))) = self.periodic.pop() else {
                     break;
@@ -868,31 +861,19 @@ impl FlowTable {
         // (a cache miss per flow otherwise: flows end in LRU order, their
         // buckets are anywhere). Only the head leaves the list, so `ahead`
         // stays on it.
-        // The hashes computed for the prefetches are kept (in LRU order,
-        // which is the order the flows end in) for the ends.
         const AHEAD: usize = 8;
-        let mut hashes = [0u64; AHEAD];
-        let (mut issued, mut used) = (0usize, 0usize);
         let mut ahead = self.lru_head;
         for _ in 0..AHEAD.min(max) {
-            if let Some((next, hash)) = self.prefetch_bucket(ahead) {
-                hashes[issued % AHEAD] = hash;
-                (issued, ahead) = (issued + 1, next);
-            }
+            ahead = self.prefetch_bucket(ahead);
         }
         for _ in 0..max {
             if self.lru_head == NIL {
                 break;
             }
+            ahead = self.prefetch_bucket(ahead);
             let i = self.lru_head;
-            let hash = (used < issued).then(|| hashes[used % AHEAD]);
-            used += 1;
-            if let Some((next, h)) = self.prefetch_bucket(ahead) {
-                hashes[issued % AHEAD] = h;
-                (issued, ahead) = (issued + 1, next);
-            }
             let reason = self.slab[i as usize].ending.unwrap_or(EndReason::Shutdown);
-            self.end(i, reason, hash, out);
+            self.end(i, reason, out);
         }
         if self.lru_head != NIL {
             return true;
@@ -902,15 +883,13 @@ impl FlowTable {
         false
     }
 
-    /// Prefetches the index bucket of flow `i` and returns the next in LRU
-    /// order and `i`'s key hash (`None` for `NIL`).
-    fn prefetch_bucket(&self, i: u32) -> Option<(u32, u64)> {
+    /// Prefetches the index bucket of flow `i` (nothing for `NIL`) and returns the next in LRU order.
+    fn prefetch_bucket(&self, i: u32) -> u32 {
         if i == NIL {
-            return None;
+            return NIL;
         }
-        let hash = self.full_key(i).stable_hash();
-        self.index.prefetch(hash);
-        Some((self.links[i as usize][1], hash))
+        self.index.prefetch(self.full_key(i).stable_hash());
+        self.links[i as usize][1]
     }
 
     /// Which event kinds anything takes (`serve` without scripts: what the
@@ -1064,13 +1043,7 @@ mod tests {
     /// leave the second uncounted). Every field, small steps, many bases.
     #[test]
     fn fingerprint_tells_neighbouring_records_apart() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = crate::flow::tests::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut same = 0;
         for _ in 0..100_000 {
             let mut r = Compact::default();

@@ -180,12 +180,12 @@ pub struct DecodeTelemetry {
     // Fx, not SipHash: looked up per datagram, keyed by exporters we already accepted
     records: FxHashMap<(std::net::IpAddr, u16, bool), Counter>,
     sampling: FxHashMap<(std::net::IpAddr, usize), Counter>,
-    /// The counters the last datagrams went to and what they have not
-    /// added yet: consecutive datagrams mostly come from one exporter, so
-    /// a batch adds to each counter once ([`DecodeTelemetry::publish`]).
-    pending: [Option<(Counter, u64)>; 2],
-    /// Keys of `pending`: records (exporter, version), sampling (exporter, source).
-    pending_keys: ((std::net::IpAddr, u16), (std::net::IpAddr, usize)),
+    /// Flow records (exporter, version) and sampling sources (exporter,
+    /// source) counted but not added yet: consecutive datagrams mostly come
+    /// from one exporter, so a batch adds to each counter once
+    /// ([`DecodeTelemetry::publish`]).
+    pending_records: Held<(std::net::IpAddr, u16)>,
+    pending_sampling: Held<(std::net::IpAddr, usize)>,
     errors: FxHashMap<(std::net::IpAddr, &'static str), Counter>,
     pub seq_gaps: Counter,
     pub seq_lost: Counter,
@@ -207,11 +207,8 @@ impl DecodeTelemetry {
         DecodeTelemetry {
             records: FxHashMap::default(),
             sampling: FxHashMap::default(),
-            pending: [None, None],
-            pending_keys: (
-                (std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
-                (std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
-            ),
+            pending_records: Held::default(),
+            pending_sampling: Held::default(),
             errors: FxHashMap::default(),
             seq_gaps: counter!("flowhook_decode_sequence_gaps_total"),
             seq_lost: counter!("flowhook_decode_sequence_lost_total"),
@@ -243,13 +240,9 @@ impl DecodeTelemetry {
     ) {
         use crate::decode::sampling::SourceCounts;
         for (i, n) in c.0.iter().enumerate().filter(|(_, n)| **n > 0) {
-            if let Some((_, pending)) = &mut self.pending[1]
-                && self.pending_keys.1 == (exporter, i)
-            {
-                *pending += *n;
+            if self.pending_sampling.add(&(exporter, i), *n) {
                 continue;
             }
-            self.publish_one(1);
             let counter = self
                 .sampling
                 .entry((exporter, i))
@@ -261,8 +254,7 @@ impl DecodeTelemetry {
                     )
                 })
                 .clone();
-            self.pending[1] = Some((counter, *n));
-            self.pending_keys.1 = (exporter, i);
+            self.pending_sampling.hold((exporter, i), counter, *n);
         }
         if self.sampling.len() > 4 * MAX_EXPORTER_LABELS {
             self.sampling.clear();
@@ -272,14 +264,8 @@ impl DecodeTelemetry {
     /// Adds what the last datagrams counted to the shared counters (at the
     /// end of each batch).
     pub fn publish(&mut self) {
-        self.publish_one(0);
-        self.publish_one(1);
-    }
-
-    fn publish_one(&mut self, i: usize) {
-        if let Some((c, n)) = self.pending[i].take() {
-            c.increment(n);
-        }
+        self.pending_records.publish();
+        self.pending_sampling.publish();
     }
 
     /// Template and held-data totals of the shard's decoder.
@@ -320,21 +306,15 @@ impl DecodeTelemetry {
                 continue;
             }
             // flow records: added up while the exporter stays the same
-            if is_flow {
-                if let Some((_, pending)) = &mut self.pending[0]
-                    && self.pending_keys.0 == (exporter, version)
-                {
-                    *pending += n as u64;
-                    continue;
-                }
-                self.publish_one(0);
+            if is_flow && self.pending_records.add(&(exporter, version), n as u64) {
+                continue;
             }
             let c = self.records.entry((exporter, version, is_flow)).or_insert_with(|| {
                 counter!("flowhook_decode_records_total", "exporter" => exporter_label(exporter), "version" => version.to_string(), "kind" => if is_flow { "flow" } else { "options" })
             });
             if is_flow {
-                self.pending[0] = Some((c.clone(), n as u64));
-                self.pending_keys.0 = (exporter, version);
+                self.pending_records
+                    .hold((exporter, version), c.clone(), n as u64);
             } else {
                 c.increment(n as u64);
             }
@@ -446,6 +426,45 @@ impl FlowTelemetry {
                 self.events[k].increment(n - self.last_skipped[k]);
                 self.last_skipped[k] = *n;
             }
+        }
+    }
+}
+
+/// One counter's count held back while the key stays the same.
+struct Held<K> {
+    held: Option<(K, Counter, u64)>,
+}
+
+impl<K> Default for Held<K> {
+    fn default() -> Self {
+        Held { held: None }
+    }
+}
+
+impl<K: PartialEq> Held<K> {
+    /// Adds `n` when `key` is the key held (true); else publishes what is
+    /// held (false: the caller looks the counter up and [`Held::hold`]s it).
+    fn add(&mut self, key: &K, n: u64) -> bool {
+        match &mut self.held {
+            Some((k, _, held)) if k == key => {
+                *held += n;
+                true
+            }
+            _ => {
+                self.publish();
+                false
+            }
+        }
+    }
+
+    fn hold(&mut self, key: K, counter: Counter, n: u64) {
+        self.publish();
+        self.held = Some((key, counter, n));
+    }
+
+    fn publish(&mut self) {
+        if let Some((_, c, n)) = self.held.take() {
+            c.increment(n);
         }
     }
 }
