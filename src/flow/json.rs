@@ -702,13 +702,7 @@ mod tests {
 
     #[test]
     fn fast_formatters_match_the_reference() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = crate::flow::tests::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut times = vec![
             0i64,
             1,
@@ -788,11 +782,9 @@ mod tests {
             p *= 10;
             vals.extend([p - 1, p, p + 1]);
         }
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = crate::flow::tests::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..100_000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
+            let rng = next();
             vals.push(rng >> (rng % 64));
         }
         for v in vals {
@@ -815,13 +807,7 @@ mod tests {
     /// `secs` writes what serde_json writes for the f64 `ms / 1000`.
     #[test]
     fn seconds_match_the_reference() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = crate::flow::tests::xorshift(0x2545_f491_4f6c_dd1du64);
         let mut ms = vec![
             0i64,
             1,

@@ -242,13 +242,7 @@ mod tests {
     /// and IPv6, every field), exporters changing in runs and alternately.
     #[test]
     fn key_hasher_gives_stable_hash() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::flow::tests::xorshift(0x2545_f491_4f6c_dd1du64);
         let mut kh = KeyHasher::new();
         let exporters: Vec<Addr> = (0..3)
             .map(|_| (u128::from(next()) << 64 | u128::from(next())).to_be_bytes())

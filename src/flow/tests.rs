@@ -434,3 +434,13 @@ fn unwanted_events_are_counted_not_built() {
     );
     assert!(t.stats.skipped[EventKind::StatusChanged as usize] >= 1);
 }
+
+/// A xorshift64 sequence from `seed` (the flow module's tests' random inputs).
+pub(crate) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
