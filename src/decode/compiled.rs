@@ -743,6 +743,11 @@ impl Plans {
         self.map.len()
     }
 
+    /// The ids of the compiled templates.
+    pub fn ids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.map.keys().copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

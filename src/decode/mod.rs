@@ -149,6 +149,10 @@ pub struct Decoder {
     generation: u64,
     /// Template ids a refresh datagram repeated (scratch).
     refreshed: Vec<u16>,
+    /// Bumped whenever the crate's state may change (a datagram it parses,
+    /// a stream it forgets): a stream whose `held_epoch` equals it still
+    /// has every compiled template in the crate's cache, unasked.
+    crate_epoch: u64,
     pub stats: DecodeStats,
 }
 
@@ -194,6 +198,7 @@ impl Decoder {
             rules: sampling::Rules::default(),
             generation: 0,
             refreshed: Vec::new(),
+            crate_epoch: 1,
             stats: DecodeStats::default(),
         })
     }
@@ -236,15 +241,31 @@ impl Decoder {
         if state.plans.is_empty() {
             return None;
         }
-        let crate_parser = self.parser.get_parser(&key)?;
         let ipfix = frame.version == 10;
-        let held = |id| {
+        let has = |p: &NetflowParser, id| {
             if ipfix {
-                crate_parser.has_ipfix_template(id)
+                p.has_ipfix_template(id)
             } else {
-                crate_parser.has_v9_template(id)
+                p.has_v9_template(id)
             }
         };
+        // Whether the crate still holds a template (it must: it is the
+        // reference). Without a template TTL its cache changes only when it
+        // parses or forgets, so once every plan of the stream is found there
+        // the answer stands until `crate_epoch` moves: no lookup per set.
+        let ttl = self.template_ttl.is_some();
+        let crate_parser = if !ttl && state.held_epoch == self.crate_epoch {
+            None
+        } else {
+            let p = self.parser.get_parser(&key)?;
+            if !ttl && state.plans.ids().all(|id| has(p, id)) {
+                state.held_epoch = self.crate_epoch;
+                None
+            } else {
+                Some(p)
+            }
+        };
+        let held = |id| crate_parser.is_none_or(|p| has(p, id));
         // Data sets of compiled templates, and template sets that only
         // refresh compiled templates (the crate already holds them as they
         // are; with a template TTL the crate must see the refresh).
@@ -330,6 +351,7 @@ impl Decoder {
 
     /// Drops the crate's state of the streams the stream table evicted.
     fn forget_evicted(&mut self) {
+        self.crate_epoch += 1;
         for k in self.streams.evicted.drain(..) {
             self.parser.remove_source(&k);
         }
@@ -484,6 +506,8 @@ impl Decoder {
         if evicted {
             self.stats.streams_evicted += 1;
         }
+        // the crate parses this datagram: what it holds may change
+        self.crate_epoch += 1;
         // Templates with variable-length fields are ours to decode (see `varlen`).
         let wire_sets = if frame.version >= 9 {
             varlen::sets(&frame.msg, frame.version)

@@ -34,6 +34,9 @@ pub struct StreamState {
     pub plans: Plans,
     /// Template records as sent (what the state file keeps).
     pub wire: super::persist::WireTemplates,
+    /// The decoder's crate epoch at which every plan was last found in the
+    /// crate's cache (0: not yet).
+    pub held_epoch: u64,
     last_used: u64,
 }
 
@@ -68,7 +71,8 @@ impl Streams {
     pub fn get(&mut self, key: StreamKey) -> (&mut StreamState, bool) {
         self.tick += 1;
         let mut evicted = false;
-        if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+        // (below capacity, the one lookup of `entry`)
+        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
             let mut ages: Vec<(u64, StreamKey)> =
                 self.map.iter().map(|(k, v)| (v.last_used, *k)).collect();
             ages.sort_unstable_by_key(|(t, _)| *t);

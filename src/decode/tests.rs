@@ -333,3 +333,91 @@ fn ipfix_delta_and_sysuptime_times() {
         (Some(T0_MS + 1500), Some(T0_MS + 4500))
     );
 }
+
+#[test]
+fn compiled_path_follows_the_crates_template_cache() {
+    // Two templates and one stream at most: the crate evicts its least
+    // recently used template for a third (our plans may keep another one:
+    // docs/compatibility.md) and forgets a stream for another exporter's.
+    // The compiled path asks the crate only when the crate's state may have
+    // changed; it must still decode a data set exactly when the crate holds
+    // its template, step by step.
+    let limits = DecoderLimits {
+        max_exporters: 1,
+        max_templates_per_exporter: 2,
+        ..DecoderLimits::default()
+    };
+    let layouts: [&[(u16, u16)]; 3] = [FLOW, &FLOW[..5], &FLOW[..4]];
+    let data = |id: u16, seq: u32| {
+        let n = layouts[usize::from(id - 256)].len() * 4;
+        V9::new()
+            .set(id, &flow([10, 0, 0, 1], 100, 1)[..n], 1)
+            .build(seq, 0)
+    };
+    let tpl = |id: u16, seq: u32| {
+        V9::new()
+            .set(0, &template(id, layouts[usize::from(id - 256)]), 1)
+            .build(seq, 0)
+    };
+    let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+    let (mut fast, mut refused) = (0, 0);
+    for first in [256u16, 257] {
+        let mut d = Decoder::new(&limits).unwrap();
+        d.set_compiled(true);
+        let steps = [
+            (a, 1, Some(first)),
+            (a, 2, Some(513 - first)),
+            (a, 3, None),
+            (a, 4, None),
+            // the crate path sees data of 256 (with data of a template not
+            // known yet): 256 becomes the crate's most recently used
+            (a, 5, Some(0)),
+            // a third template: each cache of two drops one
+            (a, 6, Some(258)),
+            (a, 7, None),
+            (a, 8, None),
+            // another exporter: the stream table of one forgets the first
+            (b, 1, Some(258)),
+            (b, 2, None),
+            (a, 9, None),
+        ];
+        let (mut out, mut compact) = (Vec::new(), Vec::new());
+        for (from, seq, template) in steps {
+            if let Some(id) = template {
+                let msg = if id == 0 {
+                    V9::new()
+                        .set(256, &flow([10, 0, 0, 2], 1, 1), 1)
+                        .set(258, &flow([10, 0, 0, 3], 1, 1)[..16], 1)
+                        .build(seq, 0)
+                } else {
+                    tpl(id, seq)
+                };
+                d.decode_split(from, &msg, &mut out, &mut compact).unwrap();
+                continue;
+            }
+            for id in 256..=258u16 {
+                let key = StreamKey {
+                    exporter: from,
+                    version: 9,
+                    domain: 0,
+                };
+                let held = d
+                    .parser
+                    .get_parser(&key)
+                    .is_some_and(|p| p.has_v9_template(id));
+                out.clear();
+                compact.clear();
+                let o = d
+                    .decode_split(from, &data(id, seq), &mut out, &mut compact)
+                    .unwrap();
+                let step = format!("{first} first, {from} seq {seq}, data of {id}");
+                assert_eq!(o.flows, usize::from(held), "{step}");
+                assert_eq!(o.missing_templates, usize::from(!held), "{step}");
+                fast += compact.len();
+                refused += usize::from(!held);
+            }
+        }
+    }
+    assert!(fast >= 8, "the compiled path decoded {fast} records");
+    assert!(refused >= 4, "only {refused} data sets without a template");
+}
