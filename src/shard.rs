@@ -38,6 +38,13 @@ use crate::script::ScriptRunner;
 use crate::state::{SavedStream, Snapshot};
 use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
+/// Bytes reserved per `flowEnd` line of a shutdown chunk (a line is 500 to
+/// 700 bytes; a chunk's buffer stays under `Recycle::MAX_BYTES` and is reused).
+const LINE_ROOM: usize = 1024;
+
+/// How long a shutdown chunk waits for a written buffer to come back.
+const RECYCLE_WAIT: Duration = Duration::from_millis(20);
+
 /// One shard's state and outlets.
 pub struct Shard {
     pub id: usize,
@@ -237,11 +244,19 @@ impl Work {
         // in chunks: every flow's events at once would be a buffer per
         // table (tens of MB, page-faulted in and copied as it grows)
         loop {
+            // room for the chunk's lines at once: a buffer grown line by
+            // line is copied into fresh pages at each doubling
+            self.lines
+                .buf
+                .reserve(FlowTable::SHUTDOWN_CHUNK * LINE_ROOM);
             let more = self
                 .shard
                 .table
                 .end_some(FlowTable::SHUTDOWN_CHUNK, &mut self.events);
-            self.emit();
+            self.ftel.table(&self.shard.table);
+            self.done = !self
+                .shard
+                .emit(&mut self.events, &mut self.lines, &mut self.ftel, true);
             if self.done || !more {
                 break;
             }
@@ -272,7 +287,7 @@ impl Work {
         self.ftel.table(&self.shard.table);
         self.done = !self
             .shard
-            .emit(&mut self.events, &mut self.lines, &mut self.ftel);
+            .emit(&mut self.events, &mut self.lines, &mut self.ftel, false);
     }
 }
 
@@ -326,11 +341,14 @@ impl Shard {
 
     /// Events to the scripts (what they cannot take is written here) and
     /// the lines to the sink; false when the sink is gone.
+    /// `ending`: a shutdown chunk, whose next buffer may wait for one the
+    /// output thread is writing ([`Recycle::take_waiting`]).
     fn emit(
         &mut self,
         events: &mut Vec<FlowEvent>,
         lines: &mut Lines,
         tel: &mut FlowTelemetry,
+        ending: bool,
     ) -> bool {
         match &self.scripts {
             // the script workers write the events they take; this shard writes what they refuse
@@ -353,7 +371,11 @@ impl Shard {
         tel.publish();
         match &self.out {
             Some(tx) if !lines.is_empty() => {
-                let next = self.recycle.take();
+                let next = if ending {
+                    self.recycle.take_waiting(RECYCLE_WAIT)
+                } else {
+                    self.recycle.take()
+                };
                 tx.send(OutputMsg::Lines(std::mem::replace(lines, next)))
                     .is_ok()
             }

@@ -77,7 +77,7 @@ pub trait Sink: Send {
 /// faulting in fresh pages and giving them back every time. Bounded: at most
 /// [`Recycle::KEEP`] batches, none whose buffer grew past [`Recycle::MAX_BYTES`].
 #[derive(Debug, Clone, Default)]
-pub struct Recycle(std::sync::Arc<std::sync::Mutex<Vec<Lines>>>);
+pub struct Recycle(std::sync::Arc<(std::sync::Mutex<Vec<Lines>>, std::sync::Condvar)>);
 
 impl Recycle {
     /// Batches kept at most.
@@ -91,20 +91,36 @@ impl Recycle {
             return;
         }
         lines.clear();
-        if let Ok(mut kept) = self.0.lock()
+        let (kept, back) = &*self.0;
+        if let Ok(mut kept) = kept.lock()
             && kept.len() < Self::KEEP
         {
             kept.push(lines);
+            back.notify_one();
         }
     }
 
     /// An empty batch: a kept one when there is one.
     pub fn take(&self) -> Lines {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut kept| kept.pop())
-            .unwrap_or_default()
+        self.take_waiting(Duration::ZERO)
+    }
+
+    /// An empty batch, waiting up to `wait` for one the output thread is
+    /// still writing when none is kept (a shutdown's batches come faster than
+    /// a file takes them: waiting keeps their memory in a few buffers instead
+    /// of a fresh one for every batch queued); a new one after that.
+    pub fn take_waiting(&self, wait: Duration) -> Lines {
+        let (kept, back) = &*self.0;
+        let Ok(mut kept) = kept.lock() else {
+            return Lines::default();
+        };
+        if kept.is_empty() && !wait.is_zero() {
+            match back.wait_timeout_while(kept, wait, |k| k.is_empty()) {
+                Ok((k, _)) => kept = k,
+                Err(_) => return Lines::default(),
+            }
+        }
+        kept.pop().unwrap_or_default()
     }
 }
 
@@ -399,5 +415,26 @@ mod tests {
             kept += 1;
         }
         assert_eq!(kept, Recycle::KEEP);
+    }
+
+    /// A shard waiting for a batch gets the one the output thread puts back.
+    #[test]
+    fn take_waiting_gets_the_batch_put_back() {
+        use std::time::{Duration, Instant};
+        let r = Recycle::default();
+        let t = Instant::now();
+        assert_eq!(r.take_waiting(Duration::from_millis(20)).buf.capacity(), 0);
+        assert!(
+            t.elapsed() >= Duration::from_millis(20),
+            "waited for nothing"
+        );
+        let back = r.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            back.put(batch(8192));
+        });
+        let l = r.take_waiting(Duration::from_secs(60));
+        assert!(l.buf.capacity() >= 8192 && l.is_empty());
+        writer.join().unwrap();
     }
 }
