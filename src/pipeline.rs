@@ -379,6 +379,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
         }
         None => (None, None),
     };
+    let end_turns = Arc::new(crate::shard::EndTurns::for_this_machine());
     let mut restore_txs = Vec::with_capacity(n);
     let (mut restored, mut restored_streams) = (0, 0);
     for (i, streams) in saved.into_iter().enumerate() {
@@ -409,6 +410,7 @@ pub async fn start(cfg: &Config, geo: Arc<GeoService>) -> Result<Running, Pipeli
             queued: queued.clone(),
             state: state_tx.clone().map(|tx| (tx, cfg.state.write_interval)),
             restore: state_dir.is_some().then_some(restore_rx),
+            end_turns: end_turns.clone(),
         };
         let cell = shard.into_cell();
         senders.push(ShardTx {

@@ -25,7 +25,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::decode::Decoder;
@@ -64,6 +64,55 @@ pub struct Shard {
     pub state: Option<(SyncSender<Snapshot>, Duration)>,
     /// Streams to restore while running (saved by an instance this one takes over from).
     pub restore: Option<Receiver<Vec<SavedStream>>>,
+    /// Turns for ending the flows at shutdown, shared by the shards ([`EndTurns`]).
+    pub end_turns: Arc<EndTurns>,
+}
+
+/// How many shards end their flows at once at shutdown: one core fewer than
+/// the machine has (at least one), the output thread writing on the last.
+/// Each shard's shutdown encodes a `flowEnd` line per flow, which the one
+/// output thread writes: more shards encoding at once than cores beside it
+/// only take turns on the cores (and their caches), costing CPU, not time.
+pub struct EndTurns {
+    free: Mutex<usize>,
+    back: Condvar,
+}
+
+impl EndTurns {
+    /// `turns` shards may end their flows at once (at least one).
+    pub fn new(turns: usize) -> Self {
+        EndTurns {
+            free: Mutex::new(turns.max(1)),
+            back: Condvar::new(),
+        }
+    }
+
+    /// One turn per core beyond the first.
+    pub fn for_this_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(cores.saturating_sub(1))
+    }
+
+    /// Waits for a turn; it is handed back when the guard drops.
+    pub fn take(&self) -> EndTurn<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.back.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        EndTurn(self)
+    }
+}
+
+/// A turn of [`EndTurns`], handed back on drop.
+pub struct EndTurn<'a>(&'a EndTurns);
+
+impl Drop for EndTurn<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        *free += 1;
+        self.0.back.notify_one();
+    }
 }
 
 /// A shard and what it works with, behind the lock of its [`Cell`].
@@ -240,6 +289,8 @@ impl Work {
 
     /// Every flow ends (`shutdown`); the streams' last snapshot.
     fn finish(&mut self) {
+        let turns = self.shard.end_turns.clone();
+        let _turn = turns.take();
         self.shard.table.advance(wall_ms(), &mut self.events);
         // in chunks: every flow's events at once would be a buffer per
         // table (tens of MB, page-faulted in and copied as it grows)
@@ -384,5 +435,49 @@ impl Shard {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndTurns;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// No more shards end their flows at once than there are turns, and
+    /// every one gets its turn.
+    #[test]
+    fn end_turns_bound_the_shards_ending_at_once() {
+        for turns in [1, 2] {
+            let t = Arc::new(EndTurns::new(turns));
+            let (now, most, done) = (
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+            );
+            let threads: Vec<_> = (0..5)
+                .map(|_| {
+                    let (t, now, most, done) = (t.clone(), now.clone(), most.clone(), done.clone());
+                    std::thread::spawn(move || {
+                        let _turn = t.take();
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            for th in threads {
+                th.join().unwrap();
+            }
+            assert_eq!(done.load(Ordering::SeqCst), 5);
+            let most = most.load(Ordering::SeqCst);
+            assert!(most <= turns, "{most} at once with {turns} turns");
+        }
+        // no turn is no shard at all: at least one
+        let t = EndTurns::new(0);
+        drop(t.take());
     }
 }
