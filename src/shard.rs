@@ -277,14 +277,14 @@ impl Work {
         }
         self.stats.clone_from(s);
         dtel.publish();
-        self.emit();
+        self.emit(false);
     }
 
     /// A second without a queued batch: the flow table's timers.
     fn tick(&mut self) {
         self.duties();
         self.shard.table.advance(wall_ms(), &mut self.events);
-        self.emit();
+        self.emit(false);
     }
 
     /// Every flow ends (`shutdown`); the streams' last snapshot.
@@ -304,10 +304,7 @@ impl Work {
                 .shard
                 .table
                 .end_some(FlowTable::SHUTDOWN_CHUNK, &mut self.events);
-            self.ftel.table(&self.shard.table);
-            self.done = !self
-                .shard
-                .emit(&mut self.events, &mut self.lines, &mut self.ftel, true);
+            self.emit(true);
             if self.done || !more {
                 break;
             }
@@ -333,12 +330,13 @@ impl Work {
         );
     }
 
-    /// The table's gauges, then the events out; `done` when the sink is gone.
-    fn emit(&mut self) {
+    /// The table's gauges, then the events out; `done` when the sink is
+    /// gone. `ending`: a shutdown chunk ([`Shard::emit`]).
+    fn emit(&mut self, ending: bool) {
         self.ftel.table(&self.shard.table);
         self.done = !self
             .shard
-            .emit(&mut self.events, &mut self.lines, &mut self.ftel, false);
+            .emit(&mut self.events, &mut self.lines, &mut self.ftel, ending);
     }
 }
 

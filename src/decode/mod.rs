@@ -133,6 +133,10 @@ pub struct TemplateStats {
     pub pending_dropped: u64,
 }
 
+/// Most compiled templates a stream may have for the decoder to remember
+/// that the crate holds them all (see `decode_compiled`).
+const HELD_CHECK_MAX: usize = 16;
+
 /// One shard's decoder: parser state per exporter stream, bounded.
 pub struct Decoder {
     parser: RouterScopedParser<StreamKey>,
@@ -253,12 +257,14 @@ impl Decoder {
         // reference). Without a template TTL its cache changes only when it
         // parses or forgets, so once every plan of the stream is found there
         // the answer stands until `crate_epoch` moves: no lookup per set.
-        let ttl = self.template_ttl.is_some();
-        let crate_parser = if !ttl && state.held_epoch == self.crate_epoch {
+        // (A stream with many plans is asked per set, as it was: checking
+        // them all after every crate parse could cost more than it saves.)
+        let cached = self.template_ttl.is_none() && state.plans.len() <= HELD_CHECK_MAX;
+        let crate_parser = if cached && state.held_epoch == self.crate_epoch {
             None
         } else {
             let p = self.parser.get_parser(&key)?;
-            if !ttl && state.plans.ids().all(|id| has(p, id)) {
+            if cached && state.plans.ids().all(|id| has(p, id)) {
                 state.held_epoch = self.crate_epoch;
                 None
             } else {
