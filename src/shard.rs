@@ -40,7 +40,7 @@ use crate::telemetry::{DecodeTelemetry, FlowTelemetry};
 
 /// Bytes reserved per `flowEnd` line of a shutdown chunk (a line is 500 to
 /// 700 bytes; a chunk's buffer stays under `Recycle::MAX_BYTES` and is reused).
-const LINE_ROOM: usize = 1024;
+const CHUNK_BYTES_PER_LINE: usize = 1024;
 
 /// How long a shutdown chunk waits for a written buffer to come back.
 const RECYCLE_WAIT: Duration = Duration::from_millis(20);
@@ -299,7 +299,7 @@ impl Work {
             // line is copied into fresh pages at each doubling
             self.lines
                 .buf
-                .reserve(FlowTable::SHUTDOWN_CHUNK * LINE_ROOM);
+                .reserve(FlowTable::SHUTDOWN_CHUNK * CHUNK_BYTES_PER_LINE);
             let more = self
                 .shard
                 .table

@@ -755,8 +755,7 @@ impl FlowTable {
     }
 
     fn end(&mut self, i: u32, reason: EndReason, out: &mut Vec<FlowEvent>) {
-        // the hash is recomputed rather than stored: 8 bytes less per flow
-        let hash = self.full_key(i).stable_hash();
+        let hash = self.hash_of(i);
         if !self.slab[i as usize].detected() {
             self.slab[i as usize].bits |= DETECTED;
             self.push_event(i, EventKind::ProtocolDetected, out);
@@ -888,7 +887,7 @@ impl FlowTable {
         if i == NIL {
             return NIL;
         }
-        self.index.prefetch(self.full_key(i).stable_hash());
+        self.index.prefetch(self.hash_of(i));
         self.links[i as usize][1]
     }
 
@@ -909,17 +908,20 @@ impl FlowTable {
     }
 
     fn event(&self, i: u32, kind: EventKind) -> FlowEvent {
+        let hash = self.hash_of(i);
         let (c, s) = self.slab[i as usize].sides();
         let geo = &self.cold[i as usize].geo;
         FlowEvent {
             kind,
             time_ms: self.now_ms,
-            flow: self.view(
-                i,
-                self.full_key(i).stable_hash(),
-                [geo[c].clone(), geo[s].clone()],
-            ),
+            flow: self.view(i, hash, [geo[c].clone(), geo[s].clone()]),
         }
+    }
+
+    /// The stable hash of flow `i`'s key (recomputed rather than stored:
+    /// 8 bytes less per flow).
+    fn hash_of(&self, i: u32) -> u64 {
+        self.full_key(i).stable_hash()
     }
 
     /// The snapshot of flow `i`, whose key hashes to `hash`, with the
@@ -927,7 +929,7 @@ impl FlowTable {
     fn view(&self, i: u32, hash: u64, [cli_geo, srv_geo]: [Option<Arc<GeoInfo>>; 2]) -> FlowView {
         let f = &self.slab[i as usize];
         let cold = &self.cold[i as usize];
-        let key = self.full_key(i);
+        let (exporter, domain) = self.sources.source(f.key.src);
         let (c, s) = f.sides();
         let (cli_addr, cli_port, srv_addr, srv_port) = if f.cli_is_a() {
             (&f.key.a_addr, f.key.a_port, &f.key.b_addr, f.key.b_port)
@@ -959,8 +961,8 @@ impl FlowTable {
         };
         FlowView {
             key: hash,
-            exporter: ip(&key.exporter),
-            observation_domain: key.domain,
+            exporter: ip(exporter),
+            observation_domain: domain,
             vlan: f.key.vlan,
             cli_ip: ip(cli_addr),
             srv_ip: ip(srv_addr),
